@@ -1,0 +1,69 @@
+//===- RoPE.h - Rotary position embedding frequencies -----------*- C++ -*-===//
+//
+// The frequency tables behind `#moe.rope` and the MLA softmax scale, computed
+// the way Hugging Face transformers computes them (modeling_rope_utils.py,
+// `_compute_default_rope_parameters`, `_compute_linear_scaling_rope_parameters`,
+// `_compute_yarn_parameters`; modeling_deepseek_v3.py, `yarn_get_mscale`).
+// Plain C++ so that the importers, the lowering and the runtime share it.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_SUPPORT_ROPE_H
+#define MOE_SUPPORT_ROPE_H
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace moe {
+
+enum class RopeScalingKind { Default, Linear, Yarn };
+
+/// The fields of a Hugging Face `rope_scaling` / `rope_parameters` block that
+/// change the maths. Zero `mscale`, `mscaleAllDim` or `attentionFactor` mean
+/// "absent from the config".
+struct RopeParams {
+  double theta = 10000.0;
+  RopeScalingKind kind = RopeScalingKind::Default;
+  double factor = 1.0;
+  int64_t originalMaxPosition = 0;
+  double betaFast = 32.0;
+  double betaSlow = 1.0;
+  double mscale = 0.0;
+  double mscaleAllDim = 0.0;
+  double attentionFactor = 0.0;
+};
+
+/// Checks the parameters; returns
+/// an empty string when they are usable, else what is wrong, naming the field.
+std::string validateRopeParams(const RopeParams &params);
+
+/// YaRN's magnitude correction: `0.1 * mscale * ln(scale) + 1` for
+/// `scale > 1`, else 1.
+double yarnGetMScale(double scale, double mscale = 1.0);
+
+/// The YaRN correction range `[low, high]` (in rotary pair indices, clamped
+/// to `[0, rotaryDim - 1]`) between which frequencies blend.
+std::pair<double, double> yarnCorrectionRange(const RopeParams &params,
+                                              int64_t rotaryDim);
+
+/// The rotation table: `rotaryDim / 2` inverse frequencies and the factor
+/// that multiplies cos and sin (1 unless YaRN).
+struct RopeTable {
+  std::vector<double> invFreq;
+  double attentionFactor = 1.0;
+};
+RopeTable computeRopeTable(const RopeParams &params, int64_t rotaryDim);
+
+/// The linear scaling divides positions by `factor`; express it as the
+/// multiplier on the position.
+double ropePositionScale(const RopeParams &params);
+
+/// The MLA softmax scale: `qkHeadDim^-0.5`, times `mscale^2` with
+/// `mscale = yarnGetMScale(factor, mscale_all_dim)` when a scaled RoPE sets
+/// `mscale_all_dim` (modeling_deepseek_v3.py, `DeepseekV3Attention`).
+double getMLASoftmaxScale(int64_t qkHeadDim, const RopeParams &params);
+
+} // namespace moe
+
+#endif // MOE_SUPPORT_ROPE_H

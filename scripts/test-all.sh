@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Builds moec and runs every test (lit + GoogleTest); the last line printed is
+# `N passed, N failed[, N skipped]`. Exits non-zero if anything failed.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${MOE_BUILD_DIR:-$root/build}
+"$root/scripts/build.sh"
+exec python3 "$root/scripts/run_tests.py" --build-dir "$build" \
+  --lit "$(command -v lit-22 || echo "$(llvm-config-22 --bindir)/lit")"

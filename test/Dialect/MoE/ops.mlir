@@ -1,0 +1,102 @@
+// Round trip of every moe op: custom form, and generic form re-parsed.
+// RUN: moe-opt %s | moe-opt | FileCheck %s
+// RUN: moe-opt %s --mlir-print-op-generic | moe-opt | FileCheck %s
+
+// CHECK-LABEL: func.func @weight
+func.func @weight() -> tensor<16x64xbf16> {
+  // CHECK: %[[W:.+]] = moe.weight "model.layers.0.mlp.gate.weight" : tensor<16x64xbf16>
+  %w = moe.weight "model.layers.0.mlp.gate.weight" : tensor<16x64xbf16>
+  // CHECK: return %[[W]]
+  return %w : tensor<16x64xbf16>
+}
+
+// CHECK-LABEL: func.func @embedding
+// CHECK-SAME: (%[[IDS:.+]]: tensor<?x8xi32>)
+func.func @embedding(%ids: tensor<?x8xi32>) -> tensor<?x8x64xf32> {
+  // CHECK: %[[T:.+]] = moe.weight "model.embed_tokens.weight"
+  %t = moe.weight "model.embed_tokens.weight" : tensor<256x64xf32>
+  // CHECK: moe.embedding %[[T]][%[[IDS]]] : tensor<256x64xf32>, tensor<?x8xi32> -> tensor<?x8x64xf32>
+  %h = moe.embedding %t[%ids] : tensor<256x64xf32>, tensor<?x8xi32> -> tensor<?x8x64xf32>
+  return %h : tensor<?x8x64xf32>
+}
+
+// CHECK-LABEL: func.func @rms_norm
+// CHECK-SAME: (%[[X:.+]]: tensor<2x?x64xbf16>, %[[W:.+]]: tensor<64xf32>)
+func.func @rms_norm(%x: tensor<2x?x64xbf16>, %w: tensor<64xf32>) -> tensor<2x?x64xbf16> {
+  // CHECK: moe.rms_norm %[[X]], %[[W]] eps(9.99999997E-7) : tensor<2x?x64xbf16>, tensor<64xf32>
+  %y = moe.rms_norm %x, %w eps(1.0e-6) : tensor<2x?x64xbf16>, tensor<64xf32>
+  return %y : tensor<2x?x64xbf16>
+}
+
+// CHECK-LABEL: func.func @rope
+// CHECK-SAME: (%[[X:.+]]: tensor<1x?x4x64xf32>, %[[P:.+]]: tensor<1x?xi64>)
+func.func @rope(%x: tensor<1x?x4x64xf32>, %pos: tensor<1x?xi64>) -> (tensor<1x?x4x64xf32>, tensor<1x?x4x64xf32>, tensor<1x?x4x64xf32>) {
+  // Parameters at their default are elided when printing.
+  // CHECK: moe.rope %[[X]], %[[P]] style = <half_split> rope = <> : tensor<1x?x4x64xf32>, tensor<1x?xi64>
+  %a = moe.rope %x, %pos style = <half_split> rope = <theta = 10000.0> : tensor<1x?x4x64xf32>, tensor<1x?xi64>
+  // CHECK: moe.rope %[[X]], %[[P]] style = <half_split> rope = <theta = 5.000000e+05, scaling = linear, factor = 8.000000e+00> {rotary_dim = 32 : i64}
+  %b = moe.rope %x, %pos style = <half_split> rope = <theta = 500000.0, scaling = linear, factor = 8.0> {rotary_dim = 32 : i64} : tensor<1x?x4x64xf32>, tensor<1x?xi64>
+  // CHECK: moe.rope %[[X]], %[[P]] style = <interleaved> rope = <scaling = yarn, factor = 4.000000e+01, original_max_position = 4096, mscale = 1.000000e+00, mscale_all_dim = 7.070000e-01, attention_factor = 1.250000e+00>
+  %c = moe.rope %x, %pos style = <interleaved> rope = <scaling = yarn, factor = 40.0, original_max_position = 4096, beta_fast = 32.0, mscale = 1.0, mscale_all_dim = 0.707, attention_factor = 1.25> : tensor<1x?x4x64xf32>, tensor<1x?xi64>
+  return %a, %b, %c : tensor<1x?x4x64xf32>, tensor<1x?x4x64xf32>, tensor<1x?x4x64xf32>
+}
+
+// CHECK-LABEL: func.func @route
+// CHECK-SAME: (%[[X:.+]]: tensor<?x64xbf16>)
+func.func @route(%x: tensor<?x64xbf16>) -> (tensor<?x8xi32>, tensor<?x8xf32>, tensor<?x2xi32>, tensor<?x4xf32>, tensor<?x4xf32>) {
+  %g = moe.weight "gate" : tensor<32x64xbf16>
+  %b = moe.weight "bias" : tensor<32xf32>
+  // DeepSeek-V3: sigmoid, selection-only bias, groups scored by top-2 sum.
+  // CHECK: %{{.+}}, %{{.+}} = moe.route %[[X]], %{{.+}} bias(%{{.+}}) {group_score = #moe.group_score<top2_sum>, n_group = 8 : i64, renorm = #moe.renorm<sum>, renorm_eps = 9.99999968E-21 : f32, scaling_factor = 2.500000e+00 : f32, score = #moe.score<sigmoid>, top_k = 8 : i64, topk_group = 4 : i64} : (tensor<?x64xbf16>, tensor<32x64xbf16>, tensor<32xf32>) -> (tensor<?x8xi32>, tensor<?x8xf32>)
+  %i0, %w0 = moe.route %x, %g bias(%b) {top_k = 8 : i64, score = #moe.score<sigmoid>, n_group = 8 : i64, topk_group = 4 : i64, group_score = #moe.group_score<top2_sum>, renorm = #moe.renorm<sum>, renorm_eps = 1.0e-20 : f32, scaling_factor = 2.5 : f32} : (tensor<?x64xbf16>, tensor<32x64xbf16>, tensor<32xf32>) -> (tensor<?x8xi32>, tensor<?x8xf32>)
+  // Mixtral: softmax, top-2, renormalised; defaults elided.
+  // CHECK: moe.route %[[X]], %{{.+}} {renorm = #moe.renorm<sum>, score = #moe.score<softmax>, top_k = 2 : i64} : (tensor<?x64xbf16>, tensor<32x64xbf16>) -> (tensor<?x2xi32>, tensor<?x2xf32>)
+  %i1, %w1 = moe.route %x, %g {top_k = 2 : i64, score = #moe.score<softmax>, renorm = #moe.renorm<sum>} : (tensor<?x64xbf16>, tensor<32x64xbf16>) -> (tensor<?x2xi32>, tensor<?x2xf32>)
+  // DeepSeek-V2: softmax, groups scored by max, scaled.
+  // CHECK: moe.route %[[X]], %{{.+}} {n_group = 4 : i64, scaling_factor = 1.600000e+01 : f32, score = #moe.score<softmax>, top_k = 4 : i64, topk_group = 2 : i64}
+  %i2, %w2 = moe.route %x, %g {top_k = 4 : i64, score = #moe.score<softmax>, n_group = 4 : i64, topk_group = 2 : i64, scaling_factor = 16.0 : f32} : (tensor<?x64xbf16>, tensor<32x64xbf16>) -> (tensor<?x4xi32>, tensor<?x4xf32>)
+  // GPT-OSS / Granite: top-k of the logits, softmax over the k.
+  // CHECK: moe.route %[[X]], %{{.+}} {order = #moe.order<topk_then_softmax>, score = #moe.score<none>, top_k = 4 : i64}
+  %i3, %w3 = moe.route %x, %g {top_k = 4 : i64, score = #moe.score<none>, order = #moe.order<topk_then_softmax>} : (tensor<?x64xbf16>, tensor<32x64xbf16>) -> (tensor<?x4xi32>, tensor<?x4xf32>)
+  return %i0, %w0, %i1, %w2, %w3 : tensor<?x8xi32>, tensor<?x8xf32>, tensor<?x2xi32>, tensor<?x4xf32>, tensor<?x4xf32>
+}
+
+// CHECK-LABEL: func.func @experts
+// CHECK-SAME: (%[[X:[^:]+]]: tensor<?x64xf32>, %[[I:[^:]+]]: tensor<?x4xi32>, %[[W:[^:]+]]: tensor<?x4xf32>)
+func.func @experts(%x: tensor<?x64xf32>, %ids: tensor<?x4xi32>, %w: tensor<?x4xf32>) -> (tensor<?x64xf32>, tensor<?x64xf32>, tensor<?x64xf32>) {
+  %g = moe.weight "experts.gate" : tensor<8x32x64xf32>
+  %u = moe.weight "experts.up" : tensor<8x32x64xf32>
+  %d = moe.weight "experts.down" : tensor<8x64x32xf32>
+  %sg = moe.weight "shared.gate" : tensor<128x64xf32>
+  %su = moe.weight "shared.up" : tensor<128x64xf32>
+  %sd = moe.weight "shared.down" : tensor<64x128xf32>
+  %gate = moe.weight "shared_expert_gate" : tensor<1x64xf32>
+  // Routed experts only (Mixtral, Qwen3-MoE, OLMoE).
+  // CHECK: %{{.+}} = moe.experts %[[X]], %[[I]], %[[W]] experts(%{{[^,]+}}, %{{[^,]+}}, %{{[^)]+}}) : (tensor<?x64xf32>, tensor<?x4xi32>, tensor<?x4xf32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>) -> tensor<?x64xf32>
+  %y0 = moe.experts %x, %ids, %w experts(%g, %u, %d) : (tensor<?x64xf32>, tensor<?x4xi32>, tensor<?x4xf32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>) -> tensor<?x64xf32>
+  // Ungated shared expert (DeepSeek), sigmoid-gated one (Qwen2-MoE).
+  // CHECK: moe.experts %[[X]], %[[I]], %[[W]] experts({{.+}}) shared({{.+}}) : (tensor<?x64xf32>, tensor<?x4xi32>, tensor<?x4xf32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>, tensor<128x64xf32>, tensor<128x64xf32>, tensor<64x128xf32>) -> tensor<?x64xf32>
+  %y1 = moe.experts %x, %ids, %w experts(%g, %u, %d) shared(%sg, %su, %sd) : (tensor<?x64xf32>, tensor<?x4xi32>, tensor<?x4xf32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>, tensor<128x64xf32>, tensor<128x64xf32>, tensor<64x128xf32>) -> tensor<?x64xf32>
+  // CHECK: moe.experts %[[X]], %[[I]], %[[W]] experts({{.+}}) shared({{.+}}) shared_gate(%{{.+}}) {activation = #moe.act<swiglu_clamped>, limit = 1.000000e+01 : f32}
+  %y2 = moe.experts %x, %ids, %w experts(%g, %u, %d) shared(%sg, %su, %sd) shared_gate(%gate) {activation = #moe.act<swiglu_clamped>, limit = 10.0 : f32} : (tensor<?x64xf32>, tensor<?x4xi32>, tensor<?x4xf32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>, tensor<128x64xf32>, tensor<128x64xf32>, tensor<64x128xf32>, tensor<1x64xf32>) -> tensor<?x64xf32>
+  return %y0, %y1, %y2 : tensor<?x64xf32>, tensor<?x64xf32>, tensor<?x64xf32>
+}
+
+// CHECK-LABEL: func.func @attention
+func.func @attention(%q: tensor<2x?x8x64xbf16>, %k: tensor<2x?x2x64xbf16>, %v: tensor<2x?x2x32xbf16>, %kc: tensor<2x128x2x64xbf16>, %vc: tensor<2x128x2x32xbf16>, %p: tensor<2xi32>) -> (tensor<2x?x8x32xbf16>, tensor<2x128x2x64xbf16>, tensor<2x128x2x32xbf16>) {
+  // CHECK: %{{.+}}, %{{.+}}, %{{.+}} = moe.attention %{{[^,]+}}, %{{[^,]+}}, %{{[^ ]+}} cache(%{{[^,]+}}, %{{[^)]+}}) at %{{[^ ]+}} {scale = 1.250000e-01 : f32, sliding_window = 64 : i64} : (tensor<2x?x8x64xbf16>, tensor<2x?x2x64xbf16>, tensor<2x?x2x32xbf16>, tensor<2x128x2x64xbf16>, tensor<2x128x2x32xbf16>, tensor<2xi32>) -> (tensor<2x?x8x32xbf16>, tensor<2x128x2x64xbf16>, tensor<2x128x2x32xbf16>)
+  %o, %kc1, %vc1 = moe.attention %q, %k, %v cache(%kc, %vc) at %p {scale = 0.125 : f32, sliding_window = 64 : i64} : (tensor<2x?x8x64xbf16>, tensor<2x?x2x64xbf16>, tensor<2x?x2x32xbf16>, tensor<2x128x2x64xbf16>, tensor<2x128x2x32xbf16>, tensor<2xi32>) -> (tensor<2x?x8x32xbf16>, tensor<2x128x2x64xbf16>, tensor<2x128x2x32xbf16>)
+  return %o, %kc1, %vc1 : tensor<2x?x8x32xbf16>, tensor<2x128x2x64xbf16>, tensor<2x128x2x32xbf16>
+}
+
+// CHECK-LABEL: func.func @mla
+func.func @mla(%qn: tensor<1x?x16x32xf32>, %qp: tensor<1x?x16x16xf32>, %lat: tensor<1x?x64xf32>, %kp: tensor<1x?x16xf32>, %cache: tensor<1x128x80xf32>, %p: tensor<1xi32>) -> (tensor<1x?x16x24xf32>, tensor<1x128x80xf32>, tensor<1x?x16x24xf32>, tensor<1x128x80xf32>) {
+  %kvb = moe.weight "self_attn.kv_b_proj.weight" : tensor<896x64xf32>
+  %uk = moe.weight "w_uk" : tensor<16x32x64xf32>
+  %uv = moe.weight "w_uv" : tensor<16x24x64xf32>
+  // CHECK: %{{.+}}, %{{.+}} = moe.mla %{{[^,]+}}, %{{[^,]+}}, %{{[^,]+}}, %{{[^ ]+}} kv_b(%{{[^)]+}}) cache(%{{[^)]+}}) at %{{[^ ]+}} {scale = 1.352300e-01 : f32} : (tensor<1x?x16x32xf32>, tensor<1x?x16x16xf32>, tensor<1x?x64xf32>, tensor<1x?x16xf32>, tensor<896x64xf32>, tensor<1x128x80xf32>, tensor<1xi32>) -> (tensor<1x?x16x24xf32>, tensor<1x128x80xf32>)
+  %o, %c = moe.mla %qn, %qp, %lat, %kp kv_b(%kvb) cache(%cache) at %p {scale = 0.13523 : f32} : (tensor<1x?x16x32xf32>, tensor<1x?x16x16xf32>, tensor<1x?x64xf32>, tensor<1x?x16xf32>, tensor<896x64xf32>, tensor<1x128x80xf32>, tensor<1xi32>) -> (tensor<1x?x16x24xf32>, tensor<1x128x80xf32>)
+  // CHECK: %{{.+}}, %{{.+}} = moe.mla_absorbed %{{[^,]+}}, %{{[^,]+}}, %{{[^,]+}}, %{{[^ ]+}} w_uk(%{{[^)]+}}) w_uv(%{{[^)]+}}) cache(%{{[^)]+}}) at %{{[^ ]+}} {scale = 1.352300e-01 : f32} : (tensor<1x?x16x32xf32>, tensor<1x?x16x16xf32>, tensor<1x?x64xf32>, tensor<1x?x16xf32>, tensor<16x32x64xf32>, tensor<16x24x64xf32>, tensor<1x128x80xf32>, tensor<1xi32>) -> (tensor<1x?x16x24xf32>, tensor<1x128x80xf32>)
+  %o2, %c2 = moe.mla_absorbed %qn, %qp, %lat, %kp w_uk(%uk) w_uv(%uv) cache(%cache) at %p {scale = 0.13523 : f32} : (tensor<1x?x16x32xf32>, tensor<1x?x16x16xf32>, tensor<1x?x64xf32>, tensor<1x?x16xf32>, tensor<16x32x64xf32>, tensor<16x24x64xf32>, tensor<1x128x80xf32>, tensor<1xi32>) -> (tensor<1x?x16x24xf32>, tensor<1x128x80xf32>)
+  return %o, %c, %o2, %c2 : tensor<1x?x16x24xf32>, tensor<1x128x80xf32>, tensor<1x?x16x24xf32>, tensor<1x128x80xf32>
+}

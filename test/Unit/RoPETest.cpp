@@ -1,0 +1,105 @@
+//===- RoPETest.cpp - RoPE frequency and MLA scale helpers ----------------===//
+//
+// Expected values are published facts, not our own arithmetic:
+// DeepSeek-V3's config (theta 1e4, yarn factor 40, original context 4096,
+// beta 32/1, mscale = mscale_all_dim = 1, qk_rope_head_dim 64, qk head dim
+// 192) gives the YaRN blend range of rotary pairs 10..23 and the softmax
+// scale 0.13523 (../shared/reference/formats.md, section 1.1.5, from
+// transformers' modeling_deepseek_v3.py and modeling_rope_utils.py).
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Support/RoPE.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace {
+
+moe::RopeParams deepSeekV3() {
+  moe::RopeParams p;
+  p.theta = 10000.0;
+  p.kind = moe::RopeScalingKind::Yarn;
+  p.factor = 40.0;
+  p.originalMaxPosition = 4096;
+  p.betaFast = 32.0;
+  p.betaSlow = 1.0;
+  p.mscale = 1.0;
+  p.mscaleAllDim = 1.0;
+  return p;
+}
+
+TEST(RoPE, DefaultFrequenciesAreGeometric) {
+  moe::RopeParams p;
+  p.theta = 500000.0; // Llama 3
+  moe::RopeTable t = moe::computeRopeTable(p, 128);
+  ASSERT_EQ(t.invFreq.size(), 64u);
+  EXPECT_DOUBLE_EQ(t.invFreq[0], 1.0);
+  EXPECT_NEAR(t.invFreq[63], std::pow(500000.0, -126.0 / 128.0), 1e-18);
+  EXPECT_DOUBLE_EQ(t.attentionFactor, 1.0);
+}
+
+TEST(RoPE, YarnCorrectionRangeOfDeepSeekV3) {
+  auto [low, high] = moe::yarnCorrectionRange(deepSeekV3(), 64);
+  EXPECT_EQ(low, 10.0);
+  EXPECT_EQ(high, 23.0);
+}
+
+TEST(RoPE, YarnBlendsInterpolationAndExtrapolation) {
+  moe::RopeParams p = deepSeekV3();
+  moe::RopeTable t = moe::computeRopeTable(p, 64);
+  moe::RopeParams plain;
+  moe::RopeTable base = moe::computeRopeTable(plain, 64);
+  ASSERT_EQ(t.invFreq.size(), 32u);
+  // Below the range frequencies are kept, above it divided by the factor.
+  for (int i = 0; i <= 10; ++i)
+    EXPECT_DOUBLE_EQ(t.invFreq[i], base.invFreq[i]) << "pair " << i;
+  for (int i = 23; i < 32; ++i)
+    EXPECT_DOUBLE_EQ(t.invFreq[i], base.invFreq[i] / 40.0) << "pair " << i;
+  // Half-way through the ramp (pair 16.5 of 10..23) the blend is even.
+  double mid = 0.5 * (base.invFreq[16] + base.invFreq[16] / 40.0);
+  EXPECT_GT(t.invFreq[16], base.invFreq[16] / 40.0);
+  EXPECT_LT(t.invFreq[16], base.invFreq[16]);
+  EXPECT_NEAR(t.invFreq[16], mid, 0.1 * base.invFreq[16]);
+  // mscale == mscale_all_dim: cos/sin are not rescaled.
+  EXPECT_DOUBLE_EQ(t.attentionFactor, 1.0);
+}
+
+TEST(RoPE, YarnAttentionFactorWithoutMScale) {
+  moe::RopeParams p = deepSeekV3();
+  p.mscale = p.mscaleAllDim = 0.0;
+  moe::RopeTable t = moe::computeRopeTable(p, 64);
+  EXPECT_NEAR(t.attentionFactor, 0.1 * std::log(40.0) + 1.0, 1e-12);
+}
+
+TEST(RoPE, MLASoftmaxScaleOfDeepSeekV3) {
+  EXPECT_NEAR(moe::getMLASoftmaxScale(192, deepSeekV3()), 0.13523, 1e-5);
+  EXPECT_NEAR(moe::yarnGetMScale(40.0, 1.0), 1.3689, 1e-4);
+  moe::RopeParams plain;
+  EXPECT_DOUBLE_EQ(moe::getMLASoftmaxScale(192, plain), 1.0 / std::sqrt(192.0));
+}
+
+TEST(RoPE, LinearScalingDividesPositions) {
+  moe::RopeParams p;
+  p.kind = moe::RopeScalingKind::Linear;
+  p.factor = 4.0;
+  EXPECT_DOUBLE_EQ(moe::ropePositionScale(p), 0.25);
+  EXPECT_EQ(moe::validateRopeParams(p), "");
+}
+
+TEST(RoPE, ValidationNamesTheField) {
+  moe::RopeParams p = deepSeekV3();
+  p.originalMaxPosition = 0;
+  EXPECT_NE(moe::validateRopeParams(p).find("'original_max_position'"),
+            std::string::npos);
+  p = deepSeekV3();
+  p.betaFast = 0.5;
+  EXPECT_NE(moe::validateRopeParams(p).find("'beta_fast'"), std::string::npos);
+  p = moe::RopeParams();
+  p.theta = -1.0;
+  EXPECT_NE(moe::validateRopeParams(p).find("'theta'"), std::string::npos);
+  EXPECT_EQ(moe::validateRopeParams(deepSeekV3()), "");
+}
+
+} // namespace
