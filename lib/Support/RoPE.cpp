@@ -7,24 +7,30 @@
 
 namespace moe {
 
+static bool isPositiveFinite(double x) { return x > 0.0 && std::isfinite(x); }
+static bool isNonNegativeFinite(double x) {
+  return x >= 0.0 && std::isfinite(x);
+}
+
 std::string validateRopeParams(const RopeParams &p) {
-  if (!(p.theta > 0.0) || !std::isfinite(p.theta))
+  if (!isPositiveFinite(p.theta))
     return "'theta' must be a positive finite number";
   if (p.kind == RopeScalingKind::Default)
     return {};
-  if (!(p.factor > 0.0) || !std::isfinite(p.factor))
+  if (!isPositiveFinite(p.factor))
     return "'factor' must be a positive finite number";
   if (p.kind == RopeScalingKind::Linear)
     return {};
   if (p.originalMaxPosition <= 0)
     return "'original_max_position' must be positive for yarn scaling";
-  if (!(p.betaFast > 0.0) || !(p.betaSlow > 0.0))
-    return "'beta_fast' and 'beta_slow' must be positive";
+  if (!isPositiveFinite(p.betaFast) || !isPositiveFinite(p.betaSlow))
+    return "'beta_fast' and 'beta_slow' must be positive finite numbers";
   if (p.betaFast <= p.betaSlow)
     return "'beta_fast' must be greater than 'beta_slow'";
-  if (p.mscale < 0.0 || p.mscaleAllDim < 0.0 || p.attentionFactor < 0.0)
-    return "'mscale', 'mscale_all_dim' and 'attention_factor' must not be "
-           "negative";
+  if (!isNonNegativeFinite(p.mscale) || !isNonNegativeFinite(p.mscaleAllDim) ||
+      !isNonNegativeFinite(p.attentionFactor))
+    return "'mscale', 'mscale_all_dim' and 'attention_factor' must be "
+           "non-negative finite numbers";
   return {};
 }
 

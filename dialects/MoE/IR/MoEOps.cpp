@@ -427,9 +427,11 @@ LogicalResult AttentionOp::verify() {
                                   "query", getQuery().getType())) ||
       failed(checkScale(*this, getScale())))
     return failure();
-  if (getSlidingWindow() < 0)
+  // Read the attribute signed: the generated getter returns it unsigned.
+  int64_t window = getSlidingWindowAttr().getInt();
+  if (window < 0)
     return emitOpError() << "'sliding_window' must be non-negative, got "
-                         << getSlidingWindow();
+                         << window;
   return success();
 }
 
