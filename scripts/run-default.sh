@@ -4,5 +4,6 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${MOE_BUILD_DIR:-$root/build}
-"$root/scripts/build.sh" >/dev/null
+# Build progress goes to stderr so that stdout is the compiled program.
+"$root/scripts/build.sh" >&2
 exec "$build/bin/moec" "$root/examples/deepseek-v3-layer.mlir" "$@"
