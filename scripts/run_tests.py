@@ -16,7 +16,7 @@ import sys
 import tempfile
 import xml.etree.ElementTree as ET
 
-LIT_PASS = {"PASS", "XFAIL"}
+LIT_PASS = {"PASS", "XFAIL", "FLAKYPASS"}
 LIT_SKIP = {"UNSUPPORTED", "SKIPPED", "EXCLUDED"}
 
 
@@ -25,7 +25,7 @@ def run_lit(args, tmp):
     cmd = [args.lit, "-sv", "-j", str(args.jobs), "-o", results,
            os.path.join(args.build_dir, "test")]
     print("==> " + " ".join(cmd), flush=True)
-    subprocess.run(cmd)  # lit's own exit code is folded into the counts
+    exit_code = subprocess.run(cmd).returncode
     if not os.path.exists(results):
         print("error: lit produced no results", file=sys.stderr)
         return None
@@ -40,6 +40,18 @@ def run_lit(args, tmp):
             skipped += 1
         else:
             failed += 1
+    return fold_exit_code("lit", exit_code, passed, failed, skipped)
+
+
+def fold_exit_code(runner, exit_code, passed, failed, skipped):
+    """A runner that ran nothing, or failed without a failing test (a crash, a
+    broken configuration), counts as one failure."""
+    if passed + failed == 0:
+        print(f"error: {runner} ran no test", file=sys.stderr)
+        failed += 1
+    elif exit_code != 0 and failed == 0:
+        print(f"error: {runner} exited with {exit_code}", file=sys.stderr)
+        failed += 1
     return passed, failed, skipped
 
 
@@ -48,7 +60,7 @@ def run_ctest(args, tmp):
     cmd = ["ctest", "--test-dir", args.build_dir, "--output-on-failure",
            "-j", str(args.jobs), "--output-junit", junit]
     print("==> " + " ".join(cmd), flush=True)
-    subprocess.run(cmd)
+    exit_code = subprocess.run(cmd).returncode
     if not os.path.exists(junit):
         print("error: ctest produced no results", file=sys.stderr)
         return None
@@ -58,11 +70,15 @@ def run_ctest(args, tmp):
         status = case.get("status", "")
         if case.find("failure") is not None or status == "fail":
             failed += 1
-        elif case.find("skipped") is not None or status in ("disabled", "notrun"):
+        elif status == "disabled":
             skipped += 1
+        elif status == "notrun" or case.find("skipped") is not None:
+            # ctest reports a test it could not run (missing executable,
+            # failed fixture) as "notrun": that is a failure, not a skip.
+            failed += 1
         else:
             passed += 1
-    return passed, failed, skipped
+    return fold_exit_code("ctest", exit_code, passed, failed, skipped)
 
 
 def main():
@@ -80,9 +96,6 @@ def main():
     passed = sum(c[0] for c in counts)
     failed = sum(c[1] for c in counts)
     skipped = sum(c[2] for c in counts)
-    if passed + failed == 0:
-        print("error: no test ran", file=sys.stderr)
-        failed = 1
     line = f"{passed} passed, {failed} failed"
     if skipped:
         line += f", {skipped} skipped"

@@ -23,6 +23,9 @@ std::string validateRopeParams(const RopeParams &p) {
     return {};
   if (p.originalMaxPosition <= 0)
     return "'original_max_position' must be positive for yarn scaling";
+  // The correction range divides by ln(theta).
+  if (p.theta <= 1.0)
+    return "'theta' must be greater than 1 for yarn scaling";
   if (!isPositiveFinite(p.betaFast) || !isPositiveFinite(p.betaSlow))
     return "'beta_fast' and 'beta_slow' must be positive finite numbers";
   if (p.betaFast <= p.betaSlow)
@@ -50,10 +53,14 @@ static double findCorrectionDim(double numRotations, int64_t dim, double base,
 
 std::pair<double, double> yarnCorrectionRange(const RopeParams &p,
                                               int64_t rotaryDim) {
-  double low = std::floor(findCorrectionDim(p.betaFast, rotaryDim, p.theta,
-                                            p.originalMaxPosition));
-  double high = std::ceil(findCorrectionDim(p.betaSlow, rotaryDim, p.theta,
-                                            p.originalMaxPosition));
+  double low = findCorrectionDim(p.betaFast, rotaryDim, p.theta,
+                                p.originalMaxPosition);
+  double high = findCorrectionDim(p.betaSlow, rotaryDim, p.theta,
+                                 p.originalMaxPosition);
+  if (p.truncate) {
+    low = std::floor(low);
+    high = std::ceil(high);
+  }
   return {std::max(low, 0.0), std::min(high, double(rotaryDim - 1))};
 }
 
@@ -63,6 +70,12 @@ RopeTable computeRopeTable(const RopeParams &p, int64_t rotaryDim) {
   table.invFreq.resize(half);
   for (int64_t i = 0; i < half; ++i)
     table.invFreq[i] = 1.0 / std::pow(p.theta, double(2 * i) / rotaryDim);
+  if (p.kind == RopeScalingKind::Linear) {
+    // Positions divided by the factor: the same angles.
+    for (double &f : table.invFreq)
+      f /= p.factor;
+    return table;
+  }
   if (p.kind != RopeScalingKind::Yarn)
     return table;
 
@@ -85,10 +98,6 @@ RopeTable computeRopeTable(const RopeParams &p, int64_t rotaryDim) {
   else
     table.attentionFactor = yarnGetMScale(p.factor);
   return table;
-}
-
-double ropePositionScale(const RopeParams &p) {
-  return p.kind == RopeScalingKind::Linear ? 1.0 / p.factor : 1.0;
 }
 
 double getMLASoftmaxScale(int64_t qkHeadDim, const RopeParams &p) {

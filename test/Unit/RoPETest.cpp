@@ -80,12 +80,35 @@ TEST(RoPE, MLASoftmaxScaleOfDeepSeekV3) {
   EXPECT_DOUBLE_EQ(moe::getMLASoftmaxScale(192, plain), 1.0 / std::sqrt(192.0));
 }
 
-TEST(RoPE, LinearScalingDividesPositions) {
+TEST(RoPE, LinearScalingDividesFrequencies) {
   moe::RopeParams p;
   p.kind = moe::RopeScalingKind::Linear;
   p.factor = 4.0;
-  EXPECT_DOUBLE_EQ(moe::ropePositionScale(p), 0.25);
   EXPECT_EQ(moe::validateRopeParams(p), "");
+  moe::RopeTable scaled = moe::computeRopeTable(p, 64);
+  moe::RopeTable base = moe::computeRopeTable(moe::RopeParams(), 64);
+  for (int i = 0; i < 32; ++i)
+    EXPECT_DOUBLE_EQ(scaled.invFreq[i], base.invFreq[i] / 4.0) << "pair " << i;
+  EXPECT_DOUBLE_EQ(scaled.attentionFactor, 1.0);
+}
+
+// GPT-OSS (head dim 64, theta 150000, yarn factor 32 over 4096 positions)
+// sets `truncate: false`; vLLM's fix for it quotes the unrounded correction
+// range 8.0928..17.398 (vllm-project/vllm#28244).
+TEST(RoPE, YarnWithoutTruncation) {
+  moe::RopeParams p;
+  p.theta = 150000.0;
+  p.kind = moe::RopeScalingKind::Yarn;
+  p.factor = 32.0;
+  p.originalMaxPosition = 4096;
+  p.truncate = false;
+  auto [low, high] = moe::yarnCorrectionRange(p, 64);
+  EXPECT_NEAR(low, 8.0928, 1e-4);
+  EXPECT_NEAR(high, 17.398, 1e-3);
+  p.truncate = true;
+  auto [lowT, highT] = moe::yarnCorrectionRange(p, 64);
+  EXPECT_EQ(lowT, 8.0);
+  EXPECT_EQ(highT, 18.0);
 }
 
 TEST(RoPE, ValidationNamesTheField) {
@@ -96,6 +119,10 @@ TEST(RoPE, ValidationNamesTheField) {
   p = deepSeekV3();
   p.betaFast = 0.5;
   EXPECT_NE(moe::validateRopeParams(p).find("'beta_fast'"), std::string::npos);
+  p = deepSeekV3();
+  p.theta = 1.0; // ln(theta) divides the yarn correction range
+  EXPECT_NE(moe::validateRopeParams(p).find("'theta' must be greater than 1"),
+            std::string::npos);
   p = moe::RopeParams();
   p.theta = -1.0;
   EXPECT_NE(moe::validateRopeParams(p).find("'theta'"), std::string::npos);

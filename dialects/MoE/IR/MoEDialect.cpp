@@ -33,6 +33,15 @@ FailureOr<llvm::APFloat> mlir::moe::detail::parseF64Param(AsmParser &parser) {
   return llvm::APFloat(value);
 }
 
+FailureOr<bool> mlir::moe::detail::parseBoolParam(AsmParser &parser) {
+  if (succeeded(parser.parseOptionalKeyword("true")))
+    return true;
+  if (succeeded(parser.parseOptionalKeyword("false")))
+    return false;
+  return parser.emitError(parser.getCurrentLocation(),
+                          "expected 'true' or 'false'");
+}
+
 //===----------------------------------------------------------------------===//
 // RopeAttr
 //===----------------------------------------------------------------------===//
@@ -42,7 +51,7 @@ makeRopeParams(const llvm::APFloat &theta, RopeScaling scaling,
                const llvm::APFloat &factor, int64_t originalMaxPosition,
                const llvm::APFloat &betaFast, const llvm::APFloat &betaSlow,
                const llvm::APFloat &mscale, const llvm::APFloat &mscaleAllDim,
-               const llvm::APFloat &attentionFactor) {
+               const llvm::APFloat &attentionFactor, bool truncate) {
   ::moe::RopeParams params;
   params.theta = theta.convertToDouble();
   params.kind = static_cast<::moe::RopeScalingKind>(scaling);
@@ -53,13 +62,15 @@ makeRopeParams(const llvm::APFloat &theta, RopeScaling scaling,
   params.mscale = mscale.convertToDouble();
   params.mscaleAllDim = mscaleAllDim.convertToDouble();
   params.attentionFactor = attentionFactor.convertToDouble();
+  params.truncate = truncate;
   return params;
 }
 
 ::moe::RopeParams RopeAttr::getParams() const {
   return makeRopeParams(getTheta(), getScaling(), getFactor(),
                         getOriginalMaxPosition(), getBetaFast(), getBetaSlow(),
-                        getMscale(), getMscaleAllDim(), getAttentionFactor());
+                        getMscale(), getMscaleAllDim(), getAttentionFactor(),
+                        getTruncate());
 }
 
 LogicalResult
@@ -68,10 +79,11 @@ RopeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                  llvm::APFloat factor, int64_t originalMaxPosition,
                  llvm::APFloat betaFast, llvm::APFloat betaSlow,
                  llvm::APFloat mscale, llvm::APFloat mscaleAllDim,
-                 llvm::APFloat attentionFactor) {
+                 llvm::APFloat attentionFactor, bool truncate) {
   std::string problem = ::moe::validateRopeParams(
       makeRopeParams(theta, scaling, factor, originalMaxPosition, betaFast,
-                     betaSlow, mscale, mscaleAllDim, attentionFactor));
+                     betaSlow, mscale, mscaleAllDim, attentionFactor,
+                     truncate));
   if (!problem.empty())
     return emitError() << "#moe.rope: " << problem;
   return success();

@@ -9,6 +9,7 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/CheckedArithmetic.h"
 
 #include <cmath>
 #include <optional>
@@ -31,6 +32,7 @@ public:
 
   /// Binds `sym` to a size known from an attribute, described by `origin`.
   void bind(StringRef sym, int64_t size, StringRef origin) {
+    assert(!bound.count(sym) && "symbol bound twice");
     bound[sym] = {size, origin.str()};
   }
 
@@ -234,6 +236,9 @@ LogicalResult RouteOp::verify() {
       failed(shapes.check("selection_bias", getSelectionBias().getType(),
                           {"E"})))
     return failure();
+  if (getLogitBias() &&
+      failed(shapes.check("logit_bias", getLogitBias().getType(), {"E"})))
+    return failure();
 
   int64_t topK = getTopK();
   if (topK < 1 || topK > e)
@@ -261,14 +266,11 @@ LogicalResult RouteOp::verify() {
     return emitOpError() << "'top_k' (" << topK << ") exceeds the "
                          << topkGroup * groupSize << " experts of the "
                          << topkGroup << " groups kept by 'topk_group'";
-  if (getGroupScore() == GroupScore::Top2Sum) {
-    if (nGroup == 1)
-      return emitOpError("'group_score' is only meaningful with 'n_group' > 1");
-    if (groupSize < 2)
-      return emitOpError() << "'group_score' top2_sum needs at least 2 "
-                              "experts per group, got "
-                           << groupSize;
-  }
+  // With one group, group_score is irrelevant (canonicalized to max).
+  if (getGroupScore() == GroupScore::Top2Sum && nGroup > 1 && groupSize < 2)
+    return emitOpError() << "'group_score' top2_sum needs at least 2 "
+                            "experts per group, got "
+                         << groupSize;
 
   if (getOrder() == RouteOrder::TopKThenSoftmax) {
     if (getScore() != ScoreFunc::None)
@@ -294,12 +296,15 @@ LogicalResult RouteOp::verify() {
 
 namespace {
 /// Group-limited selection that keeps every group masks nothing: it is plain
-/// top-k selection.
+/// top-k selection. A group score without groups is likewise meaningless;
+/// both become the canonical `n_group = topk_group = 1, group_score = max`.
 struct DropTrivialGroupLimit : OpRewritePattern<RouteOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(RouteOp op,
                                 PatternRewriter &rewriter) const override {
-    if (op.getNGroup() == 1 || op.getTopkGroup() != op.getNGroup())
+    bool allKept = op.getNGroup() > 1 && op.getTopkGroup() == op.getNGroup();
+    bool stray = op.getNGroup() == 1 && op.getGroupScore() != GroupScore::Max;
+    if (!allKept && !stray)
       return rewriter.notifyMatchFailure(op, "some groups are dropped");
     rewriter.modifyOpInPlace(op, [&] {
       op.setNGroup(1);
@@ -347,6 +352,19 @@ LogicalResult ExpertsOp::verify() {
                           {"E", "I", "H"})) ||
       failed(shapes.check("down_weight", getDownWeight().getType(),
                           {"E", "H", "I"})))
+    return failure();
+
+  unsigned numBiases = (getGateBias() ? 1 : 0) + (getUpBias() ? 1 : 0) +
+                       (getDownBias() ? 1 : 0);
+  if (numBiases != 0 && numBiases != 3)
+    return emitOpError("expert biases need 'gate_bias', 'up_bias' and "
+                       "'down_bias' together");
+  if (numBiases == 3 &&
+      (failed(shapes.check("gate_bias", getGateBias().getType(),
+                           {"E", "I"})) ||
+       failed(shapes.check("up_bias", getUpBias().getType(), {"E", "I"})) ||
+       failed(shapes.check("down_bias", getDownBias().getType(),
+                           {"E", "H"}))))
     return failure();
 
   unsigned numShared = (getSharedGateWeight() ? 1 : 0) +
@@ -412,7 +430,12 @@ LogicalResult AttentionOp::verify() {
       failed(shapes.check("result", getResult().getType(),
                           {"B", "S", "Hq", "Dv"})))
     return failure();
+  if (getSinks() &&
+      failed(shapes.check("sinks", getSinks().getType(), {"Hq"})))
+    return failure();
   std::optional<int64_t> hq = shapes.get("Hq"), hkv = shapes.get("Hkv");
+  if (hkv && *hkv == 0)
+    return emitOpError("KV heads (Hkv) must be positive");
   if (hq && hkv && *hq % *hkv != 0)
     return emitOpError() << "query heads (Hq = " << *hq
                          << ") must be a multiple of the KV heads (Hkv = "
@@ -459,11 +482,11 @@ static LogicalResult verifyMLACommon(OpTy op, ShapeChecker &shapes) {
     return failure();
   std::optional<int64_t> r = shapes.get("R"), dr = shapes.get("Dr"),
                          c = shapes.get("C");
-  if (r && dr && c && *c != *r + *dr)
+  if (r && dr && c && llvm::checkedAdd(*r, *dr) != c)
     return op.emitOpError() << "'cache' dim 2 is " << *c
                             << ", but a latent cache row holds kv_lora_rank "
                                "+ qk_rope_head_dim = "
-                            << *r << " + " << *dr << " = " << *r + *dr;
+                            << *r << " + " << *dr;
   if (failed(checkCacheCapacity(op, shapes)) ||
       failed(checkSameElementType(op, "cache", op.getCache().getType(),
                                   "latent", op.getLatent().getType())) ||
@@ -481,11 +504,15 @@ LogicalResult MLAOp::verify() {
     return failure();
   std::optional<int64_t> n = shapes.get("N"), dn = shapes.get("Dn"),
                          dv = shapes.get("Dv"), rows = shapes.get("KVB");
-  if (n && dn && dv && rows && *rows != *n * (*dn + *dv))
+  if (!n || !dn || !dv || !rows)
+    return success();
+  std::optional<int64_t> headRows = llvm::checkedAdd(*dn, *dv);
+  std::optional<int64_t> expected =
+      headRows ? llvm::checkedMul(*n, *headRows) : std::nullopt;
+  if (expected != rows)
     return emitOpError() << "'kv_b_weight' dim 0 is " << *rows
                          << ", but heads * (qk_nope_head_dim + v_head_dim) = "
-                         << *n << " * (" << *dn << " + " << *dv
-                         << ") = " << *n * (*dn + *dv);
+                         << *n << " * (" << *dn << " + " << *dv << ")";
   return success();
 }
 

@@ -32,6 +32,9 @@ struct RopeParams {
   double mscale = 0.0;
   double mscaleAllDim = 0.0;
   double attentionFactor = 0.0;
+  /// Round the YaRN correction range outwards (transformers' default;
+  /// GPT-OSS sets `truncate: false`).
+  bool truncate = true;
 };
 
 /// Checks the parameters; returns
@@ -43,21 +46,19 @@ std::string validateRopeParams(const RopeParams &params);
 double yarnGetMScale(double scale, double mscale = 1.0);
 
 /// The YaRN correction range `[low, high]` (in rotary pair indices, clamped
-/// to `[0, rotaryDim - 1]`) between which frequencies blend.
+/// to `[0, rotaryDim - 1]`, rounded outwards when `truncate`) between which
+/// frequencies blend.
 std::pair<double, double> yarnCorrectionRange(const RopeParams &params,
                                               int64_t rotaryDim);
 
-/// The rotation table: `rotaryDim / 2` inverse frequencies and the factor
-/// that multiplies cos and sin (1 unless YaRN).
+/// The rotation table: `rotaryDim / 2` inverse frequencies (the angle of
+/// pair `i` at position `p` is `p * invFreq[i]`; linear scaling is already
+/// folded in) and the factor that multiplies cos and sin (1 unless YaRN).
 struct RopeTable {
   std::vector<double> invFreq;
   double attentionFactor = 1.0;
 };
 RopeTable computeRopeTable(const RopeParams &params, int64_t rotaryDim);
-
-/// The linear scaling divides positions by `factor`; express it as the
-/// multiplier on the position.
-double ropePositionScale(const RopeParams &params);
 
 /// The MLA softmax scale: `qkHeadDim^-0.5`, times `mscale^2` with
 /// `mscale = yarnGetMScale(factor, mscale_all_dim)` when a scaled RoPE sets

@@ -10,6 +10,16 @@ func.func @all_groups_kept(%x: tensor<?x64xf32>, %g: tensor<16x64xf32>, %b: tens
 
 // -----
 
+// A group score without groups means nothing: canonicalized to max.
+// CHECK-LABEL: func.func @group_score_without_groups
+// CHECK: moe.route %{{.+}}, %{{.+}} bias(%{{.+}}) {score = #moe.score<sigmoid>, top_k = 4 : i64} :
+func.func @group_score_without_groups(%x: tensor<?x64xf32>, %g: tensor<16x64xf32>, %b: tensor<16xf32>) -> (tensor<?x4xi32>, tensor<?x4xf32>) {
+  %i, %w = moe.route %x, %g bias(%b) {top_k = 4 : i64, score = #moe.score<sigmoid>, group_score = #moe.group_score<top2_sum>} : (tensor<?x64xf32>, tensor<16x64xf32>, tensor<16xf32>) -> (tensor<?x4xi32>, tensor<?x4xf32>)
+  return %i, %w : tensor<?x4xi32>, tensor<?x4xf32>
+}
+
+// -----
+
 // Dropping groups changes the selection: left alone.
 // CHECK-LABEL: func.func @some_groups_dropped
 // CHECK: moe.route {{.+}}group_score = #moe.group_score<top2_sum>, n_group = 4 : i64{{.+}}topk_group = 2 : i64

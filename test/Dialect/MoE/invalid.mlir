@@ -447,7 +447,7 @@ func.func @route_bias_f16(%x: tensor<?x64xf32>) {
 func.func @route_float_ids(%x: tensor<?x64xf32>) {
   %gw = moe.weight "gate" : tensor<16x64xf32>
   // expected-error @+1 {{result #0 must be ranked tensor of 32-bit signless integer values, but got 'tensor<?x2xf32>'}}
-  %ids, %w = "moe.route"(%x, %gw) <{top_k = 2 : i64, score = #moe.score<softmax>}> : (tensor<?x64xf32>, tensor<16x64xf32>) -> (tensor<?x2xf32>, tensor<?x2xf32>)
+  %ids, %w = "moe.route"(%x, %gw) <{operandSegmentSizes = array<i32: 1, 1, 0, 0>, top_k = 2 : i64, score = #moe.score<softmax>}> : (tensor<?x64xf32>, tensor<16x64xf32>) -> (tensor<?x2xf32>, tensor<?x2xf32>)
   return
 }
 
@@ -456,7 +456,7 @@ func.func @route_float_ids(%x: tensor<?x64xf32>) {
 func.func @route_bf16_weights(%x: tensor<?x64xf32>) {
   %gw = moe.weight "gate" : tensor<16x64xf32>
   // expected-error @+1 {{result #1 must be ranked tensor of 32-bit float values, but got 'tensor<?x2xbf16>'}}
-  %ids, %w = "moe.route"(%x, %gw) <{top_k = 2 : i64, score = #moe.score<softmax>}> : (tensor<?x64xf32>, tensor<16x64xf32>) -> (tensor<?x2xi32>, tensor<?x2xbf16>)
+  %ids, %w = "moe.route"(%x, %gw) <{operandSegmentSizes = array<i32: 1, 1, 0, 0>, top_k = 2 : i64, score = #moe.score<softmax>}> : (tensor<?x64xf32>, tensor<16x64xf32>) -> (tensor<?x2xi32>, tensor<?x2xbf16>)
   return
 }
 
@@ -557,16 +557,7 @@ func.func @route_top_k_exceeds_groups(%x: tensor<?x64xf32>) {
 
 // -----
 
-// group_score top2_sum needs several groups of at least two experts.
-func.func @route_top2_sum_one_group(%x: tensor<?x64xf32>) {
-  %gw = moe.weight "gate" : tensor<16x64xf32>
-  // expected-error @+1 {{'moe.route' op 'group_score' is only meaningful with 'n_group' > 1}}
-  %ids, %w = moe.route %x, %gw {top_k = 2 : i64, score = #moe.score<sigmoid>, group_score = #moe.group_score<top2_sum>} : (tensor<?x64xf32>, tensor<16x64xf32>) -> (tensor<?x2xi32>, tensor<?x2xf32>)
-  return
-}
-
-// -----
-
+// group_score top2_sum needs groups of at least two experts.
 func.func @route_top2_sum_singleton_groups(%x: tensor<?x64xf32>) {
   %gw = moe.weight "gate" : tensor<16x64xf32>
   // expected-error @+1 {{'moe.route' op 'group_score' top2_sum needs at least 2 experts per group, got 1}}
@@ -760,7 +751,7 @@ func.func @experts_partial_shared(%x: tensor<?x64xf32>, %ids: tensor<?x4xi32>, %
   %d = moe.weight "d" : tensor<8x64x32xf32>
   %sg = moe.weight "sg" : tensor<128x64xf32>
   // expected-error @+1 {{'moe.experts' op a shared expert needs 'shared_gate_weight', 'shared_up_weight' and 'shared_down_weight' together}}
-  %y = "moe.experts"(%x, %ids, %w, %g, %g, %d, %sg) <{operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 1, 0, 0, 0>}> : (tensor<?x64xf32>, tensor<?x4xi32>, tensor<?x4xf32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>, tensor<128x64xf32>) -> tensor<?x64xf32>
+  %y = "moe.experts"(%x, %ids, %w, %g, %g, %d, %sg) <{operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 0, 0, 0>}> : (tensor<?x64xf32>, tensor<?x4xi32>, tensor<?x4xf32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>, tensor<128x64xf32>) -> tensor<?x64xf32>
   return
 }
 
@@ -771,7 +762,7 @@ func.func @experts_shared_no_down(%x: tensor<?x64xf32>, %ids: tensor<?x4xi32>, %
   %d = moe.weight "d" : tensor<8x64x32xf32>
   %sg = moe.weight "sg" : tensor<128x64xf32>
   // expected-error @+1 {{a shared expert needs 'shared_gate_weight', 'shared_up_weight' and 'shared_down_weight' together}}
-  %y = "moe.experts"(%x, %ids, %w, %g, %g, %d, %sg, %sg) <{operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 1, 1, 0, 0>}> : (tensor<?x64xf32>, tensor<?x4xi32>, tensor<?x4xf32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>, tensor<128x64xf32>, tensor<128x64xf32>) -> tensor<?x64xf32>
+  %y = "moe.experts"(%x, %ids, %w, %g, %g, %d, %sg, %sg) <{operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0>}> : (tensor<?x64xf32>, tensor<?x4xi32>, tensor<?x4xf32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>, tensor<128x64xf32>, tensor<128x64xf32>) -> tensor<?x64xf32>
   return
 }
 
@@ -1206,7 +1197,7 @@ func.func @mla_result_heads(%qn: tensor<1x1x16x32xf32>, %qp: tensor<1x1x16x16xf3
 // A latent cache row holds R + Dr values.
 func.func @mla_cache_row(%qn: tensor<1x1x16x32xf32>, %qp: tensor<1x1x16x16xf32>, %lat: tensor<1x1x64xf32>, %kp: tensor<1x1x16xf32>, %c0: tensor<1x128x64xf32>, %p: tensor<1xi32>) {
   %kvb = moe.weight "kv_b_proj" : tensor<1024x64xf32>
-  // expected-error @+1 {{'moe.mla' op 'cache' dim 2 is 64, but a latent cache row holds kv_lora_rank + qk_rope_head_dim = 64 + 16 = 80}}
+  // expected-error @+1 {{'moe.mla' op 'cache' dim 2 is 64, but a latent cache row holds kv_lora_rank + qk_rope_head_dim = 64 + 16}}
   %o, %c = moe.mla %qn, %qp, %lat, %kp kv_b(%kvb) cache(%c0) at %p {scale = 0.125 : f32} : (tensor<1x1x16x32xf32>, tensor<1x1x16x16xf32>, tensor<1x1x64xf32>, tensor<1x1x16xf32>, tensor<1024x64xf32>, tensor<1x128x64xf32>, tensor<1xi32>) -> (tensor<1x1x16x32xf32>, tensor<1x128x64xf32>)
   return
 }
@@ -1283,7 +1274,7 @@ func.func @mla_kv_b_rank_dim(%qn: tensor<1x1x16x32xf32>, %qp: tensor<1x1x16x16xf
 
 func.func @mla_kv_b_rows(%qn: tensor<1x1x16x32xf32>, %qp: tensor<1x1x16x16xf32>, %lat: tensor<1x1x64xf32>, %kp: tensor<1x1x16xf32>, %c0: tensor<1x128x80xf32>, %p: tensor<1xi32>) {
   %kvb = moe.weight "kv_b_proj" : tensor<512x64xf32>
-  // expected-error @+1 {{'moe.mla' op 'kv_b_weight' dim 0 is 512, but heads * (qk_nope_head_dim + v_head_dim) = 16 * (32 + 32) = 1024}}
+  // expected-error @+1 {{'moe.mla' op 'kv_b_weight' dim 0 is 512, but heads * (qk_nope_head_dim + v_head_dim) = 16 * (32 + 32)}}
   %o, %c = moe.mla %qn, %qp, %lat, %kp kv_b(%kvb) cache(%c0) at %p {scale = 0.125 : f32} : (tensor<1x1x16x32xf32>, tensor<1x1x16x16xf32>, tensor<1x1x64xf32>, tensor<1x1x16xf32>, tensor<512x64xf32>, tensor<1x128x80xf32>, tensor<1xi32>) -> (tensor<1x1x16x32xf32>, tensor<1x128x80xf32>)
   return
 }
@@ -1297,7 +1288,7 @@ func.func @mla_kv_b_rows(%qn: tensor<1x1x16x32xf32>, %qp: tensor<1x1x16x16xf32>,
 // The shared MLA checks apply to the absorbed form too.
 func.func @mla_absorbed_cache_row(%qn: tensor<1x1x16x32xf32>, %qp: tensor<1x1x16x16xf32>, %lat: tensor<1x1x64xf32>, %kp: tensor<1x1x16xf32>, %c0: tensor<1x128x96xf32>, %p: tensor<1xi32>) {
   %uk = moe.weight "w_uk" : tensor<16x32x64xf32>
-  // expected-error @+1 {{'moe.mla_absorbed' op 'cache' dim 2 is 96, but a latent cache row holds kv_lora_rank + qk_rope_head_dim = 64 + 16 = 80}}
+  // expected-error @+1 {{'moe.mla_absorbed' op 'cache' dim 2 is 96, but a latent cache row holds kv_lora_rank + qk_rope_head_dim = 64 + 16}}
   %o, %c = moe.mla_absorbed %qn, %qp, %lat, %kp w_uk(%uk) w_uv(%uk) cache(%c0) at %p {scale = 0.125 : f32} : (tensor<1x1x16x32xf32>, tensor<1x1x16x16xf32>, tensor<1x1x64xf32>, tensor<1x1x16xf32>, tensor<16x32x64xf32>, tensor<16x32x64xf32>, tensor<1x128x96xf32>, tensor<1xi32>) -> (tensor<1x1x16x32xf32>, tensor<1x128x96xf32>)
   return
 }
@@ -1358,5 +1349,86 @@ func.func @mla_absorbed_w_uv_lora_rank(%qn: tensor<1x1x16x32xf32>, %qp: tensor<1
   %uv = moe.weight "w_uv" : tensor<16x32x128xf32>
   // expected-error @+1 {{'w_uv' dim 2 (R) is 128, but 'latent' dim 2 gives R = 64}}
   %o, %c = moe.mla_absorbed %qn, %qp, %lat, %kp w_uk(%uk) w_uv(%uv) cache(%c0) at %p {scale = 0.125 : f32} : (tensor<1x1x16x32xf32>, tensor<1x1x16x16xf32>, tensor<1x1x64xf32>, tensor<1x1x16xf32>, tensor<16x32x64xf32>, tensor<16x32x128xf32>, tensor<1x128x80xf32>, tensor<1xi32>) -> (tensor<1x1x16x32xf32>, tensor<1x128x80xf32>)
+  return
+}
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// Optional operands added for GPT-OSS
+//===----------------------------------------------------------------------===//
+
+// The router's logit bias is [E].
+func.func @route_logit_bias_shape(%x: tensor<?x64xf32>, %b: tensor<8xf32>) {
+  %gw = moe.weight "gate" : tensor<16x64xf32>
+  // expected-error @+1 {{'moe.route' op 'logit_bias' dim 0 (E) is 8, but 'gate_weight' dim 0 gives E = 16}}
+  %ids, %w = moe.route %x, %gw logit_bias(%b) {top_k = 2 : i64, score = #moe.score<none>, order = #moe.order<topk_then_softmax>} : (tensor<?x64xf32>, tensor<16x64xf32>, tensor<8xf32>) -> (tensor<?x2xi32>, tensor<?x2xf32>)
+  return
+}
+
+// -----
+
+// Expert biases come as a set of three.
+func.func @experts_partial_biases(%x: tensor<?x64xf32>, %ids: tensor<?x4xi32>, %w: tensor<?x4xf32>, %gb: tensor<8x32xf32>) {
+  %g = moe.weight "g" : tensor<8x32x64xf32>
+  %d = moe.weight "d" : tensor<8x64x32xf32>
+  // expected-error @+1 {{'moe.experts' op expert biases need 'gate_bias', 'up_bias' and 'down_bias' together}}
+  %y = "moe.experts"(%x, %ids, %w, %g, %g, %d, %gb) <{operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0>}> : (tensor<?x64xf32>, tensor<?x4xi32>, tensor<?x4xf32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>, tensor<8x32xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// The down bias is [E, H].
+func.func @experts_down_bias_shape(%x: tensor<?x64xf32>, %ids: tensor<?x4xi32>, %w: tensor<?x4xf32>, %gb: tensor<8x32xf32>, %db: tensor<8x32xf32>) {
+  %g = moe.weight "g" : tensor<8x32x64xf32>
+  %d = moe.weight "d" : tensor<8x64x32xf32>
+  // expected-error @+1 {{'moe.experts' op 'down_bias' dim 1 (H) is 32, but 'hidden' dim 1 gives H = 64}}
+  %y = moe.experts %x, %ids, %w experts(%g, %g, %d) biases(%gb, %gb, %db) : (tensor<?x64xf32>, tensor<?x4xi32>, tensor<?x4xf32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>, tensor<8x32xf32>, tensor<8x32xf32>, tensor<8x32xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// Attention sinks are one logit per query head.
+func.func @attention_sinks_shape(%q: tensor<1x8x4x64xf32>, %k: tensor<1x8x2x64xf32>, %kc: tensor<1x32x2x64xf32>, %p: tensor<1xi32>, %s: tensor<2xf32>) {
+  // expected-error @+1 {{'moe.attention' op 'sinks' dim 0 (Hq) is 2, but 'query' dim 2 gives Hq = 4}}
+  %o, %kc1, %vc1 = moe.attention %q, %k, %k cache(%kc, %kc) at %p sinks(%s) {scale = 1.25e-01 : f32} : (tensor<1x8x4x64xf32>, tensor<1x8x2x64xf32>, tensor<1x8x2x64xf32>, tensor<1x32x2x64xf32>, tensor<1x32x2x64xf32>, tensor<1xi32>, tensor<2xf32>) -> (tensor<1x8x4x64xf32>, tensor<1x32x2x64xf32>, tensor<1x32x2x64xf32>)
+  return
+}
+
+// -----
+
+// Zero KV heads (would otherwise divide by zero in the head-group check).
+func.func @attention_zero_kv_heads(%q: tensor<1x1x4x8xf32>, %k: tensor<1x1x0x8xf32>, %c: tensor<1x4x0x8xf32>, %p: tensor<1xi32>) {
+  // expected-error @+1 {{'moe.attention' op KV heads (Hkv) must be positive}}
+  %o, %kc, %vc = moe.attention %q, %k, %k cache(%c, %c) at %p {scale = 1.0 : f32} : (tensor<1x1x4x8xf32>, tensor<1x1x0x8xf32>, tensor<1x1x0x8xf32>, tensor<1x4x0x8xf32>, tensor<1x4x0x8xf32>, tensor<1xi32>) -> (tensor<1x1x4x8xf32>, tensor<1x4x0x8xf32>, tensor<1x4x0x8xf32>)
+  return
+}
+
+// -----
+
+// Sizes whose product overflows int64 are not silently accepted.
+func.func @mla_kv_b_overflow(%qn: tensor<1x1x4611686018427387904x2xf32>, %qp: tensor<1x1x4611686018427387904x2xf32>, %lat: tensor<1x1x4xf32>, %kp: tensor<1x1x2xf32>, %kvb: tensor<0x4xf32>, %c: tensor<1x8x6xf32>, %p: tensor<1xi32>) {
+  // expected-error @+1 {{'kv_b_weight' dim 0 is 0, but heads * (qk_nope_head_dim + v_head_dim) = 4611686018427387904 * (2 + 2)}}
+  %o, %c1 = moe.mla %qn, %qp, %lat, %kp kv_b(%kvb) cache(%c) at %p {scale = 1.0 : f32} : (tensor<1x1x4611686018427387904x2xf32>, tensor<1x1x4611686018427387904x2xf32>, tensor<1x1x4xf32>, tensor<1x1x2xf32>, tensor<0x4xf32>, tensor<1x8x6xf32>, tensor<1xi32>) -> (tensor<1x1x4611686018427387904x2xf32>, tensor<1x8x6xf32>)
+  return
+}
+
+// -----
+
+// YaRN's correction range divides by ln(theta).
+func.func @rope_attr_yarn_theta_one(%x: tensor<1x8x4x64xf32>, %pos: tensor<1x8xi32>) {
+  // expected-error @+1 {{#moe.rope: 'theta' must be greater than 1 for yarn scaling}}
+  %r = moe.rope %x, %pos style = <half_split> rope = <theta = 1.0, scaling = yarn, factor = 4.0, original_max_position = 4096> : tensor<1x8x4x64xf32>, tensor<1x8xi32>
+  return
+}
+
+// -----
+
+func.func @rope_attr_bad_truncate(%x: tensor<1x8x4x64xf32>, %pos: tensor<1x8xi32>) {
+  // expected-error @+2 {{expected 'true' or 'false'}}
+  // expected-error @+1 {{failed to parse MoE_RopeAttr parameter 'truncate'}}
+  %r = moe.rope %x, %pos style = <half_split> rope = <scaling = yarn, factor = 4.0, original_max_position = 4096, truncate = 1> : tensor<1x8x4x64xf32>, tensor<1x8xi32>
   return
 }

@@ -100,3 +100,30 @@ func.func @mla(%qn: tensor<1x?x16x32xf32>, %qp: tensor<1x?x16x16xf32>, %lat: ten
   %o2, %c2 = moe.mla_absorbed %qn, %qp, %lat, %kp w_uk(%uk) w_uv(%uv) cache(%cache) at %p {scale = 0.13523 : f32} : (tensor<1x?x16x32xf32>, tensor<1x?x16x16xf32>, tensor<1x?x64xf32>, tensor<1x?x16xf32>, tensor<16x32x64xf32>, tensor<16x24x64xf32>, tensor<1x128x80xf32>, tensor<1xi32>) -> (tensor<1x?x16x24xf32>, tensor<1x128x80xf32>)
   return %o, %c, %o2, %c2 : tensor<1x?x16x24xf32>, tensor<1x128x80xf32>, tensor<1x?x16x24xf32>, tensor<1x128x80xf32>
 }
+
+// GPT-OSS: router bias in the logits, expert biases, clamped SwiGLU,
+// attention sinks, RMSNorm weight applied in f32, untruncated YaRN.
+// CHECK-LABEL: func.func @gpt_oss
+func.func @gpt_oss(%x: tensor<?x64xbf16>, %h: tensor<1x?x4x16xbf16>, %pos: tensor<1x?xi32>, %kc: tensor<1x64x2x16xbf16>, %p: tensor<1xi32>, %k: tensor<1x?x2x16xbf16>) -> (tensor<?x64xbf16>, tensor<?x64xbf16>, tensor<1x?x4x16xbf16>, tensor<1x?x4x16xbf16>) {
+  %g = moe.weight "router.weight" : tensor<8x64xbf16>
+  %rb = moe.weight "router.bias" : tensor<8xf32>
+  // CHECK: moe.route %{{[^,]+}}, %{{[^ ]+}} logit_bias(%{{[^)]+}}) {order = #moe.order<topk_then_softmax>, score = #moe.score<none>, top_k = 4 : i64} : (tensor<?x64xbf16>, tensor<8x64xbf16>, tensor<8xf32>) -> (tensor<?x4xi32>, tensor<?x4xf32>)
+  %ids, %w = moe.route %x, %g logit_bias(%rb) {top_k = 4 : i64, score = #moe.score<none>, order = #moe.order<topk_then_softmax>} : (tensor<?x64xbf16>, tensor<8x64xbf16>, tensor<8xf32>) -> (tensor<?x4xi32>, tensor<?x4xf32>)
+  %eg = moe.weight "experts.gate" : tensor<8x32x64xbf16>
+  %eu = moe.weight "experts.up" : tensor<8x32x64xbf16>
+  %ed = moe.weight "experts.down" : tensor<8x64x32xbf16>
+  %bg = moe.weight "experts.gate_bias" : tensor<8x32xbf16>
+  %bu = moe.weight "experts.up_bias" : tensor<8x32xbf16>
+  %bd = moe.weight "experts.down_bias" : tensor<8x64xbf16>
+  // CHECK: moe.experts %{{.+}} experts({{.+}}) biases(%{{[^,]+}}, %{{[^,]+}}, %{{[^)]+}}) {activation = #moe.act<swiglu_clamped>} : (tensor<?x64xbf16>, tensor<?x4xi32>, tensor<?x4xf32>, tensor<8x32x64xbf16>, tensor<8x32x64xbf16>, tensor<8x64x32xbf16>, tensor<8x32xbf16>, tensor<8x32xbf16>, tensor<8x64xbf16>) -> tensor<?x64xbf16>
+  %y = moe.experts %x, %ids, %w experts(%eg, %eu, %ed) biases(%bg, %bu, %bd) {activation = #moe.act<swiglu_clamped>} : (tensor<?x64xbf16>, tensor<?x4xi32>, tensor<?x4xf32>, tensor<8x32x64xbf16>, tensor<8x32x64xbf16>, tensor<8x64x32xbf16>, tensor<8x32xbf16>, tensor<8x32xbf16>, tensor<8x64xbf16>) -> tensor<?x64xbf16>
+  %nw = moe.weight "norm.weight" : tensor<64xbf16>
+  // CHECK: moe.rms_norm %{{[^,]+}}, %{{[^ ]+}} eps(9.99999974E-6) {weight_in_f32} : tensor<?x64xbf16>, tensor<64xbf16>
+  %n = moe.rms_norm %x, %nw eps(1.0e-5) {weight_in_f32} : tensor<?x64xbf16>, tensor<64xbf16>
+  // CHECK: moe.rope %{{.+}} style = <half_split> rope = <theta = 1.500000e+05, scaling = yarn, factor = 3.200000e+01, original_max_position = 4096, truncate = false>
+  %r = moe.rope %h, %pos style = <half_split> rope = <theta = 150000.0, scaling = yarn, factor = 32.0, original_max_position = 4096, truncate = false> : tensor<1x?x4x16xbf16>, tensor<1x?xi32>
+  %sinks = moe.weight "self_attn.sinks" : tensor<4xbf16>
+  // CHECK: moe.attention {{.+}} at %{{[^ ]+}} sinks(%{{[^)]+}}) {scale = 2.500000e-01 : f32, sliding_window = 128 : i64}
+  %o, %kc1, %vc1 = moe.attention %r, %k, %k cache(%kc, %kc) at %p sinks(%sinks) {scale = 0.25 : f32, sliding_window = 128 : i64} : (tensor<1x?x4x16xbf16>, tensor<1x?x2x16xbf16>, tensor<1x?x2x16xbf16>, tensor<1x64x2x16xbf16>, tensor<1x64x2x16xbf16>, tensor<1xi32>, tensor<4xbf16>) -> (tensor<1x?x4x16xbf16>, tensor<1x64x2x16xbf16>, tensor<1x64x2x16xbf16>)
+  return %y, %n, %r, %o : tensor<?x64xbf16>, tensor<?x64xbf16>, tensor<1x?x4x16xbf16>, tensor<1x?x4x16xbf16>
+}

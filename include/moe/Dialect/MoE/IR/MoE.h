@@ -23,6 +23,8 @@
 namespace mlir::moe::detail {
 /// Parses an f64 attribute parameter written as an MLIR float literal.
 FailureOr<llvm::APFloat> parseF64Param(AsmParser &parser);
+/// Parses a bool attribute parameter written as `true` or `false`.
+FailureOr<bool> parseBoolParam(AsmParser &parser);
 } // namespace mlir::moe::detail
 
 #include "moe/Dialect/MoE/IR/MoEDialect.h.inc"

@@ -92,6 +92,12 @@ def MoE_RopeScaling : I32EnumAttr<"RopeScaling", "RoPE frequency scaling", [
 }
 
 // An f64 parameter written as an MLIR float literal; elided at its default.
+class MoE_BoolParameter<string default, string desc>
+    : DefaultValuedParameter<"bool", default, desc> {
+  let parser = "::mlir::moe::detail::parseBoolParam($_parser)";
+  let printer = "$_printer << ($_self ? \"true\" : \"false\")";
+}
+
 class MoE_F64Parameter<string default, string desc>
     : APFloatParameter<desc> {
   let defaultValue = "::llvm::APFloat(" # default # ")";
@@ -112,7 +118,8 @@ def MoE_RopeAttr : MoE_Attr<"Rope", "rope"> {
     - `yarn`: frequencies blend between interpolated (`/factor`) and
       extrapolated ones over the correction range given by `beta_fast`,
       `beta_slow` and `original_max_position`; cos and sin are multiplied by
-      the attention factor. `attention_factor = 0` means "derive it":
+      the attention factor; `truncate = false` (GPT-OSS) keeps the
+      correction range unrounded. `attention_factor = 0` means "derive it":
       `mscale(factor, mscale) / mscale(factor, mscale_all_dim)` when both
       are non-zero, else `0.1 * ln(factor) + 1`, as transformers does.
 
@@ -136,7 +143,9 @@ def MoE_RopeAttr : MoE_Attr<"Rope", "rope"> {
     MoE_F64Parameter<"0.0", "yarn mscale">:$mscale,
     MoE_F64Parameter<"0.0", "yarn mscale_all_dim">:$mscale_all_dim,
     MoE_F64Parameter<"0.0",
-        "yarn cos/sin factor; 0 derives it">:$attention_factor
+        "yarn cos/sin factor; 0 derives it">:$attention_factor,
+    MoE_BoolParameter<"true",
+        "round the yarn correction range outwards">:$truncate
   );
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;

@@ -84,8 +84,10 @@ def MoE_RMSNormOp : MoE_Op<"rms_norm", [Pure,
     `result = cast(x * rsqrt(mean(x^2) + epsilon)) * weight`, reduced over
     the innermost dimension. The mean and the normalisation are computed in
     f32 and cast back to the input's element type before the multiply by
-    `weight`, as DeepSeek, Qwen, Mixtral and Llama do. `weight` has the
-    size of the innermost dimension.
+    `weight`, as DeepSeek, Qwen, Mixtral and Llama do; with
+    `weight_in_f32`, the multiply by `weight` also happens in f32 and the
+    product is cast (GPT-OSS). `weight` has the size of the innermost
+    dimension.
 
     Example:
 
@@ -95,7 +97,7 @@ def MoE_RMSNormOp : MoE_Op<"rms_norm", [Pure,
     ```
   }];
   let arguments = (ins MoE_FloatTensor:$input, MoE_FloatTensor:$weight,
-                       F32Attr:$epsilon);
+                       F32Attr:$epsilon, UnitAttr:$weight_in_f32);
   let results = (outs MoE_FloatTensor:$result);
   let assemblyFormat = [{
     $input `,` $weight `eps` `(` $epsilon `)` attr-dict `:` type($input) `,`
@@ -126,7 +128,7 @@ def MoE_RopeOp : MoE_Op<"rope", [Pure, AllTypesMatch<["input", "result"]>]> {
     Example:
 
     ```mlir
-    %q = moe.rope %x, %pos style = interleaved
+    %q = moe.rope %x, %pos style = <interleaved>
         rope = <theta = 1.000000e+04> : tensor<1x8x4x64xf32>, tensor<1x8xi32>
     ```
   }];
@@ -149,14 +151,16 @@ def MoE_RopeOp : MoE_Op<"rope", [Pure, AllTypesMatch<["input", "result"]>]> {
 // moe.route
 //===----------------------------------------------------------------------===//
 
-def MoE_RouteOp : MoE_Op<"route", [Pure]> {
+def MoE_RouteOp : MoE_Op<"route", [Pure, AttrSizedOperandSegments]> {
   let summary = "token-to-expert routing";
   let description = [{
     Chooses `top_k` of the `E` routed experts for each of the `T` tokens and
     their combine weights. One op covers every router in use:
 
-    1. `logits = hidden * gate_weight^T` `[T, E]`, always computed in f32
-       whatever the operand element types.
+    1. `logits = hidden * gate_weight^T (+ logit_bias)` `[T, E]`, always
+       computed in f32 whatever the operand element types. `logit_bias`
+       (GPT-OSS's router bias) is part of the logits, so it enters both the
+       selection and the weights.
     2. With `order = score_then_topk` (the default): `scores = score(logits)`
        (`softmax`, `sigmoid` or `none`). With `order = topk_then_softmax`
        (GPT-OSS, Granite): `score` must be `none`; the top-k is taken on the
@@ -175,7 +179,8 @@ def MoE_RouteOp : MoE_Op<"route", [Pure]> {
     Ties are broken towards the lower expert id. Results: `expert_ids`
     `[T, k]` i32 and `expert_weights` `[T, k]` f32.
 
-    Example (DeepSeek-V3):
+    Example (DeepSeek-V3; GPT-OSS would instead pass `logit_bias(%b)` with
+    `score = #moe.score<none>, order = #moe.order<topk_then_softmax>`):
 
     ```mlir
     %ids, %w = moe.route %x, %gate bias(%b) {top_k = 8 : i64,
@@ -190,6 +195,7 @@ def MoE_RouteOp : MoE_Op<"route", [Pure]> {
     MoE_FloatTensor:$hidden,
     MoE_FloatTensor:$gate_weight,
     Optional<MoE_F32Tensor>:$selection_bias,
+    Optional<MoE_F32Tensor>:$logit_bias,
     I64Attr:$top_k,
     MoE_ScoreFuncAttr:$score,
     DefaultValuedAttr<MoE_RouteOrderAttr,
@@ -205,7 +211,8 @@ def MoE_RouteOp : MoE_Op<"route", [Pure]> {
   let results = (outs MoE_I32Tensor:$expert_ids,
                       MoE_F32Tensor:$expert_weights);
   let assemblyFormat = [{
-    $hidden `,` $gate_weight (`bias` `(` $selection_bias^ `)`)? attr-dict `:`
+    $hidden `,` $gate_weight (`bias` `(` $selection_bias^ `)`)?
+    (`logit_bias` `(` $logit_bias^ `)`)? attr-dict `:`
     functional-type(operands, results)
   }];
   let hasVerifier = 1;
@@ -242,6 +249,8 @@ def MoE_ExpertsOp : MoE_Op<"experts", [Pure, AttrSizedOperandSegments,
       `(u' + beta) * g' * sigmoid(alpha * g')`.
 
     `alpha`, `limit` and `beta` are only meaningful for `swiglu_clamped`.
+    Optional expert biases (`biases(gate, up, down)`, `[E, I]`, `[E, I]`,
+    `[E, H]`, GPT-OSS) are added to the three projections.
     The optional shared expert (`shared(...)`, weights `[Is, H]`, `[Is, H]`,
     `[H, Is]`) is a SwiGLU FFN applied to every token; DeepSeek adds it
     ungated, Qwen2-MoE multiplies it by `sigmoid(shared_gate * x)` with the
@@ -266,6 +275,9 @@ def MoE_ExpertsOp : MoE_Op<"experts", [Pure, AttrSizedOperandSegments,
     MoE_FloatTensor:$gate_weight,
     MoE_FloatTensor:$up_weight,
     MoE_FloatTensor:$down_weight,
+    Optional<MoE_FloatTensor>:$gate_bias,
+    Optional<MoE_FloatTensor>:$up_bias,
+    Optional<MoE_FloatTensor>:$down_bias,
     Optional<MoE_FloatTensor>:$shared_gate_weight,
     Optional<MoE_FloatTensor>:$shared_up_weight,
     Optional<MoE_FloatTensor>:$shared_down_weight,
@@ -280,6 +292,7 @@ def MoE_ExpertsOp : MoE_Op<"experts", [Pure, AttrSizedOperandSegments,
   let assemblyFormat = [{
     $hidden `,` $expert_ids `,` $expert_weights
     `experts` `(` $gate_weight `,` $up_weight `,` $down_weight `)`
+    (`biases` `(` $gate_bias^ `,` $up_bias `,` $down_bias `)`)?
     (`shared` `(` $shared_gate_weight^ `,` $shared_up_weight `,`
         $shared_down_weight `)`)?
     (`shared_gate` `(` $shared_expert_gate^ `)`)?
@@ -314,8 +327,10 @@ def MoE_AttentionOp : MoE_Op<"attention", [Pure,
     result [B, S, Hq, Dv]
     ```
 
-    `scale` multiplies the logits; the softmax runs in f32. The updated
-    caches are returned as results. Writing past `L` is a run-time error.
+    `scale` multiplies the logits; the softmax runs in f32. With `sinks`
+    `[Hq]` (GPT-OSS), head `h`'s softmax has one more logit, `sinks[h]`,
+    whose probability is dropped. The updated caches are returned as
+    results. Writing past `L` is a run-time error.
 
     Example (prefill of 8 tokens, 4 query heads sharing 2 KV heads):
 
@@ -334,6 +349,7 @@ def MoE_AttentionOp : MoE_Op<"attention", [Pure,
     MoE_FloatTensor:$key_cache,
     MoE_FloatTensor:$value_cache,
     MoE_I32Tensor:$cache_position,
+    Optional<MoE_FloatTensor>:$sinks,
     F32Attr:$scale,
     DefaultValuedAttr<I64Attr, "0">:$sliding_window
   );
@@ -342,7 +358,8 @@ def MoE_AttentionOp : MoE_Op<"attention", [Pure,
                       MoE_FloatTensor:$new_value_cache);
   let assemblyFormat = [{
     $query `,` $key `,` $value `cache` `(` $key_cache `,` $value_cache `)`
-    `at` $cache_position attr-dict `:` functional-type(operands, results)
+    `at` $cache_position (`sinks` `(` $sinks^ `)`)? attr-dict `:`
+    functional-type(operands, results)
   }];
   let hasVerifier = 1;
 }
