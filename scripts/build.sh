@@ -6,6 +6,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${MOE_BUILD_DIR:-$root/build}
 
 "$root/scripts/bootstrap.sh"
+# ccache needs a writable cache even where HOME is unset.
+export CCACHE_DIR=${CCACHE_DIR:-${HOME:-/tmp}/.cache/ccache}
 
 if [ ! -f "$build/build.ninja" ]; then
   cc=${CC:-clang-22}
