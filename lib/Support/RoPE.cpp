@@ -21,6 +21,16 @@ std::string validateRopeParams(const RopeParams &p) {
     return "'factor' must be a positive finite number";
   if (p.kind == RopeScalingKind::Linear)
     return {};
+  if (p.kind == RopeScalingKind::Llama3) {
+    if (p.originalMaxPosition <= 0)
+      return "'original_max_position' must be positive for llama3 scaling";
+    if (!isPositiveFinite(p.lowFreqFactor) ||
+        !isPositiveFinite(p.highFreqFactor) ||
+        p.highFreqFactor <= p.lowFreqFactor)
+      return "'low_freq_factor' and 'high_freq_factor' must be positive "
+             "finite numbers with high_freq_factor > low_freq_factor";
+    return {};
+  }
   if (p.originalMaxPosition <= 0)
     return "'original_max_position' must be positive for yarn scaling";
   // The correction range divides by ln(theta).
@@ -74,6 +84,22 @@ RopeTable computeRopeTable(const RopeParams &p, int64_t rotaryDim) {
     // Positions divided by the factor: the same angles.
     for (double &f : table.invFreq)
       f /= p.factor;
+    return table;
+  }
+  if (p.kind == RopeScalingKind::Llama3) {
+    double original = double(p.originalMaxPosition);
+    double lowFreqWavelen = original / p.lowFreqFactor;
+    double highFreqWavelen = original / p.highFreqFactor;
+    for (double &f : table.invFreq) {
+      double wavelen = 2 * M_PI / f;
+      if (wavelen > lowFreqWavelen) {
+        f /= p.factor; // Low frequencies: interpolated.
+      } else if (wavelen >= highFreqWavelen) {
+        double smooth = (original / wavelen - p.lowFreqFactor) /
+                        (p.highFreqFactor - p.lowFreqFactor);
+        f = (1 - smooth) * f / p.factor + smooth * f;
+      } // High frequencies: kept.
+    }
     return table;
   }
   if (p.kind != RopeScalingKind::Yarn)

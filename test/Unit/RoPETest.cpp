@@ -111,6 +111,41 @@ TEST(RoPE, YarnWithoutTruncation) {
   EXPECT_EQ(highT, 18.0);
 }
 
+// Llama 3.1 (theta 500000, factor 8, low 1, high 4, original 8192, head dim
+// 128): the band edges are wavelengths 8192 and 2048.
+TEST(RoPE, Llama3Bands) {
+  moe::RopeParams p;
+  p.theta = 500000.0;
+  p.kind = moe::RopeScalingKind::Llama3;
+  p.factor = 8.0;
+  p.lowFreqFactor = 1.0;
+  p.highFreqFactor = 4.0;
+  p.originalMaxPosition = 8192;
+  ASSERT_EQ(moe::validateRopeParams(p), "");
+  moe::RopeTable t = moe::computeRopeTable(p, 128);
+  moe::RopeParams plain;
+  plain.theta = 500000.0;
+  moe::RopeTable base = moe::computeRopeTable(plain, 128);
+  int kept = 0, scaled = 0, blended = 0;
+  for (int i = 0; i < 64; ++i) {
+    double wavelen = 2 * M_PI / base.invFreq[i];
+    if (wavelen < 2048.0) {
+      EXPECT_DOUBLE_EQ(t.invFreq[i], base.invFreq[i]);
+      ++kept;
+    } else if (wavelen > 8192.0) {
+      EXPECT_DOUBLE_EQ(t.invFreq[i], base.invFreq[i] / 8.0);
+      ++scaled;
+    } else {
+      EXPECT_LE(t.invFreq[i], base.invFreq[i]);
+      EXPECT_GE(t.invFreq[i], base.invFreq[i] / 8.0);
+      ++blended;
+    }
+  }
+  EXPECT_GT(kept, 0);
+  EXPECT_GT(scaled, 0);
+  EXPECT_GT(blended, 0);
+}
+
 TEST(RoPE, ValidationNamesTheField) {
   moe::RopeParams p = deepSeekV3();
   p.originalMaxPosition = 0;

@@ -51,7 +51,9 @@ makeRopeParams(const llvm::APFloat &theta, RopeScaling scaling,
                const llvm::APFloat &factor, int64_t originalMaxPosition,
                const llvm::APFloat &betaFast, const llvm::APFloat &betaSlow,
                const llvm::APFloat &mscale, const llvm::APFloat &mscaleAllDim,
-               const llvm::APFloat &attentionFactor, bool truncate) {
+               const llvm::APFloat &attentionFactor, bool truncate,
+               const llvm::APFloat &lowFreqFactor,
+               const llvm::APFloat &highFreqFactor) {
   ::moe::RopeParams params;
   params.theta = theta.convertToDouble();
   params.kind = static_cast<::moe::RopeScalingKind>(scaling);
@@ -63,6 +65,8 @@ makeRopeParams(const llvm::APFloat &theta, RopeScaling scaling,
   params.mscaleAllDim = mscaleAllDim.convertToDouble();
   params.attentionFactor = attentionFactor.convertToDouble();
   params.truncate = truncate;
+  params.lowFreqFactor = lowFreqFactor.convertToDouble();
+  params.highFreqFactor = highFreqFactor.convertToDouble();
   return params;
 }
 
@@ -70,7 +74,8 @@ makeRopeParams(const llvm::APFloat &theta, RopeScaling scaling,
   return makeRopeParams(getTheta(), getScaling(), getFactor(),
                         getOriginalMaxPosition(), getBetaFast(), getBetaSlow(),
                         getMscale(), getMscaleAllDim(), getAttentionFactor(),
-                        getTruncate());
+                        getTruncate(), getLowFreqFactor(),
+                        getHighFreqFactor());
 }
 
 LogicalResult
@@ -79,11 +84,12 @@ RopeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                  llvm::APFloat factor, int64_t originalMaxPosition,
                  llvm::APFloat betaFast, llvm::APFloat betaSlow,
                  llvm::APFloat mscale, llvm::APFloat mscaleAllDim,
-                 llvm::APFloat attentionFactor, bool truncate) {
+                 llvm::APFloat attentionFactor, bool truncate,
+                 llvm::APFloat lowFreqFactor, llvm::APFloat highFreqFactor) {
   std::string problem = ::moe::validateRopeParams(
       makeRopeParams(theta, scaling, factor, originalMaxPosition, betaFast,
                      betaSlow, mscale, mscaleAllDim, attentionFactor,
-                     truncate));
+                     truncate, lowFreqFactor, highFreqFactor));
   if (!problem.empty())
     return emitError() << "#moe.rope: " << problem;
   return success();
@@ -94,5 +100,7 @@ static_assert(static_cast<int>(RopeScaling::Default) ==
                   static_cast<int>(RopeScaling::Linear) ==
                       static_cast<int>(::moe::RopeScalingKind::Linear) &&
                   static_cast<int>(RopeScaling::Yarn) ==
-                      static_cast<int>(::moe::RopeScalingKind::Yarn),
+                      static_cast<int>(::moe::RopeScalingKind::Yarn) &&
+                  static_cast<int>(RopeScaling::Llama3) ==
+                      static_cast<int>(::moe::RopeScalingKind::Llama3),
               "RopeScaling and moe::RopeScalingKind must stay in step");

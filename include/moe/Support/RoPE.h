@@ -3,7 +3,10 @@
 // The frequency tables behind `#moe.rope` and the MLA softmax scale, computed
 // the way Hugging Face transformers computes them (modeling_rope_utils.py,
 // `_compute_default_rope_parameters`, `_compute_linear_scaling_rope_parameters`,
-// `_compute_yarn_parameters`; modeling_deepseek_v3.py, `yarn_get_mscale`).
+// `_compute_yarn_parameters`, `_compute_llama3_parameters`;
+// modeling_deepseek_v3.py, `yarn_get_mscale`). Computed in double;
+// transformers computes the base powers in f32 (relative differences of
+// about 1e-7).
 // Plain C++ so that the importers, the lowering and the runtime share it.
 //
 //===----------------------------------------------------------------------===//
@@ -17,7 +20,7 @@
 
 namespace moe {
 
-enum class RopeScalingKind { Default, Linear, Yarn };
+enum class RopeScalingKind { Default, Linear, Yarn, Llama3 };
 
 /// The fields of a Hugging Face `rope_scaling` / `rope_parameters` block that
 /// change the maths. Zero `mscale`, `mscaleAllDim` or `attentionFactor` mean
@@ -32,6 +35,11 @@ struct RopeParams {
   double mscale = 0.0;
   double mscaleAllDim = 0.0;
   double attentionFactor = 0.0;
+  /// Llama 3's band limits (rope_type "llama3"): wavelengths above
+  /// original / low are interpolated, below original / high kept, blended
+  /// in between.
+  double lowFreqFactor = 1.0;
+  double highFreqFactor = 4.0;
   /// Round the YaRN correction range outwards (transformers' default;
   /// GPT-OSS sets `truncate: false`).
   bool truncate = true;

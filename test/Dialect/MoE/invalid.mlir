@@ -1432,3 +1432,20 @@ func.func @rope_attr_bad_truncate(%x: tensor<1x8x4x64xf32>, %pos: tensor<1x8xi32
   %r = moe.rope %x, %pos style = <half_split> rope = <scaling = yarn, factor = 4.0, original_max_position = 4096, truncate = 1> : tensor<1x8x4x64xf32>, tensor<1x8xi32>
   return
 }
+
+// -----
+
+// llama3 needs the original context and ordered band factors.
+func.func @rope_attr_llama3_no_original(%x: tensor<1x8x4x64xf32>, %pos: tensor<1x8xi32>) {
+  // expected-error @+1 {{#moe.rope: 'original_max_position' must be positive for llama3 scaling}}
+  %r = moe.rope %x, %pos style = <half_split> rope = <scaling = llama3, factor = 8.0> : tensor<1x8x4x64xf32>, tensor<1x8xi32>
+  return
+}
+
+// -----
+
+func.func @rope_attr_llama3_band_order(%x: tensor<1x8x4x64xf32>, %pos: tensor<1x8xi32>) {
+  // expected-error @+1 {{#moe.rope: 'low_freq_factor' and 'high_freq_factor' must be positive finite numbers with high_freq_factor > low_freq_factor}}
+  %r = moe.rope %x, %pos style = <half_split> rope = <scaling = llama3, factor = 8.0, original_max_position = 8192, low_freq_factor = 4.0, high_freq_factor = 1.0> : tensor<1x8x4x64xf32>, tensor<1x8xi32>
+  return
+}

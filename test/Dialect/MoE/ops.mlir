@@ -38,6 +38,9 @@ func.func @rope(%x: tensor<1x?x4x64xf32>, %pos: tensor<1x?xi64>) -> (tensor<1x?x
   %b = moe.rope %x, %pos style = <half_split> rope = <theta = 500000.0, scaling = linear, factor = 8.0> {rotary_dim = 32 : i64} : tensor<1x?x4x64xf32>, tensor<1x?xi64>
   // CHECK: moe.rope %[[X]], %[[P]] style = <interleaved> rope = <scaling = yarn, factor = 4.000000e+01, original_max_position = 4096, mscale = 1.000000e+00, mscale_all_dim = 7.070000e-01, attention_factor = 1.250000e+00>
   %c = moe.rope %x, %pos style = <interleaved> rope = <scaling = yarn, factor = 40.0, original_max_position = 4096, beta_fast = 32.0, mscale = 1.0, mscale_all_dim = 0.707, attention_factor = 1.25> : tensor<1x?x4x64xf32>, tensor<1x?xi64>
+  // Llama 3.1 band scaling (the DeepSeek-R1 Llama distills).
+  // CHECK: moe.rope %[[X]], %[[P]] style = <half_split> rope = <theta = 5.000000e+05, scaling = llama3, factor = 8.000000e+00, original_max_position = 8192>
+  %d = moe.rope %x, %pos style = <half_split> rope = <theta = 500000.0, scaling = llama3, factor = 8.0, original_max_position = 8192, low_freq_factor = 1.0, high_freq_factor = 4.0> : tensor<1x?x4x64xf32>, tensor<1x?xi64>
   return %a, %b, %c : tensor<1x?x4x64xf32>, tensor<1x?x4x64xf32>, tensor<1x?x4x64xf32>
 }
 

@@ -86,7 +86,8 @@ def MoE_RopeStyleAttr : EnumAttr<MoE_Dialect, MoE_RopeStyle, "rope_style"> {
 def MoE_RopeScaling : I32EnumAttr<"RopeScaling", "RoPE frequency scaling", [
     I32EnumAttrCase<"Default", 0, "default">,
     I32EnumAttrCase<"Linear", 1, "linear">,
-    I32EnumAttrCase<"Yarn", 2, "yarn">]> {
+    I32EnumAttrCase<"Yarn", 2, "yarn">,
+    I32EnumAttrCase<"Llama3", 3, "llama3">]> {
   let cppNamespace = "::mlir::moe";
   let genSpecializedAttr = 0;
 }
@@ -115,6 +116,10 @@ def MoE_RopeAttr : MoE_Attr<"Rope", "rope"> {
 
     - `default`: `inv_freq[i] = theta^(-2i/d)`.
     - `linear`: positions are divided by `factor`.
+    - `llama3`: Llama 3.1's band scaling: wavelengths longer than
+      `original_max_position / low_freq_factor` are divided by `factor`,
+      shorter than `original_max_position / high_freq_factor` kept, and
+      blended in between (the DeepSeek-R1 Llama distills use it).
     - `yarn`: frequencies blend between interpolated (`/factor`) and
       extrapolated ones over the correction range given by `beta_fast`,
       `beta_slow` and `original_max_position`; cos and sin are multiplied by
@@ -145,7 +150,9 @@ def MoE_RopeAttr : MoE_Attr<"Rope", "rope"> {
     MoE_F64Parameter<"0.0",
         "yarn cos/sin factor; 0 derives it">:$attention_factor,
     MoE_BoolParameter<"true",
-        "round the yarn correction range outwards">:$truncate
+        "round the yarn correction range outwards">:$truncate,
+    MoE_F64Parameter<"1.0", "llama3 low_freq_factor">:$low_freq_factor,
+    MoE_F64Parameter<"4.0", "llama3 high_freq_factor">:$high_freq_factor
   );
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
