@@ -18,25 +18,32 @@ struct MoECheckWeightsPass
   void runOnOperation() override {
     // First reference of each name, in program order, so that the manifest
     // and the diagnostics are deterministic.
-    llvm::MapVector<StringAttr, WeightOp> first;
+    llvm::MapVector<StringAttr, std::pair<Type, Location>> first;
     bool conflict = false;
-    getOperation().walk([&](WeightOp op) {
-      auto [it, inserted] = first.insert({op.getNameAttr(), op});
-      if (inserted || it->second.getType() == op.getType())
+    auto record = [&](StringAttr name, Type type, Operation *op) {
+      auto [it, inserted] = first.insert({name, {type, op->getLoc()}});
+      if (inserted || it->second.first == type)
         return;
       conflict = true;
       InFlightDiagnostic diag =
-          op.emitError() << "weight '" << op.getName() << "' is used as "
-                         << op.getType() << " here but as "
-                         << it->second.getType() << " before";
-      diag.attachNote(it->second.getLoc()) << "first used here";
+          op->emitError() << "weight '" << name.getValue() << "' is used as "
+                          << type << " here but as " << it->second.first
+                          << " before";
+      diag.attachNote(it->second.second) << "first used here";
+    };
+    getOperation().walk([&](Operation *op) {
+      if (auto weight = dyn_cast<WeightOp>(op))
+        record(weight.getNameAttr(), weight.getType(), op);
+      else if (auto stacked = dyn_cast<StackedWeightOp>(op))
+        for (Attribute name : stacked.getNames())
+          record(cast<StringAttr>(name), stacked.getElementTensorType(), op);
     });
     if (conflict)
       return signalPassFailure();
     if (!listWeights)
       return;
-    for (auto &[name, op] : first)
-      llvm::errs() << name.getValue() << ": " << op.getType() << "\n";
+    for (auto &[name, use] : first)
+      llvm::errs() << name.getValue() << ": " << use.first << "\n";
   }
 };
 } // namespace

@@ -137,6 +137,35 @@ void WeightOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
 }
 
 //===----------------------------------------------------------------------===//
+// StackedWeightOp
+//===----------------------------------------------------------------------===//
+
+RankedTensorType StackedWeightOp::getElementTensorType() {
+  auto type = cast<RankedTensorType>(getType());
+  return RankedTensorType::get(type.getShape().drop_front(),
+                               type.getElementType());
+}
+
+LogicalResult StackedWeightOp::verify() {
+  auto type = cast<RankedTensorType>(getType());
+  if (type.getRank() < 1)
+    return emitOpError("result must have a leading dimension that indexes "
+                       "'names'");
+  if (type.getDimSize(0) != static_cast<int64_t>(getNames().size()))
+    return emitOpError() << "result dim 0 (" << type.getDimSize(0)
+                         << ") must equal the number of names ("
+                         << getNames().size() << ")";
+  for (auto [i, name] : llvm::enumerate(getNames()))
+    if (cast<StringAttr>(name).getValue().empty())
+      return emitOpError() << "'names' entry " << i << " is empty";
+  return success();
+}
+
+void StackedWeightOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
+  setNameFn(getResult(), "w");
+}
+
+//===----------------------------------------------------------------------===//
 // EmbeddingOp
 //===----------------------------------------------------------------------===//
 

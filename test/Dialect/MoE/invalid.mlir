@@ -1449,3 +1449,28 @@ func.func @rope_attr_llama3_band_order(%x: tensor<1x8x4x64xf32>, %pos: tensor<1x
   %r = moe.rope %x, %pos style = <half_split> rope = <scaling = llama3, factor = 8.0, original_max_position = 8192, low_freq_factor = 4.0, high_freq_factor = 1.0> : tensor<1x8x4x64xf32>, tensor<1x8xi32>
   return
 }
+
+// -----
+
+// moe.stacked_weight: one leading index per name, no empty names.
+func.func @stacked_weight_count() {
+  // expected-error @+1 {{'moe.stacked_weight' op result dim 0 (3) must equal the number of names (2)}}
+  %w = moe.stacked_weight ["a", "b"] : tensor<3x4xf32>
+  return
+}
+
+// -----
+
+func.func @stacked_weight_empty_name() {
+  // expected-error @+1 {{'moe.stacked_weight' op 'names' entry 1 is empty}}
+  %w = moe.stacked_weight ["a", ""] : tensor<2x4xf32>
+  return
+}
+
+// -----
+
+func.func @stacked_weight_rank0() {
+  // expected-error @+1 {{'moe.stacked_weight' op result must have a leading dimension that indexes 'names'}}
+  %w = "moe.stacked_weight"() <{names = []}> : () -> tensor<f32>
+  return
+}

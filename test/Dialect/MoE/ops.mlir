@@ -10,6 +10,13 @@ func.func @weight() -> tensor<16x64xbf16> {
   return %w : tensor<16x64xbf16>
 }
 
+// CHECK-LABEL: func.func @stacked_weight
+func.func @stacked_weight() -> tensor<2x32x64xbf16> {
+  // CHECK: moe.stacked_weight ["layers.1.mlp.experts.0.gate_proj.weight", "layers.1.mlp.experts.1.gate_proj.weight"] : tensor<2x32x64xbf16>
+  %w = moe.stacked_weight ["layers.1.mlp.experts.0.gate_proj.weight", "layers.1.mlp.experts.1.gate_proj.weight"] : tensor<2x32x64xbf16>
+  return %w : tensor<2x32x64xbf16>
+}
+
 // CHECK-LABEL: func.func @embedding
 // CHECK-SAME: (%[[IDS:.+]]: tensor<?x8xi32>)
 func.func @embedding(%ids: tensor<?x8xi32>) -> tensor<?x8x64xf32> {

@@ -43,3 +43,14 @@ func.func @second() -> tensor<4xbf16> {
   %a = moe.weight "model.norm.weight" : tensor<4xbf16>
   return %a : tensor<4xbf16>
 }
+
+// -----
+
+// A stacked reference and a single one must agree on each tensor's type.
+func.func @stacked_conflict() -> (tensor<2x4xf32>, tensor<8xf32>) {
+  // expected-note @+1 {{first used here}}
+  %s = moe.stacked_weight ["e0", "e1"] : tensor<2x4xf32>
+  // expected-error @+1 {{weight 'e1' is used as 'tensor<8xf32>' here but as 'tensor<4xf32>' before}}
+  %w = moe.weight "e1" : tensor<8xf32>
+  return %s, %w : tensor<2x4xf32>, tensor<8xf32>
+}

@@ -45,6 +45,35 @@ def MoE_WeightOp : MoE_Op<"weight", [Pure,
   let hasVerifier = 1;
 }
 
+def MoE_StackedWeightOp : MoE_Op<"stacked_weight", [Pure,
+    DeclareOpInterfaceMethods<OpAsmOpInterface, ["getAsmResultNames"]>]> {
+  let summary = "external weights stacked along a new leading dimension";
+  let description = [{
+    References several tensors stored outside the IR, all of one shape, as
+    one tensor whose leading dimension indexes them: the per-expert 2-D
+    tensors of a checkpoint (`...experts.{e}.gate_proj.weight`) become the
+    `[E, I, H]` operand of `moe.experts` without copying anything into the
+    IR. Entry `i` of the result is the tensor named `names[i]`; every name
+    refers to a tensor of the result type without its leading dimension.
+
+    Example:
+
+    ```mlir
+    %g = moe.stacked_weight ["model.layers.1.mlp.experts.0.gate_proj.weight",
+                             "model.layers.1.mlp.experts.1.gate_proj.weight"]
+        : tensor<2x32x64xbf16>
+    ```
+  }];
+  let arguments = (ins StrArrayAttr:$names);
+  let results = (outs AnyStaticShapeTensor:$result);
+  let assemblyFormat = "$names attr-dict `:` type($result)";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The type of each stacked tensor (the result without dim 0).
+    ::mlir::RankedTensorType getElementTensorType();
+  }];
+}
+
 //===----------------------------------------------------------------------===//
 // moe.embedding
 //===----------------------------------------------------------------------===//

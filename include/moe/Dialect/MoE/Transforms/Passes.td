@@ -8,7 +8,8 @@ include "mlir/Pass/PassBase.td"
 def MoECheckWeightsPass : Pass<"moe-check-weights", "ModuleOp"> {
   let summary = "Check that every weight name has one type across the module";
   let description = [{
-    `moe.weight` ops refer to tensors stored outside the IR by name. Each op
+    `moe.weight` and `moe.stacked_weight` ops refer to tensors stored
+    outside the IR by name. Each op
     verifies on its own, but only the module can tell that two references
     to the same name disagree on shape or element type, which would make
     the artifact writer bind one tensor to two layouts. This pass reports
