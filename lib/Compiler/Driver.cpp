@@ -4,6 +4,7 @@
 
 #include "moe/Dialect/MoE/IR/MoE.h"
 #include "moe/Dialect/MoE/Transforms/Passes.h"
+#include "moe/Import/HFImporter.h"
 #include "moe/InitAll.h"
 
 #include "mlir/IR/AsmState.h"
@@ -40,8 +41,9 @@ namespace {
 struct MoecOptions {
   llvm::cl::OptionCategory category{"moec options"};
   llvm::cl::opt<std::string> input{
-      llvm::cl::Positional, llvm::cl::desc("<input.mlir>"),
-      llvm::cl::Required, llvm::cl::cat(category)};
+      llvm::cl::Positional,
+      llvm::cl::desc("<checkpoint folder | input.mlir>"), llvm::cl::Required,
+      llvm::cl::cat(category)};
   llvm::cl::opt<std::string> output{
       "o", llvm::cl::desc("Output file ('-' for stdout, the default); "
                           "written only if compilation succeeds"),
@@ -54,6 +56,11 @@ struct MoecOptions {
                                   "the program in the moe dialect after "
                                   "weight checks and canonicalization")),
       llvm::cl::cat(category)};
+  llvm::cl::opt<int64_t> maxSeqLen{
+      "max-seq-len",
+      llvm::cl::desc("KV-cache capacity in tokens for imported checkpoints "
+                     "(default: min(max_position_embeddings, 4096))"),
+      llvm::cl::init(0), llvm::cl::cat(category)};
   llvm::cl::opt<bool> printPipeline{
       "print-pipeline",
       llvm::cl::desc("Print the pass pipeline for --emit and exit"),
@@ -63,12 +70,15 @@ struct MoecOptions {
 
 static constexpr const char *kOverview = R"(moec: the MoE compiler driver
 
-Compiles a Mixture-of-Experts program through moec's pipeline and writes the
-result. Today the input is a program in the moe dialect (.mlir); the
-Hugging Face checkpoint and ONNX importers and the CPU/GPU code generators
-add inputs and --emit stages as they land.
+Compiles a Mixture-of-Experts model through moec's pipeline and writes the
+result. The input is a Hugging Face checkpoint folder (config.json plus
+model.safetensors or sharded safetensors with model.safetensors.index.json;
+families deepseek_v3, deepseek_v2, mixtral, qwen2_moe, qwen3_moe, olmoe,
+llama, qwen2) or a program in the moe dialect (.mlir). The CPU/GPU code
+generators and the ONNX importer add --emit stages and inputs as they land.
 
 Examples:
+  moec path/to/checkpoint                         # import, print @prefill/@decode
   moec examples/deepseek-v3-layer.mlir            # print the optimised program
   moec model.mlir -o out.mlir                     # write it to a file
   moec model.mlir --print-pipeline                # show the passes that run
@@ -106,12 +116,6 @@ int mlir::moe::moecMain(int argc, char **argv) {
     return 0;
   }
 
-  if (options.input != "-" && llvm::sys::fs::is_directory(options.input)) {
-    llvm::errs() << "moec: error: " << options.input
-                 << ": is a directory; importing Hugging Face checkpoints is "
-                    "not implemented yet (give a .mlir file)\n";
-    return 1;
-  }
   if (StringRef(options.input).ends_with(".onnx")) {
     llvm::errs() << "moec: error: " << options.input
                  << ": ONNX import is not implemented yet (give a .mlir "
@@ -120,19 +124,32 @@ int mlir::moe::moecMain(int argc, char **argv) {
   }
 
   std::string errorMessage;
-  std::unique_ptr<llvm::MemoryBuffer> file =
-      openInputFile(options.input, &errorMessage);
-  if (!file) {
-    llvm::errs() << "moec: error: " << errorMessage << "\n";
-    return 1;
-  }
   llvm::SourceMgr sourceMgr;
-  sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
   SourceMgrDiagnosticHandler diagHandler(sourceMgr, &context);
-  OwningOpRef<ModuleOp> module =
-      parseSourceFile<ModuleOp>(sourceMgr, &context);
-  if (!module)
-    return 1;
+  OwningOpRef<ModuleOp> module;
+  if (options.input != "-" && llvm::sys::fs::is_directory(options.input)) {
+    HFImportOptions importOptions;
+    importOptions.maxSeqLen = options.maxSeqLen;
+    llvm::Expected<OwningOpRef<ModuleOp>> imported =
+        importHFCheckpoint(&context, options.input, importOptions);
+    if (!imported) {
+      llvm::errs() << "moec: error: " << llvm::toString(imported.takeError())
+                   << "\n";
+      return 1;
+    }
+    module = std::move(*imported);
+  } else {
+    std::unique_ptr<llvm::MemoryBuffer> file =
+        openInputFile(options.input, &errorMessage);
+    if (!file) {
+      llvm::errs() << "moec: error: " << errorMessage << "\n";
+      return 1;
+    }
+    sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
+    module = parseSourceFile<ModuleOp>(sourceMgr, &context);
+    if (!module)
+      return 1;
+  }
 
   if (failed(applyPassManagerCLOptions(pm)))
     return 1;

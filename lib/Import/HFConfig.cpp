@@ -355,12 +355,18 @@ Expected<ModelConfig> parseHFConfig(const json::Value &config, StringRef path) {
   out.slidingWindow.assign(out.numLayers, 0);
   out.moeLayers.assign(out.numLayers, false);
 
+  // The expert count has two names in every MoE family: the class field and
+  // its transformers attribute_map alias (v5 saves one, hub configs the
+  // other).
   auto routerWith = [&](RouterConfig::Score score, StringRef expertsKey,
+                        StringRef expertsAlias,
                         std::optional<int64_t> experts,
                         std::optional<int64_t> topK) {
     RouterConfig r;
     r.score = score;
-    r.numExperts = top.positive(expertsKey, experts);
+    r.numExperts = top.has(expertsKey) || !top.has(expertsAlias)
+                       ? top.positive(expertsKey, experts)
+                       : top.positive(expertsAlias, experts);
     r.topK = top.positive("num_experts_per_tok", topK);
     if (!top.failed() && r.topK > r.numExperts)
       top.fail("num_experts_per_tok",
@@ -423,7 +429,8 @@ Expected<ModelConfig> parseHFConfig(const json::Value &config, StringRef path) {
     RouterConfig r =
         routerWith(v3 ? RouterConfig::Score::Sigmoid
                       : RouterConfig::Score::Softmax,
-                   "n_routed_experts", v3 ? 256 : 64,
+                   "n_routed_experts",
+                   v3 ? "num_local_experts" : "num_experts", v3 ? 256 : 64,
                    v3 ? std::optional<int64_t>(8) : std::nullopt);
     if (v3) {
       std::string method = top.string("topk_method", "noaux_tc");
@@ -484,7 +491,7 @@ Expected<ModelConfig> parseHFConfig(const json::Value &config, StringRef path) {
   }
   case ModelFamily::Mixtral: {
     RouterConfig r = routerWith(RouterConfig::Score::Softmax,
-                                "num_local_experts", 8, 2);
+                                "num_local_experts", "num_experts", 8, 2);
     r.renormalize = true;
     out.router = r;
     out.moeIntermediateSize = out.intermediateSize;
@@ -498,7 +505,9 @@ Expected<ModelConfig> parseHFConfig(const json::Value &config, StringRef path) {
   case ModelFamily::Qwen3MoE: {
     bool qwen2 = *family == ModelFamily::Qwen2MoE;
     RouterConfig r =
-        routerWith(RouterConfig::Score::Softmax, "num_experts",
+        routerWith(RouterConfig::Score::Softmax,
+                   qwen2 ? "num_experts" : "num_local_experts",
+                   qwen2 ? "num_local_experts" : "num_experts",
                    qwen2 ? 60 : 128, qwen2 ? 4 : 8);
     r.renormalize = top.boolean("norm_topk_prob", false);
     out.router = r;
@@ -522,7 +531,8 @@ Expected<ModelConfig> parseHFConfig(const json::Value &config, StringRef path) {
   }
   case ModelFamily::OLMoE: {
     RouterConfig r =
-        routerWith(RouterConfig::Score::Softmax, "num_experts", 64, 8);
+        routerWith(RouterConfig::Score::Softmax, "num_experts",
+                   "num_local_experts", 64, 8);
     r.renormalize = top.boolean("norm_topk_prob", false);
     out.router = r;
     out.moeIntermediateSize = out.intermediateSize;

@@ -9,9 +9,9 @@
 // RUN: test ! -e %t.out
 // CONFLICT: weight-conflict.mlir:4:8: error: weight 'w' is used as 'tensor<8x4xf32>' here but as 'tensor<4x8xf32>' before
 
-// Inputs moec cannot read yet, and missing files.
+// Folders that are not checkpoints, and missing files.
 // RUN: not moec %S -o %t.out 2>&1 | FileCheck %s --check-prefix=DIR
-// DIR: moec: error: {{.*}}: is a directory; importing Hugging Face checkpoints is not implemented yet
+// DIR: moec: error: {{.*}}moec: is not a Hugging Face checkpoint folder (it has no config.json)
 // RUN: not moec %t.missing.mlir 2>&1 | FileCheck %s --check-prefix=MISSING
 // MISSING: moec: error: cannot open input file '{{.*}}.missing.mlir'
 
