@@ -14,6 +14,18 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Support/Timing.h"
+#include "mlir/Conversion/AffineToStandard/AffineToStandard.h"
+#include "mlir/Conversion/BufferizationToMemRef/BufferizationToMemRef.h"
+#include "mlir/Conversion/ConvertToLLVM/ToLLVMPass.h"
+#include "mlir/Conversion/LinalgToStandard/LinalgToStandard.h"
+#include "mlir/Conversion/MemRefToLLVM/MemRefToLLVM.h"
+#include "mlir/Conversion/ReconcileUnrealizedCasts/ReconcileUnrealizedCasts.h"
+#include "mlir/Conversion/SCFToControlFlow/SCFToControlFlow.h"
+#include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
+#include "mlir/Dialect/Bufferization/Transforms/Passes.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/Passes.h"
+#include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/Transforms/Passes.h"
 
 #include "llvm/Support/CommandLine.h"
@@ -28,13 +40,32 @@ using namespace mlir;
 using namespace mlir::moe;
 
 void mlir::moe::buildMoECompilePipeline(OpPassManager &pm, EmitStage stage) {
-  switch (stage) {
-  case EmitStage::MoE:
-    pm.addPass(createMoECheckWeightsPass());
-    pm.addPass(createCanonicalizerPass());
-    pm.addPass(createCSEPass());
+  pm.addPass(createMoECheckWeightsPass());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  if (stage == EmitStage::MoE)
     return;
-  }
+  pm.addPass(createMoELowerToLinalgPass());
+  pm.addPass(createMoEExternalizeWeightsPass());
+  pm.addNestedPass<func::FuncOp>(createConvertElementwiseToLinalgPass());
+  pm.addPass(createCanonicalizerPass());
+  if (stage == EmitStage::Linalg)
+    return;
+  bufferization::OneShotBufferizePassOptions bufferize;
+  bufferize.bufferizeFunctionBoundaries = true;
+  bufferize.functionBoundaryTypeConversion =
+      bufferization::LayoutMapOption::IdentityLayoutMap;
+  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
+  bufferization::BufferDeallocationPipelineOptions dealloc;
+  bufferization::buildBufferDeallocationPipeline(pm, dealloc);
+  pm.addPass(createConvertBufferizationToMemRefPass());
+  pm.addPass(createConvertLinalgToLoopsPass());
+  pm.addPass(createSCFToControlFlowPass());
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+  pm.addPass(createConvertToLLVMPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
 }
 
 namespace {
@@ -52,9 +83,15 @@ struct MoecOptions {
   llvm::cl::opt<EmitStage> emit{
       "emit", llvm::cl::desc("Stage to stop after and print"),
       llvm::cl::init(EmitStage::MoE),
-      llvm::cl::values(clEnumValN(EmitStage::MoE, "moe",
-                                  "the program in the moe dialect after "
-                                  "weight checks and canonicalization")),
+      llvm::cl::values(
+          clEnumValN(EmitStage::MoE, "moe",
+                     "the program in the moe dialect after weight checks "
+                     "and canonicalization"),
+          clEnumValN(EmitStage::Linalg, "linalg",
+                     "moe ops lowered to linalg/tensor/scf (reference "
+                     "semantics), weights as external globals"),
+          clEnumValN(EmitStage::LLVM, "llvm",
+                     "the CPU program in the LLVM dialect")),
       llvm::cl::cat(category)};
   llvm::cl::opt<int64_t> maxSeqLen{
       "max-seq-len",

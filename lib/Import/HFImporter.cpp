@@ -18,6 +18,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
@@ -204,6 +205,20 @@ public:
     for (int64_t d : shape)
       sizes.push_back(ShapedType::isDynamic(d) ? OpFoldResult(dynamicSizes[next++])
                                                : b.getIndexAttr(d));
+    // MLIR 22's expand-strided-metadata crashes on an expand_shape that
+    // splits one dimension into several dynamic ones ([T] -> [B, S]); a
+    // reshape by a shape tensor expresses the same view without it.
+    for (const ReassociationIndices &group : groups) {
+      if (llvm::count_if(group, [&](int64_t i) {
+            return ShapedType::isDynamic(shape[i]);
+          }) < 2)
+        continue;
+      llvm::SmallVector<Value> extents;
+      for (OpFoldResult size : sizes)
+        extents.push_back(getValueOrCreateConstantIndexOp(b, loc, size));
+      Value shapeTensor = tensor::FromElementsOp::create(b, loc, extents);
+      return tensor::ReshapeOp::create(b, loc, type, x, shapeTensor);
+    }
     return tensor::ExpandShapeOp::create(b, loc, type, x, groups, sizes);
   }
 

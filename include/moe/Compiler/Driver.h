@@ -19,6 +19,11 @@ enum class EmitStage {
   /// The program in the moe dialect after verification, module-wide weight
   /// checks and canonicalization.
   MoE,
+  /// Every moe op lowered to linalg/tensor/scf (the reference lowering),
+  /// weights as external memref globals.
+  Linalg,
+  /// The CPU program in the LLVM dialect, ready for translation.
+  LLVM,
 };
 
 /// Adds the passes that take verified moe-dialect input to `stage`.

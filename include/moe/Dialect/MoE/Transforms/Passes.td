@@ -32,4 +32,38 @@ def MoECheckWeightsPass : Pass<"moe-check-weights", "ModuleOp"> {
   ];
 }
 
+def MoELowerToLinalgPass : Pass<"moe-lower-to-linalg", "ModuleOp"> {
+  let summary = "Lower moe ops to linalg, tensor, scf, arith and math";
+  let description = [{
+    Rewrites every moe op except the weight references into upstream
+    dialects on tensors. This lowering is the dialect's reference
+    semantics: straightforward loops and linalg ops that compute exactly
+    what each op's description says (f32 router logits, f32 softmax and
+    RMS statistics, ties to the lower expert id, `-inf` masking of dropped
+    groups), with no attempt at speed. Fused and tiled lowerings must agree
+    with it.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::linalg::LinalgDialect",
+    "::mlir::math::MathDialect", "::mlir::scf::SCFDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+}
+
+def MoEExternalizeWeightsPass : Pass<"moe-externalize-weights", "ModuleOp"> {
+  let summary = "Turn weight references into external memref globals";
+  let description = [{
+    Replaces each `moe.weight` and `moe.stacked_weight` by a read-only
+    tensor view of an external `memref.global` declaration, so that the
+    compiled code reads weights from memory the runtime binds at load time
+    (the mapped checkpoint; stacked experts gathered once). Symbol names are
+    `moe::getWeightSymbol` of the referenced tensor names; the module's
+    `moe.weights` attribute maps each symbol to its tensor names.
+  }];
+  let dependentDialects = [
+    "::mlir::bufferization::BufferizationDialect",
+    "::mlir::memref::MemRefDialect"
+  ];
+}
+
 #endif // MOE_DIALECT_MOE_TRANSFORMS_PASSES_TD

@@ -1,0 +1,1030 @@
+//===- LowerToLinalg.cpp - Reference lowering of moe ops ------------------===//
+//
+// Each moe op becomes plain loops (scf.for over tensors with scalar
+// arithmetic) or simple linalg ops that compute exactly what the op's
+// description states. Clarity over speed: this is the semantics other
+// lowerings are checked against. Reductions and softmax run in f32.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Dialect/MoE/IR/MoE.h"
+#include "moe/Dialect/MoE/Transforms/Passes.h"
+#include "moe/Support/RoPE.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/DialectConversion.h"
+
+#include <functional>
+#include <limits>
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MOELOWERTOLINALGPASS
+#include "moe/Dialect/MoE/Transforms/Passes.h.inc"
+
+namespace {
+
+using BodyFn = llvm::function_ref<llvm::SmallVector<Value>(
+    OpBuilder &, Location, Value, ValueRange)>;
+
+/// Scalar and loop building blocks, bound to one builder and location.
+struct Emit {
+  OpBuilder &b;
+  Location loc;
+
+  Type f32() { return b.getF32Type(); }
+  Value index(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  Value f(double v) {
+    return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v));
+  }
+  Value negInf() { return f(-std::numeric_limits<double>::infinity()); }
+  Value add(Value x, Value y) { return arith::AddFOp::create(b, loc, x, y); }
+  Value sub(Value x, Value y) { return arith::SubFOp::create(b, loc, x, y); }
+  Value mul(Value x, Value y) { return arith::MulFOp::create(b, loc, x, y); }
+  Value div(Value x, Value y) { return arith::DivFOp::create(b, loc, x, y); }
+  Value max(Value x, Value y) { return arith::MaximumFOp::create(b, loc, x, y); }
+  Value min(Value x, Value y) { return arith::MinimumFOp::create(b, loc, x, y); }
+  Value exp(Value x) { return math::ExpOp::create(b, loc, x); }
+  Value sigmoid(Value x) {
+    return div(f(1.0), add(f(1.0), exp(arith::NegFOp::create(b, loc, x))));
+  }
+  Value addi(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
+  Value muli(Value x, Value y) { return arith::MulIOp::create(b, loc, x, y); }
+  Value cmpf(arith::CmpFPredicate p, Value x, Value y) {
+    return arith::CmpFOp::create(b, loc, p, x, y);
+  }
+  Value cmpi(arith::CmpIPredicate p, Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, p, x, y);
+  }
+  Value select(Value c, Value x, Value y) {
+    return arith::SelectOp::create(b, loc, c, x, y);
+  }
+  Value toF32(Value x) {
+    if (x.getType() == f32())
+      return x;
+    return arith::ExtFOp::create(b, loc, f32(), x);
+  }
+  Value fromF32(Value x, Type t) {
+    if (t == f32())
+      return x;
+    return arith::TruncFOp::create(b, loc, t, x);
+  }
+  Value toIndex(Value x) {
+    if (x.getType().isIndex())
+      return x;
+    return arith::IndexCastOp::create(b, loc, b.getIndexType(), x);
+  }
+  Value extract(Value t, ValueRange idx) {
+    return tensor::ExtractOp::create(b, loc, t, idx);
+  }
+  Value extractF32(Value t, ValueRange idx) { return toF32(extract(t, idx)); }
+  Value insert(Value v, Value t, ValueRange idx) {
+    return tensor::InsertOp::create(b, loc, v, t, idx);
+  }
+  Value dim(Value t, int64_t i) { return tensor::DimOp::create(b, loc, t, i); }
+  Value empty(Value like, Type elementType) {
+    return tensor::EmptyOp::create(
+        b, loc, tensor::getMixedSizes(b, loc, like), elementType);
+  }
+  Value filled(llvm::ArrayRef<OpFoldResult> sizes, Type t, Value value) {
+    Value e = tensor::EmptyOp::create(b, loc, sizes, t);
+    return linalg::FillOp::create(b, loc, value, e).getResult(0);
+  }
+  /// scf.for lb..ub with iteration values; `body` returns the yielded ones.
+  ValueRange loop(Value lb, Value ub, ValueRange init, BodyFn body) {
+    auto op = scf::ForOp::create(
+        b, loc, lb, ub, index(1), init,
+        [&](OpBuilder &nb, Location nl, Value iv, ValueRange args) {
+          scf::YieldOp::create(nb, nl, body(nb, nl, iv, args));
+        });
+    return op.getResults();
+  }
+};
+
+/// Sum over i in [0, n) of f(i), in f32.
+Value sumF32(Emit &e, Value n,
+             llvm::function_ref<Value(Emit &, Value)> term) {
+  return e.loop(e.index(0), n, {e.f(0.0)},
+                [&](OpBuilder &nb, Location nl, Value i, ValueRange acc) {
+                  Emit s{nb, nl};
+                  return llvm::SmallVector<Value>{s.add(acc[0], term(s, i))};
+                })[0];
+}
+
+/// Writes `p + S <= L` as a run-time check: writing past the cache is an
+/// error, never a write out of bounds.
+void assertFits(Emit &e, Value start, Value count, Value capacity,
+                llvm::StringRef what) {
+  Value end = e.addi(start, count);
+  Value ok = e.cmpi(arith::CmpIPredicate::sle, end, capacity);
+  cf::AssertOp::create(e.b, e.loc, ok,
+                       (what + ": the KV cache is full").str());
+}
+
+//===----------------------------------------------------------------------===//
+// Elementwise and normalisation ops
+//===----------------------------------------------------------------------===//
+
+struct LowerEmbedding : OpRewritePattern<EmbeddingOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(EmbeddingOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    auto resultType = cast<RankedTensorType>(op.getType());
+    int64_t rank = resultType.getRank();
+    Emit e{rewriter, loc};
+    llvm::SmallVector<OpFoldResult> sizes =
+        tensor::getMixedSizes(rewriter, loc, op.getIds());
+    sizes.push_back(rewriter.getIndexAttr(resultType.getShape().back()));
+    Value init = tensor::EmptyOp::create(rewriter, loc, sizes,
+                                         resultType.getElementType());
+    MLIRContext *ctx = rewriter.getContext();
+    auto outMap = AffineMap::getMultiDimIdentityMap(rank, ctx);
+    auto idsMap = outMap.getMajorSubMap(rank - 1);
+    int64_t vocab = op.getTable().getType().getDimSize(0);
+    Value table = op.getTable();
+    auto generic = linalg::GenericOp::create(
+        rewriter, loc, TypeRange{resultType}, ValueRange{op.getIds()},
+        ValueRange{init}, llvm::ArrayRef<AffineMap>{idsMap, outMap},
+        llvm::SmallVector<utils::IteratorType>(rank,
+                                               utils::IteratorType::parallel),
+        [&](OpBuilder &nb, Location nl, ValueRange args) {
+          Emit s{nb, nl};
+          // Out-of-range ids are clamped so that no read leaves the table.
+          Value id = s.toIndex(args[0]);
+          id = arith::MaxSIOp::create(nb, nl, id, s.index(0));
+          id = arith::MinSIOp::create(nb, nl, id, s.index(vocab - 1));
+          Value h = linalg::IndexOp::create(nb, nl, rank - 1);
+          linalg::YieldOp::create(nb, nl, s.extract(table, {id, h}));
+        });
+    rewriter.replaceOp(op, generic.getResult(0));
+    return success();
+  }
+};
+
+struct LowerRMSNorm : OpRewritePattern<RMSNormOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(RMSNormOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Emit e{rewriter, loc};
+    auto type = cast<RankedTensorType>(op.getType());
+    int64_t rank = type.getRank();
+    MLIRContext *ctx = rewriter.getContext();
+    Value x = op.getInput();
+    auto id = AffineMap::getMultiDimIdentityMap(rank, ctx);
+    auto lead = id.getMajorSubMap(rank - 1);
+    auto last = id.getMinorSubMap(1);
+    llvm::SmallVector<OpFoldResult> leadSizes =
+        tensor::getMixedSizes(rewriter, loc, x);
+    leadSizes.pop_back();
+    Value acc = e.filled(leadSizes, e.f32(), e.f(0.0));
+    llvm::SmallVector<utils::IteratorType> reduceIters(
+        rank, utils::IteratorType::parallel);
+    reduceIters.back() = utils::IteratorType::reduction;
+    Value sumSq =
+        linalg::GenericOp::create(
+            rewriter, loc, TypeRange{acc.getType()}, ValueRange{x},
+            ValueRange{acc}, llvm::ArrayRef<AffineMap>{id, lead}, reduceIters,
+            [&](OpBuilder &nb, Location nl, ValueRange args) {
+              Emit s{nb, nl};
+              Value v = s.toF32(args[0]);
+              linalg::YieldOp::create(nb, nl, s.add(args[1], s.mul(v, v)));
+            })
+            .getResult(0);
+    double n = static_cast<double>(type.getShape().back());
+    double eps = op.getEpsilon().convertToDouble();
+    bool weightInF32 = op.getWeightInF32();
+    Type et = type.getElementType();
+    Value init = e.empty(x, et);
+    Value result =
+        linalg::GenericOp::create(
+            rewriter, loc, TypeRange{type},
+            ValueRange{x, sumSq, op.getWeight()}, ValueRange{init},
+            llvm::ArrayRef<AffineMap>{id, lead, last, id},
+            llvm::SmallVector<utils::IteratorType>(
+                rank, utils::IteratorType::parallel),
+            [&](OpBuilder &nb, Location nl, ValueRange args) {
+              Emit s{nb, nl};
+              Value mean = s.div(args[1], s.f(n));
+              Value inv = math::RsqrtOp::create(nb, nl, s.add(mean, s.f(eps)));
+              Value normed = s.mul(s.toF32(args[0]), inv);
+              Value r;
+              if (weightInF32) {
+                r = s.fromF32(s.mul(normed, s.toF32(args[2])), et);
+              } else {
+                // Cast back to the input type, then multiply (transformers).
+                Value w = s.fromF32(s.toF32(args[2]), et);
+                r = arith::MulFOp::create(nb, nl, s.fromF32(normed, et), w);
+              }
+              linalg::YieldOp::create(nb, nl, r);
+            })
+            .getResult(0);
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+struct LowerRope : OpRewritePattern<RopeOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(RopeOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Emit e{rewriter, loc};
+    auto type = cast<RankedTensorType>(op.getType());
+    int64_t rotated = op.getRotatedDim();
+    ::moe::RopeTable table =
+        ::moe::computeRopeTable(op.getRope().getParams(), rotated);
+    // transformers builds the table in f32.
+    llvm::SmallVector<float> invFreq(table.invFreq.begin(), table.invFreq.end());
+    auto tableType = RankedTensorType::get(
+        {static_cast<int64_t>(invFreq.size())}, e.f32());
+    Value freqs = arith::ConstantOp::create(
+        rewriter, loc,
+        DenseElementsAttr::get(tableType, llvm::ArrayRef<float>(invFreq)));
+    float attentionFactor = static_cast<float>(table.attentionFactor);
+    bool interleaved = op.getStyle() == RopeStyle::Interleaved;
+    int64_t half = rotated / 2;
+    MLIRContext *ctx = rewriter.getContext();
+    auto id = AffineMap::getMultiDimIdentityMap(4, ctx);
+    auto posMap = id.getMajorSubMap(2);
+    Value x = op.getInput();
+    Type et = type.getElementType();
+    Value result =
+        linalg::GenericOp::create(
+            rewriter, loc, TypeRange{type}, ValueRange{x, op.getPositions()},
+            ValueRange{e.empty(x, et)},
+            llvm::ArrayRef<AffineMap>{id, posMap, id},
+            llvm::SmallVector<utils::IteratorType>(
+                4, utils::IteratorType::parallel),
+            [&](OpBuilder &nb, Location nl, ValueRange args) {
+              Emit s{nb, nl};
+              Value bi = linalg::IndexOp::create(nb, nl, 0);
+              Value si = linalg::IndexOp::create(nb, nl, 1);
+              Value hi = linalg::IndexOp::create(nb, nl, 2);
+              Value d = linalg::IndexOp::create(nb, nl, 3);
+              Value inRange =
+                  s.cmpi(arith::CmpIPredicate::slt, d, s.index(rotated));
+              Value pair, partner, negate;
+              if (interleaved) {
+                pair = arith::DivUIOp::create(nb, nl, d, s.index(2));
+                Value odd = s.cmpi(arith::CmpIPredicate::ne,
+                                   arith::RemUIOp::create(nb, nl, d, s.index(2)),
+                                   s.index(0));
+                partner = s.select(odd, arith::SubIOp::create(nb, nl, d, s.index(1)),
+                                   s.addi(d, s.index(1)));
+                negate = arith::XOrIOp::create(
+                    nb, nl, odd,
+                    arith::ConstantOp::create(nb, nl, nb.getBoolAttr(true)));
+              } else {
+                negate = s.cmpi(arith::CmpIPredicate::slt, d, s.index(half));
+                pair = s.select(negate, d,
+                                arith::SubIOp::create(nb, nl, d, s.index(half)));
+                partner = s.select(negate, s.addi(d, s.index(half)),
+                                   arith::SubIOp::create(nb, nl, d, s.index(half)));
+              }
+              // Elements past the rotated part pass through.
+              pair = s.select(inRange, pair, s.index(0));
+              partner = s.select(inRange, partner, d);
+              Value pos = arith::SIToFPOp::create(nb, nl, s.f32(), args[1]);
+              Value angle = s.mul(pos, s.extract(freqs, {pair}));
+              Value c = s.mul(math::CosOp::create(nb, nl, angle),
+                              s.f(attentionFactor));
+              Value sn = s.mul(math::SinOp::create(nb, nl, angle),
+                               s.f(attentionFactor));
+              Value self = s.toF32(args[0]);
+              Value other = s.extractF32(x, {bi, si, hi, partner});
+              Value rot = s.select(negate, arith::NegFOp::create(nb, nl, other),
+                                   other);
+              Value r = s.add(s.mul(self, c), s.mul(rot, sn));
+              r = s.select(inRange, r, self);
+              linalg::YieldOp::create(nb, nl, s.fromF32(r, et));
+            })
+            .getResult(0);
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// Attention
+//===----------------------------------------------------------------------===//
+
+/// Softmax-weighted average over cache rows j in [lo, hi] (inclusive):
+/// `score(j)` gives the logit, `accumulate(j, p, row)` adds p times row j's
+/// value to `row` (a [width] f32 tensor). An optional sink logit joins the
+/// softmax and is dropped. Returns the averaged row.
+Value attend(Emit &e, Value lo, Value hi, Value sink, int64_t width,
+             llvm::function_ref<Value(Emit &, Value)> score,
+             llvm::function_ref<Value(Emit &, Value, Value, Value)> accumulate) {
+  Value end = e.addi(hi, e.index(1));
+  Value m = e.loop(lo, end, {sink ? sink : e.negInf()},
+                   [&](OpBuilder &nb, Location nl, Value j, ValueRange acc) {
+                     Emit s{nb, nl};
+                     return llvm::SmallVector<Value>{s.max(acc[0], score(s, j))};
+                   })[0];
+  Value den = e.loop(lo, end, {sink ? e.exp(e.sub(sink, m)) : e.f(0.0)},
+                     [&](OpBuilder &nb, Location nl, Value j, ValueRange acc) {
+                       Emit s{nb, nl};
+                       Value p = s.exp(s.sub(score(s, j), m));
+                       return llvm::SmallVector<Value>{s.add(acc[0], p)};
+                     })[0];
+  Value row = e.filled({e.b.getIndexAttr(width)}, e.f32(), e.f(0.0));
+  return e.loop(lo, end, {row},
+                [&](OpBuilder &nb, Location nl, Value j, ValueRange acc) {
+                  Emit s{nb, nl};
+                  Value p = s.div(s.exp(s.sub(score(s, j), m)), den);
+                  return llvm::SmallVector<Value>{accumulate(s, j, p, acc[0])};
+                })[0];
+}
+
+/// row += p * t[prefix..., 0:width]
+Value axpyRow(Emit &e, Value row, Value p, Value t, llvm::ArrayRef<Value> prefix,
+              int64_t width, int64_t offset = 0) {
+  return e.loop(e.index(0), e.index(width), {row},
+                [&](OpBuilder &nb, Location nl, Value d, ValueRange acc) {
+                  Emit s{nb, nl};
+                  llvm::SmallVector<Value> idx(prefix.begin(), prefix.end());
+                  idx.push_back(offset ? s.addi(d, s.index(offset)) : d);
+                  Value v = s.extractF32(t, idx);
+                  Value cur = s.extract(acc[0], {d});
+                  return llvm::SmallVector<Value>{
+                      s.insert(s.add(cur, s.mul(p, v)), acc[0], {d})};
+                })[0];
+}
+
+/// Writes the f32 `row` into out[prefix..., :] converting to out's type.
+Value storeRow(Emit &e, Value out, Value row, llvm::ArrayRef<Value> prefix,
+               int64_t width) {
+  Type et = cast<RankedTensorType>(out.getType()).getElementType();
+  return e.loop(e.index(0), e.index(width), {out},
+                [&](OpBuilder &nb, Location nl, Value d, ValueRange acc) {
+                  Emit s{nb, nl};
+                  llvm::SmallVector<Value> idx(prefix.begin(), prefix.end());
+                  idx.push_back(d);
+                  Value v = s.fromF32(s.extract(row, {d}), et);
+                  return llvm::SmallVector<Value>{s.insert(v, acc[0], idx)};
+                })[0];
+}
+
+/// Copies `src[b]` ([S, ...]) into `cache[b, p : p + S, ...]`, shifted by
+/// `lastOffset` in the last dimension. Element by element on purpose: MLIR
+/// 22's expand-strided-metadata crashes on a subview of an expand_shape
+/// with dynamic sizes, which an insert_slice of the new rows becomes.
+Value writeCache(Emit &e, Value cache, Value src, Value b, Value p,
+                 int64_t lastOffset) {
+  auto srcType = cast<RankedTensorType>(src.getType());
+  int64_t rank = srcType.getRank();
+  std::function<Value(Emit &, Value, llvm::SmallVector<Value>, int64_t)>
+      copyDims = [&](Emit &s, Value acc, llvm::SmallVector<Value> idx,
+                     int64_t dimIndex) -> Value {
+    Value extent = srcType.isDynamicDim(dimIndex)
+                       ? s.dim(src, dimIndex)
+                       : s.index(srcType.getDimSize(dimIndex));
+    return s.loop(s.index(0), extent, {acc},
+                  [&](OpBuilder &nb, Location nl, Value i, ValueRange a) {
+                    Emit x{nb, nl};
+                    llvm::SmallVector<Value> next = idx;
+                    next.push_back(i);
+                    if (dimIndex + 1 < rank)
+                      return llvm::SmallVector<Value>{
+                          copyDims(x, a[0], next, dimIndex + 1)};
+                    llvm::SmallVector<Value> to = next;
+                    to[0] = b;
+                    to[1] = x.addi(p, next[1]);
+                    if (lastOffset)
+                      to.back() = x.addi(to.back(), x.index(lastOffset));
+                    Value v = x.extract(src, next);
+                    return llvm::SmallVector<Value>{x.insert(v, a[0], to)};
+                  })[0];
+  };
+  return copyDims(e, cache, {b}, 1);
+}
+
+struct LowerAttention : OpRewritePattern<AttentionOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(AttentionOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Emit e{rewriter, loc};
+    auto qType = cast<RankedTensorType>(op.getQuery().getType());
+    auto kcType = cast<RankedTensorType>(op.getKeyCache().getType());
+    auto vcType = cast<RankedTensorType>(op.getValueCache().getType());
+    int64_t hq = qType.getDimSize(2), d = qType.getDimSize(3);
+    int64_t hkv = kcType.getDimSize(2), dv = vcType.getDimSize(3);
+    int64_t group = hq / hkv;
+    int64_t window = op.getSlidingWindowAttr().getInt();
+    double scale = op.getScale().convertToDouble();
+    Value q = op.getQuery(), pos = op.getCachePosition(), sinks = op.getSinks();
+    Value batch = e.dim(q, 0), seq = e.dim(q, 1);
+    Value capacity = e.dim(op.getKeyCache(), 1);
+
+    // 1. Append the new keys and values.
+    ValueRange caches = e.loop(
+        e.index(0), batch, {op.getKeyCache(), op.getValueCache()},
+        [&](OpBuilder &nb, Location nl, Value b, ValueRange acc) {
+          Emit s{nb, nl};
+          Value p = s.toIndex(s.extract(pos, {b}));
+          assertFits(s, p, seq, capacity, "moe.attention");
+          return llvm::SmallVector<Value>{
+              writeCache(s, acc[0], op.getKey(), b, p, 0),
+              writeCache(s, acc[1], op.getValue(), b, p, 0)};
+        });
+    Value kc = caches[0], vc = caches[1];
+
+    // 2. Attend, one (sequence, token, head) at a time.
+    Value out = e.empty(q, cast<RankedTensorType>(op.getResult().getType())
+                               .getElementType());
+    out = tensor::EmptyOp::create(
+        rewriter, loc,
+        llvm::SmallVector<OpFoldResult>{OpFoldResult(batch), OpFoldResult(seq),
+                                        rewriter.getIndexAttr(hq),
+                                        rewriter.getIndexAttr(dv)},
+        cast<RankedTensorType>(op.getResult().getType()).getElementType());
+    Value result = e.loop(
+        e.index(0), batch, {out},
+        [&](OpBuilder &b1, Location l1, Value b, ValueRange o1) {
+          Emit s1{b1, l1};
+          Value p = s1.toIndex(s1.extract(pos, {b}));
+          return llvm::SmallVector<Value>{s1.loop(
+              s1.index(0), seq, {o1[0]},
+              [&](OpBuilder &b2, Location l2, Value t, ValueRange o2) {
+                Emit s2{b2, l2};
+                Value abs = s2.addi(p, t);
+                Value lo = s2.index(0);
+                if (window > 0) {
+                  Value start = arith::SubIOp::create(
+                      b2, l2, abs, s2.index(window - 1));
+                  lo = arith::MaxSIOp::create(b2, l2, start, s2.index(0));
+                }
+                return llvm::SmallVector<Value>{s2.loop(
+                    s2.index(0), s2.index(hq), {o2[0]},
+                    [&](OpBuilder &b3, Location l3, Value h, ValueRange o3) {
+                      Emit s3{b3, l3};
+                      Value kvh = arith::DivUIOp::create(b3, l3, h,
+                                                         s3.index(group));
+                      Value sink =
+                          sinks ? s3.extractF32(sinks, {h}) : Value();
+                      auto score = [&](Emit &s, Value j) {
+                        Value dot = sumF32(s, s.index(d), [&](Emit &x, Value i) {
+                          return x.mul(x.extractF32(q, {b, t, h, i}),
+                                       x.extractF32(kc, {b, j, kvh, i}));
+                        });
+                        return s.mul(dot, s.f(scale));
+                      };
+                      auto accumulate = [&](Emit &s, Value j, Value pr,
+                                            Value row) {
+                        return axpyRow(s, row, pr, vc, {b, j, kvh}, dv);
+                      };
+                      Value row = attend(s3, lo, abs, sink, dv, score,
+                                         accumulate);
+                      return llvm::SmallVector<Value>{
+                          storeRow(s3, o3[0], row, {b, t, h}, dv)};
+                    })[0]};
+              })[0]};
+        })[0];
+    rewriter.replaceOp(op, {result, kc, vc});
+    return success();
+  }
+};
+
+/// Both MLA forms: W_UK[n] is [Dn, R] and W_UV[n] is [Dv, R], read through
+/// `uk(n, i, c)` / `uv(n, i, c)`.
+template <typename OpTy>
+LogicalResult lowerMLA(OpTy op, PatternRewriter &rewriter,
+                       llvm::function_ref<Value(Emit &, Value, Value, Value)> uk,
+                       llvm::function_ref<Value(Emit &, Value, Value, Value)> uv,
+                       int64_t dv) {
+  Location loc = op.getLoc();
+  Emit e{rewriter, loc};
+  auto qType = cast<RankedTensorType>(op.getQNope().getType());
+  int64_t n = qType.getDimSize(2), dn = qType.getDimSize(3);
+  int64_t dr = cast<RankedTensorType>(op.getQPe().getType()).getDimSize(3);
+  int64_t r = cast<RankedTensorType>(op.getLatent().getType()).getDimSize(2);
+  double scale = op.getScale().convertToDouble();
+  Value qn = op.getQNope(), qp = op.getQPe(), pos = op.getCachePosition();
+  Value batch = e.dim(qn, 0), seq = e.dim(qn, 1);
+  Value capacity = e.dim(op.getCache(), 1);
+
+  Value cache = e.loop(
+      e.index(0), batch, {op.getCache()},
+      [&](OpBuilder &nb, Location nl, Value b, ValueRange acc) {
+        Emit s{nb, nl};
+        Value p = s.toIndex(s.extract(pos, {b}));
+        assertFits(s, p, seq, capacity, OpTy::getOperationName());
+        Value c = writeCache(s, acc[0], op.getLatent(), b, p, 0);
+        return llvm::SmallVector<Value>{writeCache(s, c, op.getKPe(), b, p, r)};
+      })[0];
+
+  Type et = cast<RankedTensorType>(op.getResult().getType()).getElementType();
+  Value out = tensor::EmptyOp::create(
+      rewriter, loc,
+      llvm::SmallVector<OpFoldResult>{OpFoldResult(batch), OpFoldResult(seq),
+                                      rewriter.getIndexAttr(n),
+                                      rewriter.getIndexAttr(dv)},
+      et);
+  Value result = e.loop(
+      e.index(0), batch, {out},
+      [&](OpBuilder &b1, Location l1, Value b, ValueRange o1) {
+        Emit s1{b1, l1};
+        Value p = s1.toIndex(s1.extract(pos, {b}));
+        return llvm::SmallVector<Value>{s1.loop(
+            s1.index(0), seq, {o1[0]},
+            [&](OpBuilder &b2, Location l2, Value t, ValueRange o2) {
+              Emit s2{b2, l2};
+              Value abs = s2.addi(p, t);
+              return llvm::SmallVector<Value>{s2.loop(
+                  s2.index(0), s2.index(n), {o2[0]},
+                  [&](OpBuilder &b3, Location l3, Value h, ValueRange o3) {
+                    Emit s3{b3, l3};
+                    // q_lat[c] = sum_i q_nope[i] * W_UK[i, c]
+                    Value qLat = s3.filled({b3.getIndexAttr(r)}, s3.f32(),
+                                           s3.f(0.0));
+                    qLat = s3.loop(
+                        s3.index(0), s3.index(r), {qLat},
+                        [&](OpBuilder &b4, Location l4, Value c, ValueRange a) {
+                          Emit s4{b4, l4};
+                          Value v = sumF32(s4, s4.index(dn), [&](Emit &x, Value i) {
+                            return x.mul(x.extractF32(qn, {b, t, h, i}),
+                                         uk(x, h, i, c));
+                          });
+                          return llvm::SmallVector<Value>{
+                              s4.insert(v, a[0], {c})};
+                        })[0];
+                    auto score = [&](Emit &s, Value j) {
+                      Value nope = sumF32(s, s.index(r), [&](Emit &x, Value c) {
+                        return x.mul(x.extract(qLat, {c}),
+                                     x.extractF32(cache, {b, j, c}));
+                      });
+                      Value rope = sumF32(s, s.index(dr), [&](Emit &x, Value i) {
+                        return x.mul(x.extractF32(qp, {b, t, h, i}),
+                                     x.extractF32(cache, {b, j, x.addi(i, x.index(r))}));
+                      });
+                      return s.mul(s.add(nope, rope), s.f(scale));
+                    };
+                    auto accumulate = [&](Emit &s, Value j, Value pr, Value row) {
+                      return axpyRow(s, row, pr, cache, {b, j}, r);
+                    };
+                    Value oLat = attend(s3, s3.index(0), abs, Value(), r, score,
+                                        accumulate);
+                    // result[i] = sum_c W_UV[i, c] * o_lat[c]
+                    Value row = s3.filled({b3.getIndexAttr(dv)}, s3.f32(),
+                                          s3.f(0.0));
+                    row = s3.loop(
+                        s3.index(0), s3.index(dv), {row},
+                        [&](OpBuilder &b4, Location l4, Value i, ValueRange a) {
+                          Emit s4{b4, l4};
+                          Value v = sumF32(s4, s4.index(r), [&](Emit &x, Value c) {
+                            return x.mul(uv(x, h, i, c), x.extract(oLat, {c}));
+                          });
+                          return llvm::SmallVector<Value>{
+                              s4.insert(v, a[0], {i})};
+                        })[0];
+                    return llvm::SmallVector<Value>{
+                        storeRow(s3, o3[0], row, {b, t, h}, dv)};
+                  })[0]};
+            })[0]};
+      })[0];
+  rewriter.replaceOp(op, {result, cache});
+  return success();
+}
+
+struct LowerMLA : OpRewritePattern<MLAOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(MLAOp op,
+                                PatternRewriter &rewriter) const override {
+    int64_t dn = cast<RankedTensorType>(op.getQNope().getType()).getDimSize(3);
+    int64_t dv = cast<RankedTensorType>(op.getResult().getType()).getDimSize(3);
+    Value kvb = op.getKvBWeight();
+    // Head n's rows of kv_b: [n*(Dn+Dv), +Dn) are W_UK, the next Dv W_UV.
+    auto row = [&](Emit &s, Value n, Value i, int64_t offset) {
+      return s.addi(s.muli(n, s.index(dn + dv)), s.addi(i, s.index(offset)));
+    };
+    return lowerMLA(
+        op, rewriter,
+        [&](Emit &s, Value n, Value i, Value c) {
+          return s.extractF32(kvb, {row(s, n, i, 0), c});
+        },
+        [&](Emit &s, Value n, Value i, Value c) {
+          return s.extractF32(kvb, {row(s, n, i, dn), c});
+        },
+        dv);
+  }
+};
+
+struct LowerMLAAbsorbed : OpRewritePattern<MLAAbsorbedOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(MLAAbsorbedOp op,
+                                PatternRewriter &rewriter) const override {
+    int64_t dv = cast<RankedTensorType>(op.getResult().getType()).getDimSize(3);
+    Value wuk = op.getWUk(), wuv = op.getWUv();
+    return lowerMLA(
+        op, rewriter,
+        [&](Emit &s, Value n, Value i, Value c) {
+          return s.extractF32(wuk, {n, i, c});
+        },
+        [&](Emit &s, Value n, Value i, Value c) {
+          return s.extractF32(wuv, {n, i, c});
+        },
+        dv);
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// Routing and experts
+//===----------------------------------------------------------------------===//
+
+/// The index and value of the largest `value(i)` over i in [0, n) among
+/// those with `eligible(i)`; ties go to the lower index.
+std::pair<Value, Value>
+argmax(Emit &e, int64_t n, llvm::function_ref<Value(Emit &, Value)> value,
+       llvm::function_ref<Value(Emit &, Value)> eligible) {
+  ValueRange best = e.loop(
+      e.index(0), e.index(n), {e.index(-1), e.negInf()},
+      [&](OpBuilder &nb, Location nl, Value i, ValueRange acc) {
+        Emit s{nb, nl};
+        Value v = value(s, i);
+        Value none = s.cmpi(arith::CmpIPredicate::slt, acc[0], s.index(0));
+        Value better = arith::OrIOp::create(
+            nb, nl, none, s.cmpf(arith::CmpFPredicate::OGT, v, acc[1]));
+        Value take = arith::AndIOp::create(nb, nl, eligible(s, i), better);
+        return llvm::SmallVector<Value>{s.select(take, i, acc[0]),
+                                        s.select(take, v, acc[1])};
+      });
+  return {best[0], best[1]};
+}
+
+struct LowerRoute : OpRewritePattern<RouteOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(RouteOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Emit e{rewriter, loc};
+    int64_t numExperts = op.getNumExperts(), k = op.getTopK();
+    int64_t nGroup = op.getNGroup(), topkGroup = op.getTopkGroup();
+    int64_t groupSize = numExperts / nGroup;
+    ScoreFunc scoreFn = op.getScore();
+    bool topkFirst = op.getOrder() == RouteOrder::TopKThenSoftmax;
+    bool top2 = op.getGroupScore() == GroupScore::Top2Sum;
+    Value hidden = op.getHidden(), selBias = op.getSelectionBias(),
+          logitBias = op.getLogitBias();
+    Value tokens = e.dim(hidden, 0);
+
+    // logits = hidden * gate^T in f32.
+    MLIRContext *ctx = rewriter.getContext();
+    AffineExpr m, nn, kk;
+    bindDims(ctx, m, nn, kk);
+    auto maps = rewriter.getAffineMapArrayAttr(
+        {AffineMap::get(3, 0, {m, kk}, ctx), AffineMap::get(3, 0, {nn, kk}, ctx),
+         AffineMap::get(3, 0, {m, nn}, ctx)});
+    Value zeros = e.filled({OpFoldResult(tokens), rewriter.getIndexAttr(numExperts)},
+                           e.f32(), e.f(0.0));
+    Value logits = linalg::MatmulOp::create(
+                       rewriter, loc, TypeRange{zeros.getType()},
+                       ValueRange{hidden, op.getGateWeight()}, ValueRange{zeros},
+                       {rewriter.getNamedAttr("indexing_maps", maps)})
+                       .getResult(0);
+
+    Value ids = tensor::EmptyOp::create(
+        rewriter, loc,
+        llvm::SmallVector<OpFoldResult>{OpFoldResult(tokens),
+                                        rewriter.getIndexAttr(k)},
+        rewriter.getI32Type());
+    Value weights = tensor::EmptyOp::create(
+        rewriter, loc,
+        llvm::SmallVector<OpFoldResult>{OpFoldResult(tokens),
+                                        rewriter.getIndexAttr(k)},
+        e.f32());
+    double eps = op.getRenormEps().convertToDouble();
+    double factor = op.getScalingFactor().convertToDouble();
+    bool renorm = op.getRenorm() == Renorm::Sum;
+
+    ValueRange results = e.loop(
+        e.index(0), tokens, {ids, weights},
+        [&](OpBuilder &nb, Location nl, Value t, ValueRange acc) {
+          Emit s{nb, nl};
+          auto logit = [&](Emit &x, Value i) {
+            Value l = x.extract(logits, {t, i});
+            return logitBias ? x.add(l, x.extractF32(logitBias, {i})) : l;
+          };
+          // Softmax statistics over all experts when needed.
+          Value maxLogit, sumExp;
+          if (scoreFn == ScoreFunc::Softmax && !topkFirst) {
+            maxLogit = s.loop(s.index(0), s.index(numExperts), {s.negInf()},
+                              [&](OpBuilder &b2, Location l2, Value i,
+                                  ValueRange a) {
+                                Emit x{b2, l2};
+                                return llvm::SmallVector<Value>{
+                                    x.max(a[0], logit(x, i))};
+                              })[0];
+            sumExp = sumF32(s, s.index(numExperts), [&](Emit &x, Value i) {
+              return x.exp(x.sub(logit(x, i), maxLogit));
+            });
+          }
+          auto score = [&](Emit &x, Value i) -> Value {
+            Value l = logit(x, i);
+            if (topkFirst)
+              return l;
+            switch (scoreFn) {
+            case ScoreFunc::Softmax:
+              return x.div(x.exp(x.sub(l, maxLogit)), sumExp);
+            case ScoreFunc::Sigmoid:
+              return x.sigmoid(l);
+            case ScoreFunc::None:
+              return l;
+            }
+            llvm_unreachable("score function");
+          };
+          auto selection = [&](Emit &x, Value i) {
+            Value v = score(x, i);
+            return selBias ? x.add(v, x.extractF32(selBias, {i})) : v;
+          };
+
+          // Group-limited selection: keep the best topk_group groups.
+          Value keptGroups;
+          if (nGroup > 1) {
+            Value groupScores = s.filled({nb.getIndexAttr(nGroup)}, s.f32(),
+                                         s.f(0.0));
+            groupScores = s.loop(
+                s.index(0), s.index(nGroup), {groupScores},
+                [&](OpBuilder &b2, Location l2, Value g, ValueRange a) {
+                  Emit x{b2, l2};
+                  Value base = x.muli(g, x.index(groupSize));
+                  auto member = [&](Emit &y, Value i) {
+                    return selection(y, y.addi(base, i));
+                  };
+                  auto [first, firstValue] = argmax(
+                      x, groupSize, member, [&](Emit &y, Value) {
+                        return arith::ConstantOp::create(y.b, y.loc,
+                                                         y.b.getBoolAttr(true))
+                            .getResult();
+                      });
+                  Value gs = firstValue;
+                  if (top2) {
+                    Value firstIdx = first;
+                    auto [second, secondValue] = argmax(
+                        x, groupSize, member, [&](Emit &y, Value i) {
+                          return y.cmpi(arith::CmpIPredicate::ne, i, firstIdx);
+                        });
+                    (void)second;
+                    gs = x.add(firstValue, secondValue);
+                  }
+                  return llvm::SmallVector<Value>{x.insert(gs, a[0], {g})};
+                })[0];
+            keptGroups = s.filled({nb.getIndexAttr(nGroup)}, nb.getI1Type(),
+                                  arith::ConstantOp::create(
+                                      nb, nl, nb.getBoolAttr(false)));
+            keptGroups = s.loop(
+                s.index(0), s.index(topkGroup), {keptGroups},
+                [&](OpBuilder &b2, Location l2, Value, ValueRange a) {
+                  Emit x{b2, l2};
+                  Value kept = a[0];
+                  auto [g, gv] = argmax(
+                      x, nGroup,
+                      [&](Emit &y, Value i) { return y.extract(groupScores, {i}); },
+                      [&](Emit &y, Value i) {
+                        return arith::XOrIOp::create(
+                            y.b, y.loc, y.extract(kept, {i}),
+                            arith::ConstantOp::create(y.b, y.loc,
+                                                      y.b.getBoolAttr(true)));
+                      });
+                  (void)gv;
+                  Value yes = arith::ConstantOp::create(b2, l2,
+                                                        b2.getBoolAttr(true));
+                  return llvm::SmallVector<Value>{x.insert(yes, kept, {g})};
+                })[0];
+          }
+
+          // Top-k by repeated argmax, skipping chosen experts and dropped
+          // groups (their scores count as -inf).
+          Value chosen = s.filled({nb.getIndexAttr(numExperts)}, nb.getI1Type(),
+                                  arith::ConstantOp::create(
+                                      nb, nl, nb.getBoolAttr(false)));
+          Value idRow = s.filled({nb.getIndexAttr(k)}, nb.getIndexType(),
+                                 s.index(0));
+          ValueRange picked = s.loop(
+              s.index(0), s.index(k), {chosen, idRow},
+              [&](OpBuilder &b2, Location l2, Value j, ValueRange a) {
+                Emit x{b2, l2};
+                Value chosenNow = a[0];
+                auto [best, bestValue] = argmax(
+                    x, numExperts, selection, [&](Emit &y, Value i) -> Value {
+                      Value free = arith::XOrIOp::create(
+                          y.b, y.loc, y.extract(chosenNow, {i}),
+                          arith::ConstantOp::create(y.b, y.loc,
+                                                    y.b.getBoolAttr(true)));
+                      if (!keptGroups)
+                        return free;
+                      Value g = arith::DivUIOp::create(y.b, y.loc, i,
+                                                       y.index(groupSize));
+                      return arith::AndIOp::create(y.b, y.loc, free,
+                                                   y.extract(keptGroups, {g}));
+                    });
+                (void)bestValue;
+                Value yes = arith::ConstantOp::create(b2, l2,
+                                                      b2.getBoolAttr(true));
+                return llvm::SmallVector<Value>{
+                    x.insert(yes, chosenNow, {best}),
+                    x.insert(best, a[1], {j})};
+              });
+          Value idsRow = picked[1];
+
+          // Weights from the unbiased scores (softmax over the k for
+          // top-k-then-softmax), renormalised and scaled.
+          Value wRow = s.filled({nb.getIndexAttr(k)}, s.f32(), s.f(0.0));
+          Value topMax;
+          if (topkFirst)
+            topMax = s.loop(s.index(0), s.index(k), {s.negInf()},
+                            [&](OpBuilder &b2, Location l2, Value j, ValueRange a) {
+                              Emit x{b2, l2};
+                              Value v = logit(x, x.extract(idsRow, {j}));
+                              return llvm::SmallVector<Value>{x.max(a[0], v)};
+                            })[0];
+          wRow = s.loop(s.index(0), s.index(k), {wRow},
+                        [&](OpBuilder &b2, Location l2, Value j, ValueRange a) {
+                          Emit x{b2, l2};
+                          Value i = x.extract(idsRow, {j});
+                          Value v = topkFirst ? x.exp(x.sub(logit(x, i), topMax))
+                                              : score(x, i);
+                          return llvm::SmallVector<Value>{x.insert(v, a[0], {j})};
+                        })[0];
+          Value total = sumF32(s, s.index(k), [&](Emit &x, Value j) {
+            return x.extract(wRow, {j});
+          });
+          ValueRange rows = s.loop(
+              s.index(0), s.index(k), {acc[0], acc[1]},
+              [&](OpBuilder &b2, Location l2, Value j, ValueRange a) {
+                Emit x{b2, l2};
+                Value w = x.extract(wRow, {j});
+                if (topkFirst)
+                  w = x.div(w, total); // Softmax over the k; sums to one.
+                if (renorm)
+                  w = x.div(w, x.add(topkFirst ? x.f(1.0) : total, x.f(eps)));
+                w = x.mul(w, x.f(factor));
+                Value id = arith::IndexCastOp::create(
+                    b2, l2, b2.getI32Type(), x.extract(idsRow, {j}));
+                return llvm::SmallVector<Value>{x.insert(id, a[0], {t, j}),
+                                                x.insert(w, a[1], {t, j})};
+              });
+          return llvm::SmallVector<Value>{rows[0], rows[1]};
+        });
+    rewriter.replaceOp(op, {results[0], results[1]});
+    return success();
+  }
+};
+
+struct LowerExperts : OpRewritePattern<ExpertsOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(ExpertsOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Emit e{rewriter, loc};
+    auto gateType = cast<RankedTensorType>(op.getGateWeight().getType());
+    int64_t numExperts = gateType.getDimSize(0), inter = gateType.getDimSize(1),
+            hidden = gateType.getDimSize(2);
+    int64_t k = cast<RankedTensorType>(op.getExpertIds().getType()).getDimSize(1);
+    bool clamped = op.getActivation() == Activation::SwiGLUClamped;
+    double alpha = op.getAlpha().convertToDouble();
+    double limit = op.getLimit().convertToDouble();
+    double beta = op.getBeta().convertToDouble();
+    Value x = op.getHidden();
+    Value tokens = e.dim(x, 0);
+
+    auto act = [&](Emit &s, Value g, Value u) -> Value {
+      if (!clamped)
+        return s.mul(s.mul(g, s.sigmoid(g)), u);
+      Value gc = s.min(g, s.f(limit));
+      Value uc = s.max(s.min(u, s.f(limit)), s.f(-limit));
+      Value glu = s.mul(gc, s.sigmoid(s.mul(gc, s.f(alpha))));
+      return s.mul(s.add(uc, s.f(beta)), glu);
+    };
+    // One SwiGLU FFN on token t: returns the [H] f32 output row.
+    auto ffn = [&](Emit &s, Value t, int64_t width,
+                   llvm::function_ref<Value(Emit &, Value, Value)> gateW,
+                   llvm::function_ref<Value(Emit &, Value, Value)> upW,
+                   llvm::function_ref<Value(Emit &, Value, Value)> downW,
+                   llvm::function_ref<Value(Emit &, Value)> gateB,
+                   llvm::function_ref<Value(Emit &, Value)> upB,
+                   llvm::function_ref<Value(Emit &, Value)> downB) {
+      Value a = s.filled({s.b.getIndexAttr(width)}, s.f32(), s.f(0.0));
+      a = s.loop(s.index(0), s.index(width), {a},
+                 [&](OpBuilder &b2, Location l2, Value i, ValueRange acc) {
+                   Emit y{b2, l2};
+                   Value g = sumF32(y, y.index(hidden), [&](Emit &z, Value h) {
+                     return z.mul(gateW(z, i, h), z.extractF32(x, {t, h}));
+                   });
+                   Value u = sumF32(y, y.index(hidden), [&](Emit &z, Value h) {
+                     return z.mul(upW(z, i, h), z.extractF32(x, {t, h}));
+                   });
+                   if (gateB) {
+                     g = y.add(g, gateB(y, i));
+                     u = y.add(u, upB(y, i));
+                   }
+                   return llvm::SmallVector<Value>{y.insert(act(y, g, u), acc[0], {i})};
+                 })[0];
+      Value row = s.filled({s.b.getIndexAttr(hidden)}, s.f32(), s.f(0.0));
+      return s.loop(s.index(0), s.index(hidden), {row},
+                    [&](OpBuilder &b2, Location l2, Value h, ValueRange acc) {
+                      Emit y{b2, l2};
+                      Value v = sumF32(y, y.index(width), [&](Emit &z, Value i) {
+                        return z.mul(downW(z, h, i), z.extract(a, {i}));
+                      });
+                      if (downB)
+                        v = y.add(v, downB(y, h));
+                      return llvm::SmallVector<Value>{y.insert(v, acc[0], {h})};
+                    })[0];
+    };
+
+    Value ids = op.getExpertIds(), w = op.getExpertWeights();
+    Value gw = op.getGateWeight(), uw = op.getUpWeight(), dw = op.getDownWeight();
+    Value gb = op.getGateBias(), ub = op.getUpBias(), db = op.getDownBias();
+    Value sg = op.getSharedGateWeight(), su = op.getSharedUpWeight(),
+          sd = op.getSharedDownWeight(), sgate = op.getSharedExpertGate();
+    int64_t sharedWidth =
+        sg ? cast<RankedTensorType>(sg.getType()).getDimSize(0) : 0;
+    auto resultType = cast<RankedTensorType>(op.getResult().getType());
+    Value out = e.empty(x, resultType.getElementType());
+
+    Value result = e.loop(
+        e.index(0), tokens, {out},
+        [&](OpBuilder &b1, Location l1, Value t, ValueRange o) {
+          Emit s{b1, l1};
+          Value acc = s.filled({b1.getIndexAttr(hidden)}, s.f32(), s.f(0.0));
+          acc = s.loop(
+              s.index(0), s.index(k), {acc},
+              [&](OpBuilder &b2, Location l2, Value j, ValueRange a) {
+                Emit y{b2, l2};
+                // Out-of-range ids are clamped so that no read leaves the
+                // weights.
+                Value ex = y.toIndex(y.extract(ids, {t, j}));
+                ex = arith::MaxSIOp::create(b2, l2, ex, y.index(0));
+                ex = arith::MinSIOp::create(b2, l2, ex, y.index(numExperts - 1));
+                Value weight = y.extract(w, {t, j});
+                std::function<Value(Emit &, Value)> gBias, uBias, dBias;
+                if (gb) {
+                  gBias = [&](Emit &z, Value i) { return z.extractF32(gb, {ex, i}); };
+                  uBias = [&](Emit &z, Value i) { return z.extractF32(ub, {ex, i}); };
+                  dBias = [&](Emit &z, Value h) { return z.extractF32(db, {ex, h}); };
+                }
+                Value row = ffn(
+                    y, t, inter,
+                    [&](Emit &z, Value i, Value h) { return z.extractF32(gw, {ex, i, h}); },
+                    [&](Emit &z, Value i, Value h) { return z.extractF32(uw, {ex, i, h}); },
+                    [&](Emit &z, Value h, Value i) { return z.extractF32(dw, {ex, h, i}); },
+                    gBias ? llvm::function_ref<Value(Emit &, Value)>(gBias) : nullptr,
+                    uBias ? llvm::function_ref<Value(Emit &, Value)>(uBias) : nullptr,
+                    dBias ? llvm::function_ref<Value(Emit &, Value)>(dBias) : nullptr);
+                return llvm::SmallVector<Value>{
+                    axpyRow(y, a[0], weight, row, {}, hidden)};
+              })[0];
+          if (sg) {
+            Value row = ffn(
+                s, t, sharedWidth,
+                [&](Emit &z, Value i, Value h) { return z.extractF32(sg, {i, h}); },
+                [&](Emit &z, Value i, Value h) { return z.extractF32(su, {i, h}); },
+                [&](Emit &z, Value h, Value i) { return z.extractF32(sd, {h, i}); },
+                nullptr, nullptr, nullptr);
+            Value scale = s.f(1.0);
+            if (sgate)
+              scale = s.sigmoid(sumF32(s, s.index(hidden), [&](Emit &z, Value h) {
+                return z.mul(z.extractF32(sgate, {z.index(0), h}),
+                             z.extractF32(x, {t, h}));
+              }));
+            acc = axpyRow(s, acc, scale, row, {}, hidden);
+          }
+          return llvm::SmallVector<Value>{storeRow(s, o[0], acc, {t}, hidden)};
+        })[0];
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+struct MoELowerToLinalgPass
+    : impl::MoELowerToLinalgPassBase<MoELowerToLinalgPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    MLIRContext *ctx = &getContext();
+    ConversionTarget target(*ctx);
+    target.addLegalDialect<arith::ArithDialect, cf::ControlFlowDialect,
+                           linalg::LinalgDialect, math::MathDialect,
+                           scf::SCFDialect, tensor::TensorDialect>();
+    target.addIllegalOp<EmbeddingOp, RMSNormOp, RopeOp, AttentionOp, MLAOp,
+                        MLAAbsorbedOp, RouteOp, ExpertsOp>();
+    target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
+    RewritePatternSet patterns(ctx);
+    patterns.add<LowerEmbedding, LowerRMSNorm, LowerRope, LowerAttention,
+                 LowerMLA, LowerMLAAbsorbed, LowerRoute, LowerExperts>(ctx);
+    if (failed(applyPartialConversion(getOperation(), target,
+                                      std::move(patterns))))
+      signalPassFailure();
+  }
+};
+
+} // namespace
+} // namespace mlir::moe
