@@ -61,6 +61,7 @@ struct MoEExternalizeWeightsPass
     };
 
     IRRewriter rewriter(module.getContext());
+    bool failed = false;
     module.walk([&](Operation *op) {
       std::vector<std::string> names;
       bool stacked = false;
@@ -75,6 +76,14 @@ struct MoEExternalizeWeightsPass
       }
       auto type = cast<RankedTensorType>(op->getResult(0).getType());
       memref::GlobalOp global = globalFor(op->getLoc(), names, stacked, type);
+      if (global.getType() !=
+          MemRefType::get(type.getShape(), type.getElementType())) {
+        op->emitError() << "weight '" << names.front()
+                        << "' is referenced with two types (run "
+                           "-moe-check-weights for details)";
+        failed = true;
+        return;
+      }
       rewriter.setInsertionPoint(op);
       Value buffer = memref::GetGlobalOp::create(
           rewriter, op->getLoc(), global.getType(), global.getSymName());
@@ -85,6 +94,8 @@ struct MoEExternalizeWeightsPass
           /*writable=*/false);
       rewriter.replaceOp(op, tensor);
     });
+    if (failed)
+      return signalPassFailure();
     module->setAttr("moe.weights", builder.getDictionaryAttr(manifest));
   }
 };

@@ -438,11 +438,10 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
     Value kc = caches[0], vc = caches[1];
 
     // 2. Attend, one (sequence, token, head) at a time.
-    Value out = e.empty(q, cast<RankedTensorType>(op.getResult().getType())
-                               .getElementType());
-    out = tensor::EmptyOp::create(
+    Value out = tensor::EmptyOp::create(
         rewriter, loc,
-        llvm::SmallVector<OpFoldResult>{OpFoldResult(batch), OpFoldResult(seq),
+        llvm::SmallVector<OpFoldResult>{tensor::getMixedSize(rewriter, loc, q, 0),
+                                        tensor::getMixedSize(rewriter, loc, q, 1),
                                         rewriter.getIndexAttr(hq),
                                         rewriter.getIndexAttr(dv)},
         cast<RankedTensorType>(op.getResult().getType()).getElementType());
@@ -524,7 +523,8 @@ LogicalResult lowerMLA(OpTy op, PatternRewriter &rewriter,
   Type et = cast<RankedTensorType>(op.getResult().getType()).getElementType();
   Value out = tensor::EmptyOp::create(
       rewriter, loc,
-      llvm::SmallVector<OpFoldResult>{OpFoldResult(batch), OpFoldResult(seq),
+      llvm::SmallVector<OpFoldResult>{tensor::getMixedSize(rewriter, loc, qn, 0),
+                                      tensor::getMixedSize(rewriter, loc, qn, 1),
                                       rewriter.getIndexAttr(n),
                                       rewriter.getIndexAttr(dv)},
       et);
@@ -674,6 +674,7 @@ struct LowerRoute : OpRewritePattern<RouteOp> {
     Value hidden = op.getHidden(), selBias = op.getSelectionBias(),
           logitBias = op.getLogitBias();
     Value tokens = e.dim(hidden, 0);
+    OpFoldResult tokenCount = tensor::getMixedSize(rewriter, loc, hidden, 0);
 
     // logits = hidden * gate^T in f32.
     MLIRContext *ctx = rewriter.getContext();
@@ -682,7 +683,7 @@ struct LowerRoute : OpRewritePattern<RouteOp> {
     auto maps = rewriter.getAffineMapArrayAttr(
         {AffineMap::get(3, 0, {m, kk}, ctx), AffineMap::get(3, 0, {nn, kk}, ctx),
          AffineMap::get(3, 0, {m, nn}, ctx)});
-    Value zeros = e.filled({OpFoldResult(tokens), rewriter.getIndexAttr(numExperts)},
+    Value zeros = e.filled({tokenCount, rewriter.getIndexAttr(numExperts)},
                            e.f32(), e.f(0.0));
     Value logits = linalg::MatmulOp::create(
                        rewriter, loc, TypeRange{zeros.getType()},
@@ -692,13 +693,11 @@ struct LowerRoute : OpRewritePattern<RouteOp> {
 
     Value ids = tensor::EmptyOp::create(
         rewriter, loc,
-        llvm::SmallVector<OpFoldResult>{OpFoldResult(tokens),
-                                        rewriter.getIndexAttr(k)},
+        llvm::SmallVector<OpFoldResult>{tokenCount, rewriter.getIndexAttr(k)},
         rewriter.getI32Type());
     Value weights = tensor::EmptyOp::create(
         rewriter, loc,
-        llvm::SmallVector<OpFoldResult>{OpFoldResult(tokens),
-                                        rewriter.getIndexAttr(k)},
+        llvm::SmallVector<OpFoldResult>{tokenCount, rewriter.getIndexAttr(k)},
         e.f32());
     double eps = op.getRenormEps().convertToDouble();
     double factor = op.getScalingFactor().convertToDouble();

@@ -1,0 +1,95 @@
+// RUN: moe-opt %s -moe-lower-to-linalg -split-input-file | FileCheck %s
+
+// The router: f32 logits by linalg.matmul, then per-token loops; no moe op
+// survives.
+// CHECK-LABEL: func.func @route
+// CHECK: linalg.matmul {{.*}}ins(%{{.+}}, %{{.+}} : tensor<4x16xbf16>, tensor<8x16xbf16>) outs(%{{.+}} : tensor<4x8xf32>)
+// CHECK: scf.for
+// CHECK-NOT: moe.route
+// CHECK: return %{{.+}}, %{{.+}} : tensor<4x2xi32>, tensor<4x2xf32>
+func.func @route(%x: tensor<4x16xbf16>, %g: tensor<8x16xbf16>, %b: tensor<8xf32>) -> (tensor<4x2xi32>, tensor<4x2xf32>) {
+  %i, %w = moe.route %x, %g bias(%b) {top_k = 2 : i64, score = #moe.score<sigmoid>, n_group = 4 : i64, topk_group = 2 : i64, group_score = #moe.group_score<top2_sum>, renorm = #moe.renorm<sum>, scaling_factor = 2.5 : f32} : (tensor<4x16xbf16>, tensor<8x16xbf16>, tensor<8xf32>) -> (tensor<4x2xi32>, tensor<4x2xf32>)
+  return %i, %w : tensor<4x2xi32>, tensor<4x2xf32>
+}
+
+// -----
+
+// RMSNorm: the f32 sum of squares, rsqrt, the cast back before the weight.
+// CHECK-LABEL: func.func @rms_norm
+// CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "reduction"]
+// CHECK: math.rsqrt
+// CHECK: arith.truncf {{.*}} : f32 to bf16
+// CHECK: arith.mulf {{.*}} : bf16
+func.func @rms_norm(%x: tensor<?x64xbf16>, %w: tensor<64xbf16>) -> tensor<?x64xbf16> {
+  %y = moe.rms_norm %x, %w eps(1.0e-6) : tensor<?x64xbf16>, tensor<64xbf16>
+  return %y : tensor<?x64xbf16>
+}
+
+// -----
+
+// RoPE: the inverse frequencies are a constant table built like
+// transformers' (theta^(-2i/d)); cos and sin of position * frequency.
+// CHECK-LABEL: func.func @rope
+// CHECK: arith.constant dense<[1.000000e+00, 0.00999999977]> : tensor<2xf32>
+// CHECK: math.cos
+// CHECK: math.sin
+func.func @rope(%x: tensor<1x?x2x4xf32>, %pos: tensor<1x?xi32>) -> tensor<1x?x2x4xf32> {
+  %r = moe.rope %x, %pos style = <half_split> rope = <theta = 10000.0> : tensor<1x?x2x4xf32>, tensor<1x?xi32>
+  return %r : tensor<1x?x2x4xf32>
+}
+
+// -----
+
+// Attention writes the new keys and values into the cache first, checking
+// at run time that they fit.
+// CHECK-LABEL: func.func @attention
+// CHECK: cf.assert %{{.+}}, "moe.attention: the KV cache is full"
+// CHECK: math.exp
+// CHECK-NOT: moe.attention
+func.func @attention(%q: tensor<1x?x4x8xf32>, %k: tensor<1x?x2x8xf32>, %kc: tensor<1x16x2x8xf32>, %p: tensor<1xi32>) -> tensor<1x?x4x8xf32> {
+  %o, %kc1, %vc1 = moe.attention %q, %k, %k cache(%kc, %kc) at %p {scale = 0.35 : f32} : (tensor<1x?x4x8xf32>, tensor<1x?x2x8xf32>, tensor<1x?x2x8xf32>, tensor<1x16x2x8xf32>, tensor<1x16x2x8xf32>, tensor<1xi32>) -> (tensor<1x?x4x8xf32>, tensor<1x16x2x8xf32>, tensor<1x16x2x8xf32>)
+  return %o : tensor<1x?x4x8xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @mla
+// CHECK: cf.assert %{{.+}}, "moe.mla: the KV cache is full"
+// CHECK-NOT: moe.mla
+func.func @mla(%qn: tensor<1x1x2x4xf32>, %qp: tensor<1x1x2x2xf32>, %lat: tensor<1x1x8xf32>, %kp: tensor<1x1x2xf32>, %kvb: tensor<16x8xf32>, %c: tensor<1x4x10xf32>, %p: tensor<1xi32>) -> tensor<1x1x2x4xf32> {
+  %o, %c1 = moe.mla %qn, %qp, %lat, %kp kv_b(%kvb) cache(%c) at %p {scale = 0.4 : f32} : (tensor<1x1x2x4xf32>, tensor<1x1x2x2xf32>, tensor<1x1x8xf32>, tensor<1x1x2xf32>, tensor<16x8xf32>, tensor<1x4x10xf32>, tensor<1xi32>) -> (tensor<1x1x2x4xf32>, tensor<1x4x10xf32>)
+  return %o : tensor<1x1x2x4xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @experts
+// CHECK: scf.for
+// CHECK-NOT: moe.experts
+func.func @experts(%x: tensor<?x8xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %g: tensor<4x6x8xf32>, %d: tensor<4x8x6xf32>) -> tensor<?x8xf32> {
+  %y = moe.experts %x, %ids, %w experts(%g, %g, %d) : (tensor<?x8xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> tensor<?x8xf32>
+  return %y : tensor<?x8xf32>
+}
+
+// -----
+
+// Embedding ids are clamped to the table, so no read leaves it.
+// CHECK-LABEL: func.func @embedding
+// CHECK: linalg.generic
+// CHECK: arith.maxsi
+// CHECK: arith.minsi
+// CHECK: tensor.extract
+func.func @embedding(%t: tensor<16x8xf32>, %ids: tensor<1x?xi32>) -> tensor<1x?x8xf32> {
+  %h = moe.embedding %t[%ids] : tensor<16x8xf32>, tensor<1x?xi32> -> tensor<1x?x8xf32>
+  return %h : tensor<1x?x8xf32>
+}
+
+// -----
+
+// Weight references are not this pass's business.
+// CHECK-LABEL: func.func @weights_stay
+// CHECK: moe.weight "w"
+func.func @weights_stay() -> tensor<4xf32> {
+  %w = moe.weight "w" : tensor<4xf32>
+  return %w : tensor<4xf32>
+}
