@@ -1,6 +1,7 @@
 //===- Driver.cpp - The moec compiler driver ------------------------------===//
 
 #include "moe/Compiler/Driver.h"
+#include "moe/Compiler/Artifact.h"
 
 #include "moe/Dialect/MoE/IR/MoE.h"
 #include "moe/Dialect/MoE/Transforms/Passes.h"
@@ -51,6 +52,7 @@ void mlir::moe::buildMoECompilePipeline(OpPassManager &pm, EmitStage stage) {
   pm.addPass(createCanonicalizerPass());
   if (stage == EmitStage::Linalg)
     return;
+  // LLVM and Artifact share the rest.
   bufferization::OneShotBufferizePassOptions bufferize;
   bufferize.bufferizeFunctionBoundaries = true;
   bufferize.functionBoundaryTypeConversion =
@@ -91,7 +93,10 @@ struct MoecOptions {
                      "moe ops lowered to linalg/tensor/scf (reference "
                      "semantics), weights as external globals"),
           clEnumValN(EmitStage::LLVM, "llvm",
-                     "the CPU program in the LLVM dialect")),
+                     "the CPU program in the LLVM dialect"),
+          clEnumValN(EmitStage::Artifact, "artifact",
+                     "a CPU artifact for moe-run (needs a checkpoint "
+                     "folder and -o)")),
       llvm::cl::cat(category)};
   llvm::cl::opt<int64_t> maxSeqLen{
       "max-seq-len",
@@ -188,6 +193,38 @@ int mlir::moe::moecMain(int argc, char **argv) {
       return 1;
   }
 
+  // An artifact needs the C entry points and the facts its manifest
+  // records, read from the program before it is lowered.
+  ArtifactInfo artifactInfo;
+  bool isDirectory =
+      options.input != "-" && llvm::sys::fs::is_directory(options.input);
+  if (options.emit == EmitStage::Artifact) {
+    if (!isDirectory || options.output == "-") {
+      llvm::errs() << "moec: error: --emit=artifact needs a checkpoint folder "
+                      "as input and -o FILE\n";
+      return 1;
+    }
+    artifactInfo.checkpointDir = options.input;
+    if (auto type = (*module)->getAttrOfType<StringAttr>("moe.model_type"))
+      artifactInfo.modelType = type.getValue().str();
+    auto prefill = module->lookupSymbol<func::FuncOp>("prefill");
+    auto decode = module->lookupSymbol<func::FuncOp>("decode");
+    if (!prefill || !decode) {
+      llvm::errs() << "moec: error: the program has no @prefill/@decode\n";
+      return 1;
+    }
+    prefill->setAttr("llvm.emit_c_interface", UnitAttr::get(&context));
+    decode->setAttr("llvm.emit_c_interface", UnitAttr::get(&context));
+    auto logits = cast<RankedTensorType>(prefill.getResultTypes()[0]);
+    artifactInfo.vocabSize = logits.getDimSize(2);
+    for (Type t : prefill.getResultTypes().drop_front()) {
+      auto cache = cast<RankedTensorType>(t);
+      artifactInfo.cacheRanks.push_back(cache.getRank());
+      artifactInfo.numLayers = cache.getDimSize(0);
+      artifactInfo.maxSeqLen = cache.getDimSize(2);
+    }
+  }
+
   if (failed(applyPassManagerCLOptions(pm)))
     return 1;
   DefaultTimingManager tm;
@@ -197,6 +234,16 @@ int mlir::moe::moecMain(int argc, char **argv) {
   if (failed(pm.run(*module)))
     return 1;
   timing.stop();
+
+  if (options.emit == EmitStage::Artifact) {
+    if (llvm::Error err =
+            writeCPUArtifact(*module, artifactInfo, options.output)) {
+      llvm::errs() << "moec: error: " << llvm::toString(std::move(err))
+                   << "\n";
+      return 1;
+    }
+    return 0;
+  }
 
   // Open the output only now, and keep it only once fully written, so that a
   // failed run never leaves a partial file behind.

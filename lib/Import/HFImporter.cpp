@@ -810,6 +810,8 @@ llvm::Expected<OwningOpRef<ModuleOp>> Importer::run() {
   int64_t h = cfg.hiddenSize, v = cfg.vocabSize;
   OwningOpRef<ModuleOp> owned = ModuleOp::create(loc);
   module = *owned;
+  module->setAttr("moe.model_type",
+                  builder.getStringAttr(::moe::modelTypeName(cfg.family)));
   builder.setInsertionPointToEnd(module.getBody());
 
   // Collect and check every weight before building anything.

@@ -24,6 +24,8 @@ enum class EmitStage {
   Linalg,
   /// The CPU program in the LLVM dialect, ready for translation.
   LLVM,
+  /// A CPU artifact file for moe-run and the runtime (checkpoint input).
+  Artifact,
 };
 
 /// Adds the passes that take verified moe-dialect input to `stage`.

@@ -13,6 +13,8 @@
 #ifndef MOE_RUNTIME_MOERT_H
 #define MOE_RUNTIME_MOERT_H
 
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -55,6 +57,43 @@ void moert_status_free(moert_status status);
 
 /* "MAJOR.MINOR" of the runtime that was linked. */
 const char *moert_version(void);
+
+/*===----------------------------------------------------------------------===
+ * Models and sessions
+ *
+ * A model is a loaded artifact: the compiled code plus the checkpoint it was
+ * compiled against, mapped read-only (the artifact references the shards by
+ * path and header fingerprint; a moved or changed checkpoint is an error).
+ * A session owns one sequence's KV cache. Batch size 1.
+ *===----------------------------------------------------------------------===*/
+
+typedef struct moert_model_s *moert_model;
+typedef struct moert_session_s *moert_session;
+
+/* Loads the artifact at `path`. */
+moert_status moert_model_load(const char *path, moert_model *out);
+void moert_model_free(moert_model model);
+int64_t moert_model_vocab_size(moert_model model);
+/* The KV-cache capacity in tokens (moec --max-seq-len). */
+int64_t moert_model_max_seq_len(moert_model model);
+/* Seconds moert_model_load took. */
+double moert_model_load_seconds(moert_model model);
+
+moert_status moert_session_create(moert_model model, moert_session *out);
+void moert_session_free(moert_session session);
+
+/* Runs the `n` prompt tokens from position 0 (dropping any cached state)
+ * and writes their logits, [n, vocab] f32, to `logits` (may be NULL). */
+moert_status moert_prefill(moert_session session, const int32_t *tokens,
+                           int64_t n, float *logits);
+
+/* Appends one token and writes its logits, [vocab] f32 (may be NULL). */
+moert_status moert_decode(moert_session session, int32_t token,
+                          float *logits);
+
+/* The fingerprint (FNV-1a, 64 bit) the manifest records for shard headers
+ * and the code section. */
+uint64_t moert_fingerprint(const void *data, uint64_t size);
 
 #ifdef __cplusplus
 }

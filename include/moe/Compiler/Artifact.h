@@ -1,0 +1,38 @@
+//===- Artifact.h - CPU artifacts for the moec runtime ----------*- C++ -*-===//
+//
+// Writes the one-file artifact `moe-run` and the runtime C API load: a text
+// manifest followed by a shared object for the host. The format is
+// described in docs/architecture.md ("Artifact format").
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_COMPILER_ARTIFACT_H
+#define MOE_COMPILER_ARTIFACT_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/Support/Error.h"
+
+#include <string>
+#include <vector>
+
+namespace mlir::moe {
+
+struct ArtifactInfo {
+  std::string checkpointDir;
+  std::string modelType;
+  int64_t vocabSize = 0;
+  int64_t numLayers = 0;
+  int64_t maxSeqLen = 0;
+  /// Rank of each KV-cache tensor, in @prefill's result order.
+  std::vector<int64_t> cacheRanks;
+};
+
+/// Compiles `module` (in the LLVM dialect, with @prefill and @decode
+/// carrying llvm.emit_c_interface and a moe.weights manifest) for the host
+/// and writes the artifact to `outputPath`; nothing is written on error.
+llvm::Error writeCPUArtifact(ModuleOp module, const ArtifactInfo &info,
+                             llvm::StringRef outputPath);
+
+} // namespace mlir::moe
+
+#endif // MOE_COMPILER_ARTIFACT_H

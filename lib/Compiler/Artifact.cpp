@@ -1,0 +1,256 @@
+//===- Artifact.cpp - Write a CPU artifact for the moec runtime -----------===//
+//
+// The LLVM-dialect program becomes a shared object: weight globals turn into
+// pointer slots the runtime fills (`<symbol>__ptr`), @prefill and @decode get
+// packed entry points (`moe_prefill_packed(void **args)`), the module is
+// optimised and compiled for the host, and lld links it. The artifact is a
+// text manifest (model facts, cache ranks, shards with fingerprints, weight
+// locations) followed by the shared object; see docs/architecture.md.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Compiler/Artifact.h"
+
+#include "moe/Dialect/MoE/Transforms/Passes.h"
+#include "moe/Import/SafeTensors.h"
+
+#include "mlir/ExecutionEngine/OptUtils.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/Target/LLVMIR/Export.h"
+#include "llvm/IR/IRBuilder.h"
+#include "llvm/IR/LegacyPassManager.h"
+#include "llvm/IR/Module.h"
+#include "llvm/IR/ReplaceConstant.h"
+#include "llvm/MC/TargetRegistry.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FileUtilities.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/Program.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/ToolOutputFile.h"
+#include "llvm/Support/raw_ostream.h"
+#include "llvm/Target/TargetMachine.h"
+#include "llvm/Target/TargetOptions.h"
+#include "llvm/TargetParser/Host.h"
+
+#include <map>
+
+using namespace mlir;
+
+namespace {
+
+llvm::Error makeError(const llvm::Twine &message) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
+}
+
+uint64_t fingerprint(llvm::StringRef bytes) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+/// Replaces the external weight global `name` by a pointer slot
+/// `name__ptr` that the runtime fills, loading it wherever the global was
+/// used.
+void indirectGlobal(llvm::Module &module, llvm::GlobalVariable *global) {
+  llvm::LLVMContext &ctx = module.getContext();
+  auto *ptrType = llvm::PointerType::getUnqual(ctx);
+  auto *slot = new llvm::GlobalVariable(
+      module, ptrType, /*isConstant=*/false, llvm::GlobalValue::ExternalLinkage,
+      llvm::ConstantPointerNull::get(ptrType), global->getName() + "__ptr");
+  slot->setVisibility(llvm::GlobalValue::DefaultVisibility);
+  llvm::convertUsersOfConstantsToInstructions({global});
+  for (llvm::Use &use : llvm::make_early_inc_range(global->uses())) {
+    auto *user = llvm::cast<llvm::Instruction>(use.getUser());
+    llvm::Instruction *insertBefore = user;
+    if (auto *phi = llvm::dyn_cast<llvm::PHINode>(user))
+      insertBefore = phi->getIncomingBlock(use)->getTerminator();
+    auto *load = new llvm::LoadInst(ptrType, slot, global->getName() + ".addr",
+                                    insertBefore->getIterator());
+    use.set(load);
+  }
+  global->eraseFromParent();
+}
+
+/// `void <name>(void **args)` calling `callee(*args[0], ..., *args[n-1])`.
+void addPackedEntry(llvm::Module &module, llvm::Function *callee,
+                    llvm::StringRef name) {
+  llvm::LLVMContext &ctx = module.getContext();
+  auto *ptrType = llvm::PointerType::getUnqual(ctx);
+  auto *fnType = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx), {ptrType},
+                                         false);
+  auto *fn = llvm::Function::Create(fnType, llvm::GlobalValue::ExternalLinkage,
+                                    name, module);
+  llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx, "entry", fn));
+  llvm::SmallVector<llvm::Value *> args;
+  for (auto [i, param] : llvm::enumerate(callee->args())) {
+    llvm::Value *slot = b.CreateConstGEP1_64(ptrType, fn->getArg(0), i);
+    llvm::Value *argPtr = b.CreateLoad(ptrType, slot);
+    args.push_back(b.CreateLoad(param.getType(), argPtr));
+  }
+  b.CreateCall(callee, args);
+  b.CreateRetVoid();
+}
+
+} // namespace
+
+llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
+                                        const ArtifactInfo &info,
+                                        llvm::StringRef outputPath) {
+  auto manifest = module->getAttrOfType<DictionaryAttr>("moe.weights");
+  if (!manifest)
+    return makeError("internal error: no moe.weights manifest");
+
+  // --- LLVM IR --------------------------------------------------------------
+  llvm::LLVMContext llvmContext;
+  std::unique_ptr<llvm::Module> llvmModule =
+      translateModuleToLLVMIR(module, llvmContext, "moec");
+  if (!llvmModule)
+    return makeError("internal error: translation to LLVM IR failed");
+  for (NamedAttribute entry : manifest) {
+    llvm::GlobalVariable *global =
+        llvmModule->getNamedGlobal(entry.getName().getValue());
+    if (global)
+      indirectGlobal(*llvmModule, global);
+  }
+  for (auto [entryName, funcName] :
+       {std::pair<const char *, const char *>{"moe_prefill_packed",
+                                              "_mlir_ciface_prefill"},
+        {"moe_decode_packed", "_mlir_ciface_decode"}}) {
+    llvm::Function *callee = llvmModule->getFunction(funcName);
+    if (!callee)
+      return makeError(llvm::Twine("internal error: no ") + funcName);
+    addPackedEntry(*llvmModule, callee, entryName);
+  }
+
+  // --- Object code for the host, then a shared object -----------------------
+  llvm::InitializeNativeTarget();
+  llvm::InitializeNativeTargetAsmPrinter();
+  llvm::Triple triple(llvm::sys::getDefaultTargetTriple());
+  std::string error;
+  const llvm::Target *target =
+      llvm::TargetRegistry::lookupTarget(triple, error);
+  if (!target)
+    return makeError("no code generator for the host: " + error);
+  std::unique_ptr<llvm::TargetMachine> machine(target->createTargetMachine(
+      triple, llvm::sys::getHostCPUName(), "", llvm::TargetOptions(),
+      llvm::Reloc::PIC_));
+  llvmModule->setDataLayout(machine->createDataLayout());
+  llvmModule->setTargetTriple(triple);
+  if (llvm::Error err = makeOptimizingTransformer(2, 0, machine.get())(
+          llvmModule.get()))
+    return err;
+
+  llvm::SmallString<128> objectPath, libraryPath;
+  if (std::error_code ec =
+          llvm::sys::fs::createTemporaryFile("moec", "o", objectPath))
+    return makeError("cannot create a temporary file: " + ec.message());
+  llvm::FileRemover removeObject(objectPath);
+  if (std::error_code ec =
+          llvm::sys::fs::createTemporaryFile("moec", "so", libraryPath))
+    return makeError("cannot create a temporary file: " + ec.message());
+  llvm::FileRemover removeLibrary(libraryPath);
+  {
+    std::error_code ec;
+    llvm::raw_fd_ostream object(objectPath, ec);
+    if (ec)
+      return makeError("cannot write " + objectPath + ": " + ec.message());
+    llvm::legacy::PassManager codegen;
+    if (machine->addPassesToEmitFile(codegen, object, nullptr,
+                                     llvm::CodeGenFileType::ObjectFile))
+      return makeError("the host code generator cannot emit objects");
+    codegen.run(*llvmModule);
+  }
+  llvm::ErrorOr<std::string> lld = llvm::sys::findProgramByName("ld.lld-22");
+  if (!lld)
+    lld = llvm::sys::findProgramByName("ld.lld");
+  if (!lld)
+    return makeError("cannot find ld.lld-22 to link the artifact (install "
+                     "lld-22; scripts/bootstrap.sh does)");
+  std::string linkError;
+  llvm::SmallVector<llvm::StringRef> linkArgs = {
+      *lld, "-shared", "--hash-style=gnu", "-o", libraryPath, objectPath};
+  if (llvm::sys::ExecuteAndWait(*lld, linkArgs, std::nullopt, {}, 0, 0,
+                                &linkError) != 0)
+    return makeError("linking the artifact failed: " + linkError);
+  llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> library =
+      llvm::MemoryBuffer::getFile(libraryPath, /*IsText=*/false);
+  if (!library)
+    return makeError("cannot read the linked code: " +
+                     library.getError().message());
+
+  // --- Manifest ---------------------------------------------------------------
+  llvm::Expected<std::unique_ptr<::moe::Checkpoint>> checkpoint =
+      ::moe::Checkpoint::open(info.checkpointDir);
+  if (!checkpoint)
+    return checkpoint.takeError();
+  std::map<const ::moe::SafeTensorsFile *, size_t> shardIndex;
+  std::string manifestText = "moec-artifact\t1\n";
+  llvm::raw_string_ostream os(manifestText);
+  os << "model_type\t" << info.modelType << "\n"
+     << "vocab\t" << info.vocabSize << "\n"
+     << "layers\t" << info.numLayers << "\n"
+     << "max_seq_len\t" << info.maxSeqLen << "\n";
+  for (int64_t rank : info.cacheRanks)
+    os << "cache\t" << rank << "\n";
+  for (const auto &file : (*checkpoint)->files()) {
+    llvm::SmallString<256> absolute(file->path());
+    llvm::sys::fs::make_absolute(absolute);
+    if (absolute.str().find_first_of("\t\n") != llvm::StringRef::npos)
+      return makeError(file->path() +
+                       ": paths with tabs or newlines cannot be recorded");
+    uint64_t headerBytes = 8 + file->header().size();
+    llvm::StringRef start(file->header().data() - 8, headerBytes);
+    uint64_t size = 0;
+    llvm::sys::fs::file_size(file->path(), size);
+    shardIndex[file.get()] = shardIndex.size();
+    os << "shard\t" << absolute << "\t"
+       << llvm::format_hex_no_prefix(fingerprint(start), 16) << "\t" << size
+       << "\n";
+  }
+  for (NamedAttribute entry : manifest) {
+    os << "weight\t" << entry.getName().getValue();
+    for (Attribute name : cast<ArrayAttr>(entry.getValue())) {
+      auto at = (*checkpoint)->lookup(cast<StringAttr>(name).getValue());
+      if (!at)
+        return makeError("internal error: weight not in the checkpoint");
+      uint64_t offset = 8 + at->file->header().size() + at->tensor->begin;
+      os << "\t" << shardIndex[at->file] << "\t" << offset << "\t"
+         << at->tensor->numBytes();
+    }
+    os << "\n";
+  }
+  llvm::StringRef code = (*library)->getBuffer();
+  // The code starts at a 4 KiB boundary after the manifest; its line is
+  // written last with the final offset.
+  std::string head = manifestText;
+  size_t codeOffset = 0;
+  for (size_t guess = 4096;; guess += 4096) {
+    std::string codeLine = "code\t" + std::to_string(guess) + "\t" +
+                           std::to_string(code.size()) + "\t" +
+                           llvm::utohexstr(fingerprint(code), true) + "\nend\n";
+    if (head.size() + codeLine.size() <= guess) {
+      head += codeLine;
+      codeOffset = guess;
+      break;
+    }
+  }
+  head.resize(codeOffset, '\n');
+
+  std::error_code ec;
+  llvm::ToolOutputFile out(outputPath, ec, llvm::sys::fs::OF_None);
+  if (ec)
+    return makeError(outputPath + ": cannot write: " + ec.message());
+  out.os() << head << code;
+  out.os().flush();
+  if (out.os().has_error()) {
+    out.os().clear_error();
+    return makeError(outputPath + ": write failed");
+  }
+  out.keep();
+  return llvm::Error::success();
+}

@@ -1,0 +1,479 @@
+//===- model.cpp - Loading and running moec artifacts ---------------------===//
+//
+// Plain C++ and POSIX: no MLIR, no LLVM. An artifact is a text manifest
+// followed by a shared object (see docs/architecture.md, "Artifact
+// format"). Loading checks the manifest, maps every checkpoint shard
+// read-only and checks its header fingerprint, loads the code from memory
+// (memfd + dlopen) and points each weight symbol at the tensor's bytes.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Runtime/moert.h"
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+extern "C" uint64_t moert_fingerprint(const void *data, uint64_t size) {
+  // FNV-1a, 64 bit: the same function moec uses when writing the manifest.
+  const unsigned char *p = static_cast<const unsigned char *>(data);
+  uint64_t h = 1469598103934665603ull;
+  for (uint64_t i = 0; i < size; ++i) {
+    h ^= p[i];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::vector<std::string> splitTabs(const std::string &line) {
+  std::vector<std::string> fields;
+  std::string field;
+  std::istringstream in(line);
+  while (std::getline(in, field, '\t'))
+    fields.push_back(field);
+  return fields;
+}
+
+bool parseInt(const std::string &text, int64_t &out) {
+  if (text.empty())
+    return false;
+  char *end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(text.c_str(), &end, 10);
+  if (errno || *end)
+    return false;
+  out = v;
+  return true;
+}
+
+struct Shard {
+  std::string path;
+  uint64_t headerFingerprint = 0;
+  int64_t size = 0;
+  void *base = nullptr;
+};
+
+struct WeightPart {
+  int64_t shard, offset, bytes;
+};
+
+struct Weight {
+  std::string symbol;
+  std::vector<WeightPart> parts;
+};
+
+/// A memref descriptor of rank `rank` as the compiled code lays it out:
+/// allocated, aligned, offset, sizes[rank], strides[rank].
+struct Descriptor {
+  std::vector<int64_t> words;
+  explicit Descriptor(int64_t rank = 0) : words(3 + 2 * rank, 0) {}
+  int64_t rank() const { return (int64_t(words.size()) - 3) / 2; }
+  void *allocated() const { return reinterpret_cast<void *>(words[0]); }
+  void *aligned() const { return reinterpret_cast<void *>(words[1]); }
+  int64_t size(int64_t i) const { return words[3 + i]; }
+  static Descriptor contiguous(void *data, const std::vector<int64_t> &shape) {
+    Descriptor d(static_cast<int64_t>(shape.size()));
+    d.words[0] = d.words[1] = reinterpret_cast<int64_t>(data);
+    int64_t stride = 1;
+    for (int64_t i = d.rank() - 1; i >= 0; --i) {
+      d.words[3 + i] = shape[i];
+      d.words[3 + d.rank() + i] = stride;
+      stride *= shape[i];
+    }
+    return d;
+  }
+};
+
+using PackedFn = void (*)(void **);
+
+} // namespace
+
+struct moert_model_s {
+  std::string path;
+  std::string modelType;
+  int64_t vocab = 0, layers = 0, maxSeqLen = 0;
+  std::vector<int64_t> cacheRanks;
+  std::vector<Shard> shards;
+  std::vector<Weight> weights;
+  std::vector<void *> gathered;
+  void *library = nullptr;
+  int memfd = -1;
+  PackedFn prefill = nullptr, decode = nullptr;
+  double loadSeconds = 0;
+
+  ~moert_model_s() {
+    if (library)
+      dlclose(library);
+    if (memfd >= 0)
+      close(memfd);
+    for (Shard &s : shards)
+      if (s.base)
+        munmap(s.base, s.size);
+    for (void *p : gathered)
+      std::free(p);
+  }
+};
+
+struct moert_session_s {
+  moert_model model = nullptr;
+  std::vector<Descriptor> caches;
+  int64_t position = 0;
+  ~moert_session_s() {
+    for (Descriptor &d : caches)
+      std::free(d.allocated());
+  }
+};
+
+namespace {
+
+moert_status fail(moert_status_code code, const std::string &message) {
+  return moert_status_make(code, "%s", message.c_str());
+}
+
+moert_status parseManifest(moert_model model, const std::string &bytes,
+                           int64_t &codeOffset, int64_t &codeSize,
+                           uint64_t &codeFingerprint) {
+  const std::string &path = model->path;
+  std::istringstream in(bytes);
+  std::string line;
+  if (!std::getline(in, line) || line != "moec-artifact\t1")
+    return fail(MOERT_FORMAT_ERROR,
+                path + ": not a moec artifact (or a version this runtime "
+                       "does not read)");
+  bool ended = false;
+  int lineNo = 1;
+  while (std::getline(in, line)) {
+    ++lineNo;
+    if (line == "end") {
+      ended = true;
+      break;
+    }
+    std::vector<std::string> f = splitTabs(line);
+    auto bad = [&](const char *what) {
+      return fail(MOERT_FORMAT_ERROR, path + ": manifest line " +
+                                          std::to_string(lineNo) + ": " + what);
+    };
+    if (f.empty())
+      return bad("empty line");
+    int64_t a = 0, b = 0;
+    if (f[0] == "model_type" && f.size() == 2) {
+      model->modelType = f[1];
+    } else if (f[0] == "vocab" && f.size() == 2 && parseInt(f[1], a) && a > 0) {
+      model->vocab = a;
+    } else if (f[0] == "layers" && f.size() == 2 && parseInt(f[1], a) && a > 0) {
+      model->layers = a;
+    } else if (f[0] == "max_seq_len" && f.size() == 2 && parseInt(f[1], a) &&
+               a > 0) {
+      model->maxSeqLen = a;
+    } else if (f[0] == "code" && f.size() == 4 && parseInt(f[1], a) &&
+               parseInt(f[2], b) && a > 0 && b > 0) {
+      codeOffset = a;
+      codeSize = b;
+      codeFingerprint = std::strtoull(f[3].c_str(), nullptr, 16);
+    } else if (f[0] == "cache" && f.size() == 2 && parseInt(f[1], a) && a > 0) {
+      model->cacheRanks.push_back(a);
+    } else if (f[0] == "shard" && f.size() == 4 && parseInt(f[3], a)) {
+      Shard s;
+      s.path = f[1];
+      s.headerFingerprint = std::strtoull(f[2].c_str(), nullptr, 16);
+      s.size = a;
+      model->shards.push_back(s);
+    } else if (f[0] == "weight" && f.size() >= 5 && (f.size() - 2) % 3 == 0) {
+      Weight w;
+      w.symbol = f[1];
+      for (size_t i = 2; i + 2 < f.size(); i += 3) {
+        WeightPart part;
+        if (!parseInt(f[i], part.shard) || !parseInt(f[i + 1], part.offset) ||
+            !parseInt(f[i + 2], part.bytes) || part.shard < 0 ||
+            part.shard >= int64_t(model->shards.size()) || part.offset < 0 ||
+            part.bytes < 0 ||
+            part.offset + part.bytes > model->shards[part.shard].size)
+          return bad("weight entry out of range");
+        w.parts.push_back(part);
+      }
+      model->weights.push_back(std::move(w));
+    } else {
+      return bad("unknown or malformed entry");
+    }
+  }
+  if (!ended)
+    return fail(MOERT_FORMAT_ERROR, path + ": truncated manifest (no 'end')");
+  if (!model->vocab || !model->layers || !model->maxSeqLen || !codeSize ||
+      model->cacheRanks.empty())
+    return fail(MOERT_FORMAT_ERROR, path + ": manifest lacks required entries");
+  return nullptr;
+}
+
+moert_status mapShards(moert_model model) {
+  for (Shard &s : model->shards) {
+    int fd = open(s.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      return fail(MOERT_NOT_FOUND,
+                  s.path + ": cannot open the checkpoint shard this artifact "
+                           "was compiled against (" +
+                      std::strerror(errno) +
+                      "); was the checkpoint moved? recompile with moec");
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_size != s.size) {
+      close(fd);
+      return fail(MOERT_FORMAT_ERROR,
+                  s.path + ": the checkpoint shard changed since the artifact "
+                           "was compiled (size differs); recompile with moec");
+    }
+    void *base = mmap(nullptr, s.size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (base == MAP_FAILED)
+      return fail(MOERT_IO_ERROR, s.path + ": cannot map: " + std::strerror(errno));
+    s.base = base;
+    uint64_t headerSize = 0;
+    std::memcpy(&headerSize, base, 8); // Little-endian hosts only (x86-64).
+    if (headerSize > uint64_t(s.size) - 8 ||
+        moert_fingerprint(base, 8 + headerSize) != s.headerFingerprint)
+      return fail(MOERT_FORMAT_ERROR,
+                  s.path + ": the checkpoint shard changed since the artifact "
+                           "was compiled (header fingerprint differs); "
+                           "recompile with moec");
+  }
+  return nullptr;
+}
+
+moert_status bindWeights(moert_model model) {
+  Clock::time_point start = Clock::now();
+  bool reported = false;
+  for (size_t i = 0; i < model->weights.size(); ++i) {
+    const Weight &w = model->weights[i];
+    void *address;
+    auto at = [&](const WeightPart &p) {
+      return static_cast<char *>(model->shards[p.shard].base) + p.offset;
+    };
+    if (w.parts.size() == 1) {
+      address = at(w.parts[0]);
+    } else {
+      // A stack of experts: gathered once into one buffer.
+      int64_t total = 0;
+      for (const WeightPart &p : w.parts)
+        total += p.bytes;
+      char *buffer = static_cast<char *>(std::malloc(total ? total : 1));
+      if (!buffer)
+        return fail(MOERT_OUT_OF_MEMORY, "cannot allocate " +
+                                             std::to_string(total) +
+                                             " bytes for " + w.symbol);
+      model->gathered.push_back(buffer);
+      int64_t offset = 0;
+      for (const WeightPart &p : w.parts) {
+        std::memcpy(buffer + offset, at(p), p.bytes);
+        offset += p.bytes;
+      }
+      address = buffer;
+    }
+    std::string pointerName = w.symbol + "__ptr";
+    void **slot = reinterpret_cast<void **>(dlsym(model->library, pointerName.c_str()));
+    if (!slot)
+      return fail(MOERT_FORMAT_ERROR, model->path + ": the code has no slot '" +
+                                          pointerName + "'");
+    *slot = address;
+    double elapsed =
+        std::chrono::duration<double>(Clock::now() - start).count();
+    if (elapsed > 1.0 && (!reported || i + 1 == model->weights.size() ||
+                          i % 64 == 0)) {
+      reported = true;
+      std::fprintf(stderr, "\rmoert: binding weights %zu/%zu", i + 1,
+                   model->weights.size());
+      if (i + 1 == model->weights.size())
+        std::fputc('\n', stderr);
+    }
+  }
+  return nullptr;
+}
+
+moert_status loadCode(moert_model model, const std::string &bytes,
+                      int64_t offset, int64_t size, uint64_t fingerprint) {
+  if (offset + size != int64_t(bytes.size()))
+    return fail(MOERT_FORMAT_ERROR,
+                model->path + ": code section does not match the file size "
+                              "(truncated artifact?)");
+  const char *code = bytes.data() + offset;
+  if (moert_fingerprint(code, size) != fingerprint)
+    return fail(MOERT_FORMAT_ERROR,
+                model->path + ": code section is corrupt (fingerprint "
+                              "mismatch)");
+  // Load the shared object from memory: no file left behind.
+  model->memfd = memfd_create("moec-code", MFD_CLOEXEC);
+  if (model->memfd < 0)
+    return fail(MOERT_IO_ERROR, std::string("memfd_create: ") + std::strerror(errno));
+  if (write(model->memfd, code, size) != size)
+    return fail(MOERT_IO_ERROR, std::string("writing code: ") + std::strerror(errno));
+  std::string fdPath = "/proc/self/fd/" + std::to_string(model->memfd);
+  model->library = dlopen(fdPath.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!model->library)
+    return fail(MOERT_FORMAT_ERROR,
+                model->path + ": cannot load the code: " + dlerror());
+  model->prefill = reinterpret_cast<PackedFn>(dlsym(model->library, "moe_prefill_packed"));
+  model->decode = reinterpret_cast<PackedFn>(dlsym(model->library, "moe_decode_packed"));
+  if (!model->prefill || !model->decode)
+    return fail(MOERT_FORMAT_ERROR, model->path + ": the code lacks its entry points");
+  return nullptr;
+}
+
+} // namespace
+
+extern "C" {
+
+moert_status moert_model_load(const char *path, moert_model *out) {
+  *out = nullptr;
+  Clock::time_point start = Clock::now();
+  std::ifstream file(path, std::ios::binary);
+  if (!file)
+    return moert_status_make(MOERT_NOT_FOUND, "%s: cannot open: %s", path,
+                             std::strerror(errno));
+  std::string bytes((std::istreambuf_iterator<char>(file)),
+                    std::istreambuf_iterator<char>());
+  auto *model = new moert_model_s();
+  model->path = path;
+  int64_t codeOffset = 0, codeSize = 0;
+  uint64_t codeFingerprint = 0;
+  moert_status status =
+      parseManifest(model, bytes, codeOffset, codeSize, codeFingerprint);
+  if (!status)
+    status = loadCode(model, bytes, codeOffset, codeSize, codeFingerprint);
+  if (!status)
+    status = mapShards(model);
+  if (!status)
+    status = bindWeights(model);
+  if (status) {
+    delete model;
+    return status;
+  }
+  model->loadSeconds = std::chrono::duration<double>(Clock::now() - start).count();
+  *out = model;
+  return nullptr;
+}
+
+void moert_model_free(moert_model model) { delete model; }
+
+int64_t moert_model_vocab_size(moert_model model) { return model->vocab; }
+int64_t moert_model_max_seq_len(moert_model model) { return model->maxSeqLen; }
+double moert_model_load_seconds(moert_model model) { return model->loadSeconds; }
+
+moert_status moert_session_create(moert_model model, moert_session *out) {
+  auto *session = new moert_session_s();
+  session->model = model;
+  *out = session;
+  return nullptr;
+}
+
+void moert_session_free(moert_session session) { delete session; }
+
+/// Calls an entry point whose results are the logits [1, n, V] and the
+/// caches; `inputs` are the argument descriptors after the result struct.
+static moert_status callEntry(moert_session session, PackedFn fn,
+                              std::vector<Descriptor> &inputs, int64_t n,
+                              float *logits) {
+  moert_model model = session->model;
+  std::vector<int64_t> results;
+  Descriptor logitsDesc(3);
+  results.insert(results.end(), logitsDesc.words.begin(), logitsDesc.words.end());
+  for (int64_t rank : model->cacheRanks) {
+    Descriptor d(rank);
+    results.insert(results.end(), d.words.begin(), d.words.end());
+  }
+  std::vector<void *> pointers = {results.data()};
+  for (Descriptor &d : inputs)
+    pointers.push_back(d.words.data());
+  std::vector<void *> packed;
+  for (void *&p : pointers)
+    packed.push_back(&p);
+  fn(packed.data());
+
+  // Unpack: copy the logits out, keep the caches, free what is replaced.
+  size_t at = 0;
+  auto take = [&](int64_t rank) {
+    Descriptor d(rank);
+    std::copy(results.begin() + at, results.begin() + at + d.words.size(),
+              d.words.begin());
+    at += d.words.size();
+    return d;
+  };
+  Descriptor out = take(3);
+  int64_t vocab = model->vocab;
+  const float *src = static_cast<const float *>(out.aligned()) + out.words[2];
+  if (logits)
+    std::memcpy(logits, src, sizeof(float) * n * vocab);
+  std::free(out.allocated());
+  std::vector<Descriptor> caches;
+  for (int64_t rank : model->cacheRanks)
+    caches.push_back(take(rank));
+  for (size_t i = 0; i < session->caches.size(); ++i)
+    if (session->caches[i].allocated() != caches[i].allocated())
+      std::free(session->caches[i].allocated());
+  session->caches = std::move(caches);
+  return nullptr;
+}
+
+moert_status moert_prefill(moert_session session, const int32_t *tokens,
+                           int64_t n, float *logits) {
+  moert_model model = session->model;
+  if (n <= 0 || n > model->maxSeqLen)
+    return moert_status_make(MOERT_INVALID_ARGUMENT,
+                             "prefill of %lld tokens: the artifact holds 1 to "
+                             "%lld (moec --max-seq-len)",
+                             (long long)n, (long long)model->maxSeqLen);
+  for (int64_t i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= model->vocab)
+      return moert_status_make(MOERT_INVALID_ARGUMENT,
+                               "token %d at position %lld is outside the "
+                               "vocabulary [0, %lld)",
+                               tokens[i], (long long)i, (long long)model->vocab);
+  std::vector<int32_t> copy(tokens, tokens + n);
+  std::vector<Descriptor> inputs = {Descriptor::contiguous(copy.data(), {1, n})};
+  for (Descriptor &d : session->caches)
+    std::free(d.allocated());
+  session->caches.clear();
+  moert_status status = callEntry(session, model->prefill, inputs, n, logits);
+  session->position = n;
+  return status;
+}
+
+moert_status moert_decode(moert_session session, int32_t token, float *logits) {
+  moert_model model = session->model;
+  if (session->caches.empty())
+    return moert_status_make(MOERT_INVALID_ARGUMENT,
+                             "decode before prefill: nothing is cached");
+  if (session->position >= model->maxSeqLen)
+    return moert_status_make(MOERT_INVALID_ARGUMENT,
+                             "the KV cache is full (%lld tokens; compile with "
+                             "a larger moec --max-seq-len)",
+                             (long long)model->maxSeqLen);
+  if (token < 0 || token >= model->vocab)
+    return moert_status_make(MOERT_INVALID_ARGUMENT,
+                             "token %d is outside the vocabulary [0, %lld)",
+                             token, (long long)model->vocab);
+  int32_t tokenCopy = token;
+  int32_t position = static_cast<int32_t>(session->position);
+  std::vector<Descriptor> inputs = {
+      Descriptor::contiguous(&tokenCopy, {1, 1}),
+      Descriptor::contiguous(&position, {1})};
+  for (Descriptor &d : session->caches)
+    inputs.push_back(d);
+  moert_status status = callEntry(session, model->decode, inputs, 1, logits);
+  ++session->position;
+  return status;
+}
+
+} // extern "C"

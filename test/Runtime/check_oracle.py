@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Runs moe-run on an artifact with a fixture's prompt and compares its
+greedy tokens and logits with the transformers oracle of that fixture.
+Standard library only (CI has no numpy).
+
+  check_oracle.py MOE_RUN ARTIFACT FIXTURE_DIR WORK_PREFIX [--tolerance T]
+
+Exits non-zero, saying what differs, if the generated ids differ from
+expected.json's greedy_ids or any logits row is further than
+T x max|oracle logit| (default 1e-4) from the oracle.
+"""
+
+import argparse
+import json
+import struct
+import subprocess
+import sys
+
+
+def read_npy(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:6] != b"\x93NUMPY":
+        sys.exit(f"{path}: not a .npy file")
+    header_len = struct.unpack("<H", data[8:10])[0]
+    header = data[10:10 + header_len].decode()
+    if "'<f4'" not in header:
+        sys.exit(f"{path}: not float32")
+    shape = tuple(int(x) for x in header.split("'shape': (")[1].split(")")[0].split(",") if x.strip())
+    count = 1
+    for d in shape:
+        count *= d
+    values = struct.unpack(f"<{count}f", data[10 + header_len:10 + header_len + 4 * count])
+    rows = [list(values[i * shape[1]:(i + 1) * shape[1]]) for i in range(shape[0])]
+    return rows
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("moe_run")
+    p.add_argument("artifact")
+    p.add_argument("fixture")
+    p.add_argument("work")
+    p.add_argument("--tolerance", type=float, default=1e-4)
+    a = p.parse_args()
+    with open(f"{a.fixture}/oracle/expected.json") as f:
+        expected = json.load(f)
+    prompt = expected["prompt_ids"]
+    greedy = expected["greedy_ids"]
+    dump = a.work + ".npy"
+    run = subprocess.run([a.moe_run, a.artifact, "--tokens", ",".join(map(str, prompt)),
+                          "--generate", str(len(greedy)), "--dump-logits", dump],
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit(f"moe-run failed: {run.stderr.strip()}")
+    ids = [int(x) for x in run.stdout.split()]
+    ours = read_npy(dump)
+    prefill = read_npy(f"{a.fixture}/oracle/logits.npy")
+    decode = read_npy(f"{a.fixture}/oracle/decode_logits.npy")
+    scale = max(abs(v) for row in prefill for v in row)
+    s = len(prompt)
+    # Our rows: the prompt's, then one per decode step; the oracle's decode
+    # rows start with the last prompt row.
+    pairs = [(ours[i], prefill[i]) for i in range(s)]
+    pairs += [(ours[s - 1 + i], decode[i]) for i in range(len(greedy))]
+    error = max(abs(x - y) for mine, theirs in pairs for x, y in zip(mine, theirs))
+    print(f"greedy ids {'match' if ids == greedy else 'DIFFER'}; max logit error "
+          f"{error:.3g} = {error / scale:.3g} x max|logit| ({scale:.3g})")
+    if ids != greedy:
+        sys.exit(f"generated {ids}, transformers {greedy}")
+    if error > a.tolerance * scale:
+        sys.exit(f"logit error {error:.3g} exceeds {a.tolerance} x {scale:.3g}")
+
+
+if __name__ == "__main__":
+    main()
