@@ -6,8 +6,9 @@ Standard library only (CI has no numpy).
   check_oracle.py MOE_RUN ARTIFACT FIXTURE_DIR WORK_PREFIX [--tolerance T]
 
 Exits non-zero, saying what differs, if the generated ids differ from
-expected.json's greedy_ids or any logits row is further than
-T x max|oracle logit| (default 1e-4) from the oracle.
+expected.json's greedy_ids, any logits row is further than
+T x max|oracle logit| (default 1e-4) from the oracle, or prefilling then
+decoding gives logits further than that from prefilling the whole sequence.
 """
 
 import argparse
@@ -70,6 +71,20 @@ def main():
         sys.exit(f"generated {ids}, transformers {greedy}")
     if error > a.tolerance * scale:
         sys.exit(f"logit error {error:.3g} exceeds {a.tolerance} x {scale:.3g}")
+
+    # Prefill-then-decode must equal prefilling the whole sequence at once.
+    whole = a.work + ".whole.npy"
+    full = prompt + greedy[:-1]
+    run = subprocess.run([a.moe_run, a.artifact, "--tokens", ",".join(map(str, full)),
+                          "--generate", "1", "--dump-logits", whole],
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit(f"moe-run failed: {run.stderr.strip()}")
+    at_once = read_npy(whole)
+    drift = max(abs(x - y) for mine, other in zip(ours, at_once) for x, y in zip(mine, other))
+    print(f"prefill-then-decode vs one prefill: max difference {drift / scale:.3g} x max|logit|")
+    if len(at_once) != len(ours) or drift > a.tolerance * scale:
+        sys.exit(f"decode differs from a full prefill by {drift:.3g}")
 
 
 if __name__ == "__main__":
