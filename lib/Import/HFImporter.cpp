@@ -15,7 +15,9 @@
 #include "moe/Import/SafeTensors.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Arith/Utils/Utils.h"
@@ -630,6 +632,14 @@ func::FuncOp Importer::layerFunction(int64_t layer,
   auto fn = func::FuncOp::create(builder, loc, name,
                                  builder.getFunctionType(args, results));
   fn.setPrivate();
+  // Caches and weights arrive as slices of layer-stacked buffers; a fully
+  // dynamic layout lets bufferization pass them without copies.
+  for (unsigned i = 3; i < args.size(); ++i) {
+    auto type = cast<RankedTensorType>(args[i]);
+    llvm::SmallVector<int64_t> strides(type.getRank(), ShapedType::kDynamic);
+    fn.setArgAttr(i, "bufferization.buffer_layout",
+                  StridedLayoutAttr::get(ctx, ShapedType::kDynamic, strides));
+  }
   Block *body = fn.addEntryBlock();
   builder.setInsertionPointToStart(body);
   std::map<std::string, Value> w;
@@ -892,43 +902,134 @@ llvm::Expected<OwningOpRef<ModuleOp>> Importer::run() {
             })
             .getResult(0);
 
-    for (int64_t layer = 0; layer < cfg.numLayers; ++layer) {
-      // This layer's cache slices: [B, L, ...] out of [NL, B, L, ...].
-      llvm::SmallVector<Value> layerCaches;
-      auto sliceOf = [&](Value stackedCache, llvm::SmallVectorImpl<OpFoldResult> &offsets,
-                         llvm::SmallVectorImpl<OpFoldResult> &sizes,
-                         llvm::SmallVectorImpl<OpFoldResult> &strides) {
-        auto type = cast<RankedTensorType>(stackedCache.getType());
-        offsets.assign(type.getRank(), builder.getIndexAttr(0));
-        offsets[0] = builder.getIndexAttr(layer);
-        sizes.clear();
-        sizes.push_back(builder.getIndexAttr(1));
-        sizes.push_back(OpFoldResult(e.dim(stackedCache, 1)));
-        for (int64_t i = 2; i < type.getRank(); ++i)
-          sizes.push_back(builder.getIndexAttr(type.getDimSize(i)));
-        strides.assign(type.getRank(), builder.getIndexAttr(1));
-      };
-      llvm::SmallVector<Type> sliceTypes = cacheTypes(false);
-      for (auto [i, stackedCache] : llvm::enumerate(cacheVals)) {
+    // Consecutive layers that share a function run in one scf.for over
+    // layer-stacked weights, so the program (and its compile time) does not
+    // grow with the number of layers.
+    llvm::SmallVector<Type> sliceTypes = cacheTypes(false);
+    auto cacheSlice = [&](Value stackedCache, OpFoldResult layer,
+                          llvm::SmallVectorImpl<OpFoldResult> &offsets,
+                          llvm::SmallVectorImpl<OpFoldResult> &sizes,
+                          llvm::SmallVectorImpl<OpFoldResult> &strides) {
+      auto type = cast<RankedTensorType>(stackedCache.getType());
+      offsets.assign(type.getRank(), builder.getIndexAttr(0));
+      offsets[0] = layer;
+      sizes.clear();
+      sizes.push_back(builder.getIndexAttr(1));
+      sizes.push_back(OpFoldResult(e.dim(stackedCache, 1)));
+      for (int64_t i = 2; i < type.getRank(); ++i)
+        sizes.push_back(builder.getIndexAttr(type.getDimSize(i)));
+      strides.assign(type.getRank(), builder.getIndexAttr(1));
+    };
+    // Calls the layer function on layer `layer`'s cache slices.
+    auto callLayer = [&](OpBuilder &b, func::FuncOp fn, OpFoldResult layer,
+                         Value h, llvm::ArrayRef<Value> stackedCaches,
+                         llvm::ArrayRef<Value> weights,
+                         llvm::SmallVectorImpl<Value> &newCaches) -> Value {
+      llvm::SmallVector<Value> operands = {h, positions, start};
+      for (auto [i, stackedCache] : llvm::enumerate(stackedCaches)) {
         llvm::SmallVector<OpFoldResult> offsets, sizes, strides;
-        sliceOf(stackedCache, offsets, sizes, strides);
-        layerCaches.push_back(tensor::ExtractSliceOp::create(
-            builder, loc, cast<RankedTensorType>(sliceTypes[i]), stackedCache,
+        cacheSlice(stackedCache, layer, offsets, sizes, strides);
+        operands.push_back(tensor::ExtractSliceOp::create(
+            b, loc, cast<RankedTensorType>(sliceTypes[i]), stackedCache,
             offsets, sizes, strides));
       }
-      llvm::SmallVector<Value> operands = {hidden, positions, start};
-      operands.append(layerCaches.begin(), layerCaches.end());
-      for (const auto &[role, ref] : layers[layer].roles)
-        operands.push_back(materialize(ref));
-      auto call = func::CallOp::create(builder, loc, layerFns[layer], operands);
-      hidden = call.getResult(0);
-      for (auto [i, stackedCache] : llvm::enumerate(cacheVals)) {
+      operands.append(weights.begin(), weights.end());
+      auto call = func::CallOp::create(b, loc, fn, operands);
+      for (auto [i, stackedCache] : llvm::enumerate(stackedCaches)) {
         llvm::SmallVector<OpFoldResult> offsets, sizes, strides;
-        sliceOf(stackedCache, offsets, sizes, strides);
-        cacheVals[i] = tensor::InsertSliceOp::create(
-            builder, loc, call.getResult(1 + i), stackedCache, offsets, sizes,
-            strides);
+        cacheSlice(stackedCache, layer, offsets, sizes, strides);
+        newCaches.push_back(tensor::InsertSliceOp::create(
+            b, loc, call.getResult(1 + i), stackedCache, offsets, sizes,
+            strides));
       }
+      return call.getResult(0);
+    };
+
+    for (int64_t first = 0; first < cfg.numLayers;) {
+      int64_t end = first + 1;
+      while (end < cfg.numLayers && layerFns[end] == layerFns[first])
+        ++end;
+      const auto &roles = layers[first].roles;
+      if (end - first == 1) {
+        llvm::SmallVector<Value> weights, newCaches;
+        for (const auto &[role, ref] : roles)
+          weights.push_back(materialize(ref));
+        hidden = callLayer(builder, layerFns[first],
+                           builder.getIndexAttr(first), hidden, cacheVals,
+                           weights, newCaches);
+        cacheVals = newCaches;
+        first = end;
+        continue;
+      }
+      // Each role's weights of layers [first, end) as one stacked value.
+      int64_t count = end - first;
+      llvm::SmallVector<Value> stacks;
+      for (size_t r = 0; r < roles.size(); ++r) {
+        const WeightRef &ref = roles[r].second;
+        WeightRef all;
+        all.stacked = true;
+        for (int64_t layer = first; layer < end; ++layer) {
+          const WeightRef &other = layers[layer].roles[r].second;
+          all.names.insert(all.names.end(), other.names.begin(),
+                           other.names.end());
+        }
+        llvm::SmallVector<int64_t> shape = {
+            static_cast<int64_t>(all.names.size())};
+        llvm::ArrayRef<int64_t> tail = ref.type.getShape();
+        if (ref.stacked)
+          tail = tail.drop_front();
+        shape.append(tail.begin(), tail.end());
+        all.type = RankedTensorType::get(shape, ref.type.getElementType());
+        Value stack = materialize(all);
+        if (ref.stacked) {
+          // [count * E, ...] -> [count, E, ...]
+          llvm::SmallVector<int64_t> split = {count};
+          split.append(ref.type.getShape().begin(), ref.type.getShape().end());
+          llvm::SmallVector<ReassociationIndices> groups = {{0, 1}};
+          for (int64_t i = 2; i < static_cast<int64_t>(split.size()); ++i)
+            groups.push_back({i});
+          stack = e.expand(stack, split, groups, {});
+        }
+        stacks.push_back(stack);
+      }
+      llvm::SmallVector<Value> init = {hidden};
+      init.append(cacheVals.begin(), cacheVals.end());
+      Value lb = arith::ConstantIndexOp::create(builder, loc, first);
+      Value ub = arith::ConstantIndexOp::create(builder, loc, end);
+      Value one = arith::ConstantIndexOp::create(builder, loc, 1);
+      func::FuncOp fn = layerFns[first];
+      auto loop = scf::ForOp::create(
+          builder, loc, lb, ub, one, init,
+          [&](OpBuilder &nb, Location nl, Value layer, ValueRange acc) {
+            Value index = arith::SubIOp::create(
+                nb, nl, layer, arith::ConstantIndexOp::create(nb, nl, first));
+            llvm::SmallVector<Value> weights;
+            for (auto [r, stack] : llvm::enumerate(stacks)) {
+              auto type = cast<RankedTensorType>(stack.getType());
+              auto roleType = roles[r].second.type;
+              llvm::SmallVector<OpFoldResult> offsets(type.getRank(),
+                                                      nb.getIndexAttr(0));
+              offsets[0] = index;
+              llvm::SmallVector<OpFoldResult> sizes = {nb.getIndexAttr(1)};
+              for (int64_t d : roleType.getShape())
+                sizes.push_back(nb.getIndexAttr(d));
+              llvm::SmallVector<OpFoldResult> strides(type.getRank(),
+                                                      nb.getIndexAttr(1));
+              weights.push_back(tensor::ExtractSliceOp::create(
+                  nb, nl, roleType, stack, offsets, sizes, strides));
+            }
+            llvm::SmallVector<Value> newCaches;
+            Value h = callLayer(nb, fn, layer, acc[0],
+                                llvm::to_vector(acc.drop_front()), weights,
+                                newCaches);
+            llvm::SmallVector<Value> yield = {h};
+            yield.append(newCaches.begin(), newCaches.end());
+            scf::YieldOp::create(nb, nl, yield);
+          });
+      hidden = loop.getResult(0);
+      for (size_t i = 0; i < cacheVals.size(); ++i)
+        cacheVals[i] = loop.getResult(1 + i);
+      first = end;
     }
     Value normed = RMSNormOp::create(
         builder, loc, hidden.getType(), hidden, materialize(*finalNorm),
@@ -1005,9 +1106,10 @@ llvm::Expected<OwningOpRef<ModuleOp>> Importer::run() {
 llvm::Expected<OwningOpRef<ModuleOp>>
 mlir::moe::importHFCheckpoint(MLIRContext *context, llvm::StringRef directory,
                               const HFImportOptions &options) {
-  context->loadDialect<MoEDialect, arith::ArithDialect, func::FuncDialect,
+  context->loadDialect<MoEDialect, arith::ArithDialect,
+                       bufferization::BufferizationDialect, func::FuncDialect,
                        linalg::LinalgDialect, math::MathDialect,
-                       tensor::TensorDialect>();
+                       scf::SCFDialect, tensor::TensorDialect>();
   llvm::SmallString<256> configPath(directory);
   llvm::sys::path::append(configPath, "config.json");
   if (!llvm::sys::fs::exists(configPath))
