@@ -15,9 +15,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <dlfcn.h>
@@ -106,6 +106,8 @@ using PackedFn = void (*)(void **);
 
 struct moert_model_s {
   std::string path;
+  void *artifactBase = nullptr;
+  int64_t artifactSize = 0;
   std::string modelType;
   int64_t vocab = 0, layers = 0, maxSeqLen = 0;
   std::vector<int64_t> cacheRanks;
@@ -123,8 +125,10 @@ struct moert_model_s {
     if (memfd >= 0)
       close(memfd);
     for (Shard &s : shards)
-      if (s.base)
+      if (s.base && s.base != artifactBase)
         munmap(s.base, s.size);
+    if (artifactBase)
+      munmap(artifactBase, artifactSize);
     for (void *p : gathered)
       std::free(p);
   }
@@ -222,6 +226,15 @@ moert_status parseManifest(moert_model model, const std::string &bytes,
 
 moert_status mapShards(moert_model model) {
   for (Shard &s : model->shards) {
+    if (s.path == "@self") {
+      // Weights embedded in the artifact (moec --embed-weights).
+      s.base = model->artifactBase;
+      if (s.size != model->artifactSize)
+        return fail(MOERT_FORMAT_ERROR,
+                    model->path + ": embedded weights do not match the file "
+                                  "size (truncated artifact?)");
+      continue;
+    }
     int fd = open(s.path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0)
       return fail(MOERT_NOT_FOUND,
@@ -302,13 +315,13 @@ moert_status bindWeights(moert_model model) {
   return nullptr;
 }
 
-moert_status loadCode(moert_model model, const std::string &bytes,
-                      int64_t offset, int64_t size, uint64_t fingerprint) {
-  if (offset + size != int64_t(bytes.size()))
+moert_status loadCode(moert_model model, int64_t offset, int64_t size,
+                      uint64_t fingerprint) {
+  if (offset + size > model->artifactSize)
     return fail(MOERT_FORMAT_ERROR,
                 model->path + ": code section does not match the file size "
                               "(truncated artifact?)");
-  const char *code = bytes.data() + offset;
+  const char *code = static_cast<const char *>(model->artifactBase) + offset;
   if (moert_fingerprint(code, size) != fingerprint)
     return fail(MOERT_FORMAT_ERROR,
                 model->path + ": code section is corrupt (fingerprint "
@@ -338,20 +351,41 @@ extern "C" {
 moert_status moert_model_load(const char *path, moert_model *out) {
   *out = nullptr;
   Clock::time_point start = Clock::now();
-  std::ifstream file(path, std::ios::binary);
-  if (!file)
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
     return moert_status_make(MOERT_NOT_FOUND, "%s: cannot open: %s", path,
                              std::strerror(errno));
-  std::string bytes((std::istreambuf_iterator<char>(file)),
-                    std::istreambuf_iterator<char>());
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_size == 0) {
+    close(fd);
+    return moert_status_make(MOERT_FORMAT_ERROR,
+                             "%s: not a moec artifact (empty file)", path);
+  }
   auto *model = new moert_model_s();
   model->path = path;
+  model->artifactSize = st.st_size;
+  model->artifactBase =
+      mmap(nullptr, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  close(fd);
+  if (model->artifactBase == MAP_FAILED) {
+    model->artifactBase = nullptr;
+    delete model;
+    return moert_status_make(MOERT_IO_ERROR, "%s: cannot map: %s", path,
+                             std::strerror(errno));
+  }
+  // The manifest ends at the first "\nend\n".
+  const char *text = static_cast<const char *>(model->artifactBase);
+  std::string_view view(text, st.st_size);
+  size_t endAt = view.find("\nend\n");
+  std::string bytes(text, endAt == std::string_view::npos
+                              ? std::min<size_t>(st.st_size, 1 << 20)
+                              : endAt + 5);
   int64_t codeOffset = 0, codeSize = 0;
   uint64_t codeFingerprint = 0;
   moert_status status =
       parseManifest(model, bytes, codeOffset, codeSize, codeFingerprint);
   if (!status)
-    status = loadCode(model, bytes, codeOffset, codeSize, codeFingerprint);
+    status = loadCode(model, codeOffset, codeSize, codeFingerprint);
   if (!status)
     status = mapShards(model);
   if (!status)

@@ -188,64 +188,117 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
       ::moe::Checkpoint::open(info.checkpointDir);
   if (!checkpoint)
     return checkpoint.takeError();
-  std::map<const ::moe::SafeTensorsFile *, size_t> shardIndex;
-  std::string manifestText = "moec-artifact\t1\n";
-  llvm::raw_string_ostream os(manifestText);
-  os << "model_type\t" << info.modelType << "\n"
-     << "vocab\t" << info.vocabSize << "\n"
-     << "layers\t" << info.numLayers << "\n"
-     << "max_seq_len\t" << info.maxSeqLen << "\n";
-  for (int64_t rank : info.cacheRanks)
-    os << "cache\t" << rank << "\n";
-  for (const auto &file : (*checkpoint)->files()) {
-    llvm::SmallString<256> absolute(file->path());
-    llvm::sys::fs::make_absolute(absolute);
-    if (absolute.str().find_first_of("\t\n") != llvm::StringRef::npos)
-      return makeError(file->path() +
-                       ": paths with tabs or newlines cannot be recorded");
-    uint64_t headerBytes = 8 + file->header().size();
-    llvm::StringRef start(file->header().data() - 8, headerBytes);
-    uint64_t size = 0;
-    llvm::sys::fs::file_size(file->path(), size);
-    shardIndex[file.get()] = shardIndex.size();
-    os << "shard\t" << absolute << "\t"
-       << llvm::format_hex_no_prefix(fingerprint(start), 16) << "\t" << size
-       << "\n";
-  }
+  llvm::StringRef code = (*library)->getBuffer();
+
+  // Layout: manifest, padding to `base`, the code, then (with
+  // --embed-weights) every referenced tensor, 64-byte aligned.
+  struct Part {
+    const ::moe::SafeTensorsFile *file;
+    const ::moe::TensorInfo *tensor;
+  };
+  std::vector<std::pair<std::string, std::vector<Part>>> weights;
   for (NamedAttribute entry : manifest) {
-    os << "weight\t" << entry.getName().getValue();
+    std::vector<Part> parts;
     for (Attribute name : cast<ArrayAttr>(entry.getValue())) {
       auto at = (*checkpoint)->lookup(cast<StringAttr>(name).getValue());
       if (!at)
         return makeError("internal error: weight not in the checkpoint");
-      uint64_t offset = 8 + at->file->header().size() + at->tensor->begin;
-      os << "\t" << shardIndex[at->file] << "\t" << offset << "\t"
-         << at->tensor->numBytes();
+      parts.push_back({at->file, at->tensor});
     }
-    os << "\n";
+    weights.emplace_back(entry.getName().getValue().str(), std::move(parts));
   }
-  llvm::StringRef code = (*library)->getBuffer();
-  // The code starts at a 4 KiB boundary after the manifest; its line is
-  // written last with the final offset.
-  std::string head = manifestText;
-  size_t codeOffset = 0;
-  for (size_t guess = 4096;; guess += 4096) {
-    std::string codeLine = "code\t" + std::to_string(guess) + "\t" +
-                           std::to_string(code.size()) + "\t" +
-                           llvm::utohexstr(fingerprint(code), true) + "\nend\n";
-    if (head.size() + codeLine.size() <= guess) {
-      head += codeLine;
-      codeOffset = guess;
+  auto alignTo64 = [](uint64_t x) { return (x + 63) & ~uint64_t(63); };
+  std::map<const ::moe::TensorInfo *, uint64_t> embeddedAt;
+  auto render = [&](uint64_t base, uint64_t &total) -> llvm::Expected<std::string> {
+    std::string text = "moec-artifact\t1\n";
+    llvm::raw_string_ostream os(text);
+    os << "model_type\t" << info.modelType << "\n"
+       << "vocab\t" << info.vocabSize << "\n"
+       << "layers\t" << info.numLayers << "\n"
+       << "max_seq_len\t" << info.maxSeqLen << "\n";
+    for (int64_t rank : info.cacheRanks)
+      os << "cache\t" << rank << "\n";
+    std::map<const ::moe::SafeTensorsFile *, size_t> shardIndex;
+    uint64_t cursor = alignTo64(base + code.size());
+    embeddedAt.clear();
+    if (info.embedWeights) {
+      for (auto &[symbol, parts] : weights)
+        for (const Part &part : parts)
+          if (embeddedAt.emplace(part.tensor, cursor).second)
+            cursor = alignTo64(cursor + part.tensor->numBytes());
+      total = cursor;
+      os << "shard\t@self\t0\t" << total << "\n";
+    } else {
+      total = base + code.size();
+      for (const auto &file : (*checkpoint)->files()) {
+        llvm::SmallString<256> absolute(file->path());
+        llvm::sys::fs::make_absolute(absolute);
+        if (absolute.str().find_first_of("\t\n") != llvm::StringRef::npos)
+          return makeError(file->path() +
+                           ": paths with tabs or newlines cannot be recorded "
+                           "(use --embed-weights)");
+        llvm::StringRef start(file->header().data() - 8,
+                              8 + file->header().size());
+        uint64_t size = 0;
+        llvm::sys::fs::file_size(file->path(), size);
+        shardIndex[file.get()] = shardIndex.size();
+        os << "shard\t" << absolute << "\t"
+           << llvm::format_hex_no_prefix(fingerprint(start), 16) << "\t"
+           << size << "\n";
+      }
+    }
+    for (auto &[symbol, parts] : weights) {
+      os << "weight\t" << symbol;
+      for (const Part &part : parts) {
+        if (info.embedWeights)
+          os << "\t0\t" << embeddedAt[part.tensor];
+        else
+          os << "\t" << shardIndex[part.file] << "\t"
+             << 8 + part.file->header().size() + part.tensor->begin;
+        os << "\t" << part.tensor->numBytes();
+      }
+      os << "\n";
+    }
+    os << "code\t" << base << "\t" << code.size() << "\t"
+       << llvm::utohexstr(fingerprint(code), true) << "\nend\n";
+    return text;
+  };
+  std::string head;
+  uint64_t base = 4096, total = 0;
+  for (;; base += 4096) {
+    llvm::Expected<std::string> text = render(base, total);
+    if (!text)
+      return text.takeError();
+    if (text->size() <= base) {
+      head = std::move(*text);
       break;
     }
   }
-  head.resize(codeOffset, '\n');
+  head.resize(base, '\n');
 
   std::error_code ec;
   llvm::ToolOutputFile out(outputPath, ec, llvm::sys::fs::OF_None);
   if (ec)
     return makeError(outputPath + ": cannot write: " + ec.message());
   out.os() << head << code;
+  uint64_t written = base + code.size();
+  if (info.embedWeights) {
+    // Tensors in manifest order, each at its recorded offset.
+    std::vector<std::pair<uint64_t, Part>> order;
+    for (auto &[symbol, parts] : weights)
+      for (const Part &part : parts)
+        order.push_back({embeddedAt[part.tensor], part});
+    llvm::sort(order, [](const auto &a, const auto &b) { return a.first < b.first; });
+    for (auto &[offset, part] : order) {
+      if (offset < written)
+        continue; // Referenced twice; already written.
+      out.os().write_zeros(offset - written);
+      llvm::ArrayRef<uint8_t> bytes = part.file->data(*part.tensor);
+      out.os().write(reinterpret_cast<const char *>(bytes.data()), bytes.size());
+      written = offset + bytes.size();
+    }
+    out.os().write_zeros(total - written);
+  }
   out.os().flush();
   if (out.os().has_error()) {
     out.os().clear_error();

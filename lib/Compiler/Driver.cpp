@@ -103,6 +103,17 @@ struct MoecOptions {
       llvm::cl::desc("KV-cache capacity in tokens for imported checkpoints "
                      "(default: min(max_position_embeddings, 4096))"),
       llvm::cl::init(0), llvm::cl::cat(category)};
+  llvm::cl::opt<std::string> target{
+      "target",
+      llvm::cl::desc("Code generation target: cpu (the host). With a "
+                     "checkpoint and -o, implies --emit=artifact"),
+      llvm::cl::value_desc("cpu"), llvm::cl::init("cpu"),
+      llvm::cl::cat(category)};
+  llvm::cl::opt<bool> embedWeights{
+      "embed-weights",
+      llvm::cl::desc("Copy the weights into the artifact (default: reference "
+                     "the checkpoint shards by path and fingerprint)"),
+      llvm::cl::init(false), llvm::cl::cat(category)};
   llvm::cl::opt<bool> printPipeline{
       "print-pipeline",
       llvm::cl::desc("Print the pass pipeline for --emit and exit"),
@@ -112,23 +123,24 @@ struct MoecOptions {
 
 static constexpr const char *kOverview = R"(moec: the MoE compiler driver
 
-Compiles a Mixture-of-Experts model through moec's pipeline and writes the
-result. The input is a Hugging Face checkpoint folder (config.json plus
-model.safetensors or sharded safetensors with model.safetensors.index.json;
-families deepseek_v3, deepseek_v2, mixtral, qwen2_moe, qwen3_moe, olmoe,
-llama, qwen2) or a program in the moe dialect (.mlir). The CPU/GPU code
-generators and the ONNX importer add --emit stages and inputs as they land.
+Compiles a Mixture-of-Experts model through moec's pipeline. The input is a
+Hugging Face checkpoint folder (config.json plus model.safetensors or shards
+with model.safetensors.index.json; families deepseek_v3, deepseek_v2,
+mixtral, qwen2_moe, qwen3_moe, olmoe, llama, qwen2) or a program in the moe
+dialect (.mlir). --emit picks the stage to stop after; an artifact runs with
+moe-run or the runtime's C API.
 
 Examples:
-  moec path/to/checkpoint                         # import, print @prefill/@decode
-  moec examples/deepseek-v3-layer.mlir            # print the optimised program
-  moec model.mlir -o out.mlir                     # write it to a file
-  moec model.mlir --print-pipeline                # show the passes that run
-  moec model.mlir --mlir-timing                   # time each pass
+  moec CKPT                                     # print @prefill/@decode (moe IR)
+  moec CKPT --target=cpu -o model.moec          # compile a CPU artifact
+  moe-run model.moec --tokens 0,5,99 --generate 16
+  moec CKPT --target=cpu --embed-weights -o m.moec  # self-contained artifact
+  moec CKPT --emit=llvm                         # the LLVM-dialect program
+  moec model.mlir --print-pipeline              # show the passes that run
 
-Errors name the file, line and op at fault; nothing is written on failure.
-MLIR's debugging options (--mlir-print-ir-after-all, --mlir-timing,
---mlir-print-debuginfo, ...) are listed by --help-hidden.
+Errors name the file, line and op (or tensor and config field) at fault;
+nothing is written on failure. MLIR's debugging options
+(--mlir-print-ir-after-all, --mlir-timing, ...) are listed by --help-hidden.
 )";
 
 int mlir::moe::moecMain(int argc, char **argv) {
@@ -141,6 +153,16 @@ int mlir::moe::moecMain(int argc, char **argv) {
   llvm::cl::HideUnrelatedOptions(
       {&options.category, &llvm::getColorCategory()});
   llvm::cl::ParseCommandLineOptions(argc, argv, kOverview);
+
+  if (options.target != "cpu") {
+    llvm::errs() << "moec: error: --target=" << options.target
+                 << " is not supported (cpu is; GPU code generation is "
+                    "not implemented yet)\n";
+    return 1;
+  }
+  if (options.target.getNumOccurrences() &&
+      !options.emit.getNumOccurrences() && options.output != "-")
+    options.emit = EmitStage::Artifact;
 
   DialectRegistry registry;
   registerAllMoEDialects(registry);
@@ -205,6 +227,7 @@ int mlir::moe::moecMain(int argc, char **argv) {
       return 1;
     }
     artifactInfo.checkpointDir = options.input;
+    artifactInfo.embedWeights = options.embedWeights;
     if (auto type = (*module)->getAttrOfType<StringAttr>("moe.model_type"))
       artifactInfo.modelType = type.getValue().str();
     auto prefill = module->lookupSymbol<func::FuncOp>("prefill");

@@ -25,6 +25,8 @@ struct ArtifactInfo {
   int64_t maxSeqLen = 0;
   /// Rank of each KV-cache tensor, in @prefill's result order.
   std::vector<int64_t> cacheRanks;
+  /// Copy the weights into the artifact instead of referencing the shards.
+  bool embedWeights = false;
 };
 
 /// Compiles `module` (in the LLVM dialect, with @prefill and @decode
