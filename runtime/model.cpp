@@ -190,6 +190,9 @@ moert_status parseManifest(moert_model model, const std::string &bytes,
       codeOffset = a;
       codeSize = b;
       codeFingerprint = std::strtoull(f[3].c_str(), nullptr, 16);
+    } else if ((f[0] == "config" && f.size() == 2) ||
+               (f[0] == "signature" && f.size() == 3)) {
+      // Recorded for people and tools; the runtime needs nothing from them.
     } else if (f[0] == "cache" && f.size() == 2 && parseInt(f[1], a) && a > 0) {
       model->cacheRanks.push_back(a);
     } else if (f[0] == "shard" && f.size() == 4 && parseInt(f[3], a)) {

@@ -184,10 +184,14 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
                      library.getError().message());
 
   // --- Manifest ---------------------------------------------------------------
-  llvm::Expected<std::unique_ptr<::moe::Checkpoint>> checkpoint =
-      ::moe::Checkpoint::open(info.checkpointDir);
-  if (!checkpoint)
-    return checkpoint.takeError();
+  std::shared_ptr<::moe::Checkpoint> checkpoint = info.checkpoint;
+  if (!checkpoint) {
+    llvm::Expected<std::unique_ptr<::moe::Checkpoint>> opened =
+        ::moe::Checkpoint::open(info.checkpointDir);
+    if (!opened)
+      return opened.takeError();
+    checkpoint = std::move(*opened);
+  }
   llvm::StringRef code = (*library)->getBuffer();
 
   // Layout: manifest, padding to `base`, the code, then (with
@@ -200,7 +204,7 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
   for (NamedAttribute entry : manifest) {
     std::vector<Part> parts;
     for (Attribute name : cast<ArrayAttr>(entry.getValue())) {
-      auto at = (*checkpoint)->lookup(cast<StringAttr>(name).getValue());
+      auto at = checkpoint->lookup(cast<StringAttr>(name).getValue());
       if (!at)
         return makeError("internal error: weight not in the checkpoint");
       parts.push_back({at->file, at->tensor});
@@ -218,6 +222,10 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
        << "max_seq_len\t" << info.maxSeqLen << "\n";
     for (int64_t rank : info.cacheRanks)
       os << "cache\t" << rank << "\n";
+    if (!info.configJson.empty())
+      os << "config\t" << info.configJson << "\n";
+    os << "signature\tprefill\t" << info.prefillSignature << "\n"
+       << "signature\tdecode\t" << info.decodeSignature << "\n";
     std::map<const ::moe::SafeTensorsFile *, size_t> shardIndex;
     uint64_t cursor = alignTo64(base + code.size());
     embeddedAt.clear();
@@ -230,7 +238,7 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
       os << "shard\t@self\t0\t" << total << "\n";
     } else {
       total = base + code.size();
-      for (const auto &file : (*checkpoint)->files()) {
+      for (const auto &file : checkpoint->files()) {
         llvm::SmallString<256> absolute(file->path());
         llvm::sys::fs::make_absolute(absolute);
         if (absolute.str().find_first_of("\t\n") != llvm::StringRef::npos)
@@ -263,16 +271,19 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
        << llvm::utohexstr(fingerprint(code), true) << "\nend\n";
     return text;
   };
+  // Offsets change the manifest's length only through their digits: render
+  // once to measure, leave room for longer numbers, and check.
   std::string head;
-  uint64_t base = 4096, total = 0;
-  for (;; base += 4096) {
+  uint64_t base = 0, total = 0;
+  for (uint64_t slack = 4096;; slack *= 2) {
     llvm::Expected<std::string> text = render(base, total);
     if (!text)
       return text.takeError();
-    if (text->size() <= base) {
+    if (base && text->size() <= base) {
       head = std::move(*text);
       break;
     }
+    base = (text->size() + text->size() / 8 + slack + 4095) / 4096 * 4096;
   }
   head.resize(base, '\n');
 

@@ -2,6 +2,10 @@
 
 #include "moe/Compiler/Driver.h"
 #include "moe/Compiler/Artifact.h"
+#include "moe/Import/SafeTensors.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/Path.h"
 
 #include "moe/Dialect/MoE/IR/MoE.h"
 #include "moe/Dialect/MoE/Transforms/Passes.h"
@@ -188,12 +192,14 @@ int mlir::moe::moecMain(int argc, char **argv) {
   }
 
   std::string errorMessage;
+  std::shared_ptr<::moe::Checkpoint> artifactCheckpoint;
   llvm::SourceMgr sourceMgr;
   SourceMgrDiagnosticHandler diagHandler(sourceMgr, &context);
   OwningOpRef<ModuleOp> module;
   if (options.input != "-" && llvm::sys::fs::is_directory(options.input)) {
     HFImportOptions importOptions;
     importOptions.maxSeqLen = options.maxSeqLen;
+    importOptions.openedCheckpoint = &artifactCheckpoint;
     llvm::Expected<OwningOpRef<ModuleOp>> imported =
         importHFCheckpoint(&context, options.input, importOptions);
     if (!imported) {
@@ -228,6 +234,25 @@ int mlir::moe::moecMain(int argc, char **argv) {
     }
     artifactInfo.checkpointDir = options.input;
     artifactInfo.embedWeights = options.embedWeights;
+    artifactInfo.checkpoint = artifactCheckpoint;
+    {
+      // One line: the config re-serialised compactly.
+      llvm::SmallString<256> configPath(options.input);
+      llvm::sys::path::append(configPath, "config.json");
+      auto text = llvm::MemoryBuffer::getFile(configPath);
+      if (text)
+        if (llvm::Expected<llvm::json::Value> json =
+                llvm::json::parse((*text)->getBuffer()))
+          artifactInfo.configJson = llvm::formatv("{0}", *json).str();
+        else
+          llvm::consumeError(json.takeError());
+    }
+    auto signature = [](func::FuncOp fn) {
+      std::string text;
+      llvm::raw_string_ostream os(text);
+      os << fn.getFunctionType();
+      return text;
+    };
     if (auto type = (*module)->getAttrOfType<StringAttr>("moe.model_type"))
       artifactInfo.modelType = type.getValue().str();
     auto prefill = module->lookupSymbol<func::FuncOp>("prefill");
@@ -238,6 +263,8 @@ int mlir::moe::moecMain(int argc, char **argv) {
     }
     prefill->setAttr("llvm.emit_c_interface", UnitAttr::get(&context));
     decode->setAttr("llvm.emit_c_interface", UnitAttr::get(&context));
+    artifactInfo.prefillSignature = signature(prefill);
+    artifactInfo.decodeSignature = signature(decode);
     auto logits = cast<RankedTensorType>(prefill.getResultTypes()[0]);
     artifactInfo.vocabSize = logits.getDimSize(2);
     for (Type t : prefill.getResultTypes().drop_front()) {

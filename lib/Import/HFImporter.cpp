@@ -1125,6 +1125,10 @@ mlir::moe::importHFCheckpoint(MLIRContext *context, llvm::StringRef directory,
   int64_t cacheLen = options.maxSeqLen;
   if (cacheLen <= 0)
     cacheLen = std::min<int64_t>(config->maxPositionEmbeddings, 4096);
-  Importer importer(context, *config, **checkpoint, cacheLen);
-  return importer.run();
+  std::shared_ptr<Checkpoint> shared = std::move(*checkpoint);
+  Importer importer(context, *config, *shared, cacheLen);
+  llvm::Expected<OwningOpRef<ModuleOp>> module = importer.run();
+  if (module && options.openedCheckpoint)
+    *options.openedCheckpoint = shared;
+  return module;
 }

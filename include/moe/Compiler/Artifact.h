@@ -12,8 +12,13 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/Error.h"
 
+#include <memory>
 #include <string>
 #include <vector>
+
+namespace moe {
+class Checkpoint;
+} // namespace moe
 
 namespace mlir::moe {
 
@@ -27,6 +32,12 @@ struct ArtifactInfo {
   std::vector<int64_t> cacheRanks;
   /// Copy the weights into the artifact instead of referencing the shards.
   bool embedWeights = false;
+  /// The checkpoint as the importer opened it (opened again if null).
+  std::shared_ptr<::moe::Checkpoint> checkpoint;
+  /// Recorded in the manifest: config.json (compact) and the entry points'
+  /// signatures.
+  std::string configJson;
+  std::string prefillSignature, decodeSignature;
 };
 
 /// Compiles `module` (in the LLVM dialect, with @prefill and @decode

@@ -25,6 +25,12 @@
 #include "mlir/IR/OwningOpRef.h"
 #include "llvm/Support/Error.h"
 
+#include <memory>
+
+namespace moe {
+class Checkpoint;
+} // namespace moe
+
 namespace mlir {
 class MLIRContext;
 } // namespace mlir
@@ -34,6 +40,9 @@ namespace mlir::moe {
 struct HFImportOptions {
   /// KV-cache capacity in tokens; 0 picks min(max_position_embeddings, 4096).
   int64_t maxSeqLen = 0;
+  /// When set, receives the opened checkpoint (already validated), so that
+  /// later stages such as the artifact writer need not parse it again.
+  std::shared_ptr<::moe::Checkpoint> *openedCheckpoint = nullptr;
 };
 
 /// Imports the checkpoint in `directory`. Errors name the file and the
