@@ -240,12 +240,13 @@ int mlir::moe::moecMain(int argc, char **argv) {
       llvm::SmallString<256> configPath(options.input);
       llvm::sys::path::append(configPath, "config.json");
       auto text = llvm::MemoryBuffer::getFile(configPath);
-      if (text)
+      if (text) {
         if (llvm::Expected<llvm::json::Value> json =
                 llvm::json::parse((*text)->getBuffer()))
           artifactInfo.configJson = llvm::formatv("{0}", *json).str();
         else
           llvm::consumeError(json.takeError());
+      }
     }
     auto signature = [](func::FuncOp fn) {
       std::string text;

@@ -11,6 +11,7 @@
 #include "moe/Import/HFImporter.h"
 
 #include "moe/Dialect/MoE/IR/MoE.h"
+#include "moe/Dialect/MoE/IR/MoEUtils.h"
 #include "moe/Import/HFConfig.h"
 #include "moe/Import/SafeTensors.h"
 
@@ -101,17 +102,7 @@ public:
     int64_t n = wType.getDimSize(0);
     Value acc = zeros({OpFoldResult(dim(x, 0)), b.getIndexAttr(n)},
                       b.getF32Type());
-    MLIRContext *ctx = b.getContext();
-    AffineExpr m, nn, k;
-    bindDims(ctx, m, nn, k);
-    auto maps = b.getAffineMapArrayAttr(
-        {AffineMap::get(3, 0, {m, k}, ctx), AffineMap::get(3, 0, {nn, k}, ctx),
-         AffineMap::get(3, 0, {m, nn}, ctx)});
-    Value y = linalg::MatmulOp::create(
-                  b, loc, TypeRange{acc.getType()}, ValueRange{x, w},
-                  ValueRange{acc},
-                  {b.getNamedAttr("indexing_maps", maps)})
-                  .getResult(0);
+    Value y = createMatmulTransposeB(b, loc, x, w, acc);
     if (bias)
       y = addRowBroadcast(y, castTo(bias, b.getF32Type()));
     return castTo(y, resultType);

@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/Dialect/MoE/IR/MoE.h"
+#include "moe/Dialect/MoE/IR/MoEUtils.h"
 #include "moe/Dialect/MoE/Transforms/Passes.h"
 #include "moe/Support/RoPE.h"
 
@@ -137,7 +138,6 @@ struct LowerEmbedding : OpRewritePattern<EmbeddingOp> {
     Location loc = op.getLoc();
     auto resultType = cast<RankedTensorType>(op.getType());
     int64_t rank = resultType.getRank();
-    Emit e{rewriter, loc};
     llvm::SmallVector<OpFoldResult> sizes =
         tensor::getMixedSizes(rewriter, loc, op.getIds());
     sizes.push_back(rewriter.getIndexAttr(resultType.getShape().back()));
@@ -677,19 +677,10 @@ struct LowerRoute : OpRewritePattern<RouteOp> {
     OpFoldResult tokenCount = tensor::getMixedSize(rewriter, loc, hidden, 0);
 
     // logits = hidden * gate^T in f32.
-    MLIRContext *ctx = rewriter.getContext();
-    AffineExpr m, nn, kk;
-    bindDims(ctx, m, nn, kk);
-    auto maps = rewriter.getAffineMapArrayAttr(
-        {AffineMap::get(3, 0, {m, kk}, ctx), AffineMap::get(3, 0, {nn, kk}, ctx),
-         AffineMap::get(3, 0, {m, nn}, ctx)});
     Value zeros = e.filled({tokenCount, rewriter.getIndexAttr(numExperts)},
                            e.f32(), e.f(0.0));
-    Value logits = linalg::MatmulOp::create(
-                       rewriter, loc, TypeRange{zeros.getType()},
-                       ValueRange{hidden, op.getGateWeight()}, ValueRange{zeros},
-                       {rewriter.getNamedAttr("indexing_maps", maps)})
-                       .getResult(0);
+    Value logits = createMatmulTransposeB(rewriter, loc, hidden,
+                                          op.getGateWeight(), zeros);
 
     Value ids = tensor::EmptyOp::create(
         rewriter, loc,
