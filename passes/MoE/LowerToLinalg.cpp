@@ -122,9 +122,12 @@ Value sumF32(Emit &e, Value n,
 void assertFits(Emit &e, Value start, Value count, Value capacity,
                 llvm::StringRef what) {
   Value end = e.addi(start, count);
-  Value ok = e.cmpi(arith::CmpIPredicate::sle, end, capacity);
-  cf::AssertOp::create(e.b, e.loc, ok,
-                       (what + ": the KV cache is full").str());
+  Value fits = e.cmpi(arith::CmpIPredicate::sle, end, capacity);
+  Value nonNegative = e.cmpi(arith::CmpIPredicate::sge, start, e.index(0));
+  cf::AssertOp::create(e.b, e.loc, arith::AndIOp::create(e.b, e.loc, fits, nonNegative),
+                       (what + ": the KV cache is full (or the position is "
+                               "negative)")
+                           .str());
 }
 
 //===----------------------------------------------------------------------===//
@@ -885,8 +888,10 @@ struct LowerExperts : OpRewritePattern<ExpertsOp> {
     Value x = op.getHidden();
     Value tokens = e.dim(x, 0);
 
-    auto act = [&](Emit &s, Value g, Value u) -> Value {
-      if (!clamped)
+    // The routed experts use the op's activation; the shared expert is
+    // always a plain SwiGLU FFN.
+    auto act = [&](Emit &s, Value g, Value u, bool useClamped) -> Value {
+      if (!useClamped)
         return s.mul(s.mul(g, s.sigmoid(g)), u);
       Value gc = s.min(g, s.f(limit));
       Value uc = s.max(s.min(u, s.f(limit)), s.f(-limit));
@@ -894,7 +899,7 @@ struct LowerExperts : OpRewritePattern<ExpertsOp> {
       return s.mul(s.add(uc, s.f(beta)), glu);
     };
     // One SwiGLU FFN on token t: returns the [H] f32 output row.
-    auto ffn = [&](Emit &s, Value t, int64_t width,
+    auto ffn = [&](Emit &s, Value t, int64_t width, bool useClamped,
                    llvm::function_ref<Value(Emit &, Value, Value)> gateW,
                    llvm::function_ref<Value(Emit &, Value, Value)> upW,
                    llvm::function_ref<Value(Emit &, Value, Value)> downW,
@@ -915,7 +920,8 @@ struct LowerExperts : OpRewritePattern<ExpertsOp> {
                      g = y.add(g, gateB(y, i));
                      u = y.add(u, upB(y, i));
                    }
-                   return llvm::SmallVector<Value>{y.insert(act(y, g, u), acc[0], {i})};
+                   return llvm::SmallVector<Value>{
+                       y.insert(act(y, g, u, useClamped), acc[0], {i})};
                  })[0];
       Value row = s.filled({s.b.getIndexAttr(hidden)}, s.f32(), s.f(0.0));
       return s.loop(s.index(0), s.index(hidden), {row},
@@ -962,7 +968,7 @@ struct LowerExperts : OpRewritePattern<ExpertsOp> {
                   dBias = [&](Emit &z, Value h) { return z.extractF32(db, {ex, h}); };
                 }
                 Value row = ffn(
-                    y, t, inter,
+                    y, t, inter, clamped,
                     [&](Emit &z, Value i, Value h) { return z.extractF32(gw, {ex, i, h}); },
                     [&](Emit &z, Value i, Value h) { return z.extractF32(uw, {ex, i, h}); },
                     [&](Emit &z, Value h, Value i) { return z.extractF32(dw, {ex, h, i}); },
@@ -974,7 +980,7 @@ struct LowerExperts : OpRewritePattern<ExpertsOp> {
               })[0];
           if (sg) {
             Value row = ffn(
-                s, t, sharedWidth,
+                s, t, sharedWidth, /*useClamped=*/false,
                 [&](Emit &z, Value i, Value h) { return z.extractF32(sg, {i, h}); },
                 [&](Emit &z, Value i, Value h) { return z.extractF32(su, {i, h}); },
                 [&](Emit &z, Value h, Value i) { return z.extractF32(sd, {h, i}); },

@@ -43,7 +43,7 @@ func.func @rope(%x: tensor<1x?x2x4xf32>, %pos: tensor<1x?xi32>) -> tensor<1x?x2x
 // Attention writes the new keys and values into the cache first, checking
 // at run time that they fit.
 // CHECK-LABEL: func.func @attention
-// CHECK: cf.assert %{{.+}}, "moe.attention: the KV cache is full"
+// CHECK: cf.assert %{{.+}}, "moe.attention: the KV cache is full (or the position is negative)"
 // CHECK: math.exp
 // CHECK-NOT: moe.attention
 func.func @attention(%q: tensor<1x?x4x8xf32>, %k: tensor<1x?x2x8xf32>, %kc: tensor<1x16x2x8xf32>, %p: tensor<1xi32>) -> tensor<1x?x4x8xf32> {
@@ -54,7 +54,7 @@ func.func @attention(%q: tensor<1x?x4x8xf32>, %k: tensor<1x?x2x8xf32>, %kc: tens
 // -----
 
 // CHECK-LABEL: func.func @mla
-// CHECK: cf.assert %{{.+}}, "moe.mla: the KV cache is full"
+// CHECK: cf.assert %{{.+}}, "moe.mla: the KV cache is full (or the position is negative)"
 // CHECK-NOT: moe.mla
 func.func @mla(%qn: tensor<1x1x2x4xf32>, %qp: tensor<1x1x2x2xf32>, %lat: tensor<1x1x8xf32>, %kp: tensor<1x1x2xf32>, %kvb: tensor<16x8xf32>, %c: tensor<1x4x10xf32>, %p: tensor<1xi32>) -> tensor<1x1x2x4xf32> {
   %o, %c1 = moe.mla %qn, %qp, %lat, %kp kv_b(%kvb) cache(%c) at %p {scale = 0.4 : f32} : (tensor<1x1x2x4xf32>, tensor<1x1x2x2xf32>, tensor<1x1x8xf32>, tensor<1x1x2xf32>, tensor<16x8xf32>, tensor<1x4x10xf32>, tensor<1xi32>) -> (tensor<1x1x2x4xf32>, tensor<1x4x10xf32>)
@@ -92,4 +92,17 @@ func.func @embedding(%t: tensor<16x8xf32>, %ids: tensor<1x?xi32>) -> tensor<1x?x
 func.func @weights_stay() -> tensor<4xf32> {
   %w = moe.weight "w" : tensor<4xf32>
   return %w : tensor<4xf32>
+}
+
+// -----
+
+// The shared expert is a plain SwiGLU FFN even when the routed experts use
+// the clamped activation: the clamp's two minimumf ops (gate and up against
+// the limit) are built once, for the routed experts only.
+// CHECK-LABEL: func.func @clamped_with_shared
+// CHECK-COUNT-2: arith.minimumf
+// CHECK-NOT: arith.minimumf
+func.func @clamped_with_shared(%x: tensor<2x8xf32>, %ids: tensor<2x1xi32>, %w: tensor<2x1xf32>, %g: tensor<2x4x8xf32>, %d: tensor<2x8x4xf32>, %sg: tensor<4x8xf32>, %sd: tensor<8x4xf32>) -> tensor<2x8xf32> {
+  %y = moe.experts %x, %ids, %w experts(%g, %g, %d) shared(%sg, %sg, %sd) {activation = #moe.act<swiglu_clamped>} : (tensor<2x8xf32>, tensor<2x1xi32>, tensor<2x1xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x8x4xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<8x4xf32>) -> tensor<2x8xf32>
+  return %y : tensor<2x8xf32>
 }
