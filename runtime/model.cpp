@@ -41,6 +41,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Bounds on manifest numbers: large enough for any model, small enough that
+// no product of them overflows.
+constexpr int64_t kMaxExtent = int64_t(1) << 30;
+constexpr int64_t kMaxRank = 8;
+
 std::vector<std::string> splitTabs(const std::string &line) {
   std::vector<std::string> fields;
   std::string field;
@@ -178,12 +183,14 @@ moert_status parseManifest(moert_model model, const std::string &bytes,
     int64_t a = 0, b = 0;
     if (f[0] == "model_type" && f.size() == 2) {
       model->modelType = f[1];
-    } else if (f[0] == "vocab" && f.size() == 2 && parseInt(f[1], a) && a > 0) {
+    } else if (f[0] == "vocab" && f.size() == 2 && parseInt(f[1], a) && a > 0 &&
+               a <= kMaxExtent) {
       model->vocab = a;
-    } else if (f[0] == "layers" && f.size() == 2 && parseInt(f[1], a) && a > 0) {
+    } else if (f[0] == "layers" && f.size() == 2 && parseInt(f[1], a) && a > 0 &&
+               a <= kMaxExtent) {
       model->layers = a;
     } else if (f[0] == "max_seq_len" && f.size() == 2 && parseInt(f[1], a) &&
-               a > 0) {
+               a > 0 && a <= kMaxExtent) {
       model->maxSeqLen = a;
     } else if (f[0] == "code" && f.size() == 4 && parseInt(f[1], a) &&
                parseInt(f[2], b) && a > 0 && b > 0) {
@@ -193,9 +200,10 @@ moert_status parseManifest(moert_model model, const std::string &bytes,
     } else if ((f[0] == "config" && f.size() == 2) ||
                (f[0] == "signature" && f.size() == 3)) {
       // Recorded for people and tools; the runtime needs nothing from them.
-    } else if (f[0] == "cache" && f.size() == 2 && parseInt(f[1], a) && a > 0) {
+    } else if (f[0] == "cache" && f.size() == 2 && parseInt(f[1], a) && a > 0 &&
+               a <= kMaxRank) {
       model->cacheRanks.push_back(a);
-    } else if (f[0] == "shard" && f.size() == 4 && parseInt(f[3], a)) {
+    } else if (f[0] == "shard" && f.size() == 4 && parseInt(f[3], a) && a >= 8) {
       Shard s;
       s.path = f[1];
       s.headerFingerprint = std::strtoull(f[2].c_str(), nullptr, 16);
@@ -209,8 +217,8 @@ moert_status parseManifest(moert_model model, const std::string &bytes,
         if (!parseInt(f[i], part.shard) || !parseInt(f[i + 1], part.offset) ||
             !parseInt(f[i + 2], part.bytes) || part.shard < 0 ||
             part.shard >= int64_t(model->shards.size()) || part.offset < 0 ||
-            part.bytes < 0 ||
-            part.offset + part.bytes > model->shards[part.shard].size)
+            part.bytes < 0 || part.bytes > model->shards[part.shard].size ||
+            part.offset > model->shards[part.shard].size - part.bytes)
           return bad("weight entry out of range");
         w.parts.push_back(part);
       }
@@ -299,10 +307,24 @@ moert_status bindWeights(moert_model model) {
       address = buffer;
     }
     std::string pointerName = w.symbol + "__ptr";
+    std::string bytesName = w.symbol + "__bytes";
     void **slot = reinterpret_cast<void **>(dlsym(model->library, pointerName.c_str()));
-    if (!slot)
+    const int64_t *expected =
+        static_cast<const int64_t *>(dlsym(model->library, bytesName.c_str()));
+    if (!slot || !expected)
       return fail(MOERT_FORMAT_ERROR, model->path + ": the code has no slot '" +
                                           pointerName + "'");
+    int64_t total = 0;
+    for (const WeightPart &p : w.parts)
+      total += p.bytes;
+    if (total != *expected)
+      return fail(MOERT_FORMAT_ERROR,
+                  model->path + ": weight " + w.symbol + " has " +
+                      std::to_string(total) + " bytes, the code reads " +
+                      std::to_string(*expected));
+    if (*slot)
+      return fail(MOERT_FORMAT_ERROR,
+                  model->path + ": weight " + w.symbol + " is listed twice");
     *slot = address;
     double elapsed =
         std::chrono::duration<double>(Clock::now() - start).count();
@@ -320,7 +342,7 @@ moert_status bindWeights(moert_model model) {
 
 moert_status loadCode(moert_model model, int64_t offset, int64_t size,
                       uint64_t fingerprint) {
-  if (offset + size > model->artifactSize)
+  if (offset > model->artifactSize || size > model->artifactSize - offset)
     return fail(MOERT_FORMAT_ERROR,
                 model->path + ": code section does not match the file size "
                               "(truncated artifact?)");
@@ -342,8 +364,21 @@ moert_status loadCode(moert_model model, int64_t offset, int64_t size,
                 model->path + ": cannot load the code: " + dlerror());
   model->prefill = reinterpret_cast<PackedFn>(dlsym(model->library, "moe_prefill_packed"));
   model->decode = reinterpret_cast<PackedFn>(dlsym(model->library, "moe_decode_packed"));
-  if (!model->prefill || !model->decode)
+  const int64_t *abi =
+      static_cast<const int64_t *>(dlsym(model->library, "moe_abi"));
+  if (!model->prefill || !model->decode || !abi)
     return fail(MOERT_FORMAT_ERROR, model->path + ": the code lacks its entry points");
+  // The manifest must describe the code it ships with.
+  bool matches = abi[0] == 1 && abi[1] == model->vocab &&
+                 abi[2] == model->maxSeqLen &&
+                 abi[3] == int64_t(model->weights.size()) &&
+                 abi[4] == int64_t(model->cacheRanks.size());
+  for (size_t i = 0; matches && i < model->cacheRanks.size(); ++i)
+    matches = abi[5 + i] == model->cacheRanks[i];
+  if (!matches)
+    return fail(MOERT_FORMAT_ERROR,
+                model->path + ": the manifest does not match its code "
+                              "(vocab, cache or weight counts differ)");
   return nullptr;
 }
 
@@ -364,6 +399,12 @@ moert_status moert_model_load(const char *path, moert_model *out) {
     return moert_status_make(MOERT_FORMAT_ERROR,
                              "%s: not a moec artifact (empty file)", path);
   }
+  // Compiled code calls memrefCopy, which this library defines; make it
+  // visible even when the host loaded us with RTLD_LOCAL.
+  Dl_info self;
+  if (dladdr(reinterpret_cast<void *>(&moert_model_load), &self) &&
+      self.dli_fname)
+    dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL);
   auto *model = new moert_model_s();
   model->path = path;
   model->artifactSize = st.st_size;
@@ -387,6 +428,9 @@ moert_status moert_model_load(const char *path, moert_model *out) {
   uint64_t codeFingerprint = 0;
   moert_status status =
       parseManifest(model, bytes, codeOffset, codeSize, codeFingerprint);
+  if (!status && codeOffset < int64_t(bytes.size()))
+    status = fail(MOERT_FORMAT_ERROR,
+                  model->path + ": code section overlaps the manifest");
   if (!status)
     status = loadCode(model, codeOffset, codeSize, codeFingerprint);
   if (!status)
@@ -449,17 +493,29 @@ static moert_status callEntry(moert_session session, PackedFn fn,
   };
   Descriptor out = take(3);
   int64_t vocab = model->vocab;
-  const float *src = static_cast<const float *>(out.aligned()) + out.words[2];
-  if (logits)
-    std::memcpy(logits, src, sizeof(float) * n * vocab);
-  std::free(out.allocated());
   std::vector<Descriptor> caches;
   for (int64_t rank : model->cacheRanks)
     caches.push_back(take(rank));
-  for (size_t i = 0; i < session->caches.size(); ++i)
-    if (session->caches[i].allocated() != caches[i].allocated())
-      std::free(session->caches[i].allocated());
+  // Free the replaced caches: every old buffer the new ones do not reuse.
+  for (Descriptor &old : session->caches) {
+    bool reused = false;
+    for (Descriptor &now : caches)
+      reused |= now.allocated() == old.allocated();
+    if (!reused)
+      std::free(old.allocated());
+  }
   session->caches = std::move(caches);
+  bool contiguous = out.size(0) == 1 && out.size(1) == n && out.size(2) == vocab &&
+                    out.words[6] == n * vocab && out.words[7] == vocab &&
+                    out.words[8] == 1;
+  if (contiguous && logits) {
+    const float *src = static_cast<const float *>(out.aligned()) + out.words[2];
+    std::memcpy(logits, src, sizeof(float) * n * vocab);
+  }
+  std::free(out.allocated());
+  if (!contiguous)
+    return moert_status_make(MOERT_INTERNAL,
+                             "the code returned logits of an unexpected shape");
   return nullptr;
 }
 

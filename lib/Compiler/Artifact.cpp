@@ -59,6 +59,15 @@ uint64_t fingerprint(llvm::StringRef bytes) {
 void indirectGlobal(llvm::Module &module, llvm::GlobalVariable *global) {
   llvm::LLVMContext &ctx = module.getContext();
   auto *ptrType = llvm::PointerType::getUnqual(ctx);
+  // The byte size the code reads through the slot, for the runtime to
+  // check the manifest against.
+  uint64_t bytes =
+      module.getDataLayout().getTypeAllocSize(global->getValueType());
+  auto *i64 = llvm::Type::getInt64Ty(ctx);
+  new llvm::GlobalVariable(module, i64, /*isConstant=*/true,
+                           llvm::GlobalValue::ExternalLinkage,
+                           llvm::ConstantInt::get(i64, bytes),
+                           global->getName() + "__bytes");
   auto *slot = new llvm::GlobalVariable(
       module, ptrType, /*isConstant=*/false, llvm::GlobalValue::ExternalLinkage,
       llvm::ConstantPointerNull::get(ptrType), global->getName() + "__ptr");
@@ -111,11 +120,43 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
       translateModuleToLLVMIR(module, llvmContext, "moec");
   if (!llvmModule)
     return makeError("internal error: translation to LLVM IR failed");
+  llvm::InitializeNativeTarget();
+  llvm::InitializeNativeTargetAsmPrinter();
+  llvm::Triple hostTriple(llvm::sys::getDefaultTargetTriple());
+  {
+    std::string lookupError;
+    const llvm::Target *host =
+        llvm::TargetRegistry::lookupTarget(hostTriple, lookupError);
+    if (!host)
+      return makeError("no code generator for the host: " + lookupError);
+    std::unique_ptr<llvm::TargetMachine> layoutMachine(host->createTargetMachine(
+        hostTriple, llvm::sys::getHostCPUName(), "", llvm::TargetOptions(),
+        llvm::Reloc::PIC_));
+    llvmModule->setDataLayout(layoutMachine->createDataLayout());
+  }
   for (NamedAttribute entry : manifest) {
     llvm::GlobalVariable *global =
         llvmModule->getNamedGlobal(entry.getName().getValue());
     if (global)
       indirectGlobal(*llvmModule, global);
+  }
+  // What the code was built for: the runtime refuses a manifest that says
+  // otherwise. [format, vocab, max_seq_len, weight slots, caches, ranks...]
+  {
+    llvm::LLVMContext &ctx = llvmModule->getContext();
+    auto *i64 = llvm::Type::getInt64Ty(ctx);
+    llvm::SmallVector<llvm::Constant *> words = {
+        llvm::ConstantInt::get(i64, 1),
+        llvm::ConstantInt::get(i64, info.vocabSize),
+        llvm::ConstantInt::get(i64, info.maxSeqLen),
+        llvm::ConstantInt::get(i64, manifest.size()),
+        llvm::ConstantInt::get(i64, info.cacheRanks.size())};
+    for (int64_t rank : info.cacheRanks)
+      words.push_back(llvm::ConstantInt::get(i64, rank));
+    auto *type = llvm::ArrayType::get(i64, words.size());
+    new llvm::GlobalVariable(*llvmModule, type, /*isConstant=*/true,
+                             llvm::GlobalValue::ExternalLinkage,
+                             llvm::ConstantArray::get(type, words), "moe_abi");
   }
   for (auto [entryName, funcName] :
        {std::pair<const char *, const char *>{"moe_prefill_packed",
@@ -126,6 +167,13 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
       return makeError(llvm::Twine("internal error: no ") + funcName);
     addPackedEntry(*llvmModule, callee, entryName);
   }
+  // Only the entry points, the weight slots and the ABI record are
+  // exported; everything else is internal, so a host program's symbols can
+  // never interpose on the model's functions.
+  for (llvm::Function &fn : *llvmModule)
+    if (!fn.isDeclaration() && fn.getName() != "moe_prefill_packed" &&
+        fn.getName() != "moe_decode_packed")
+      fn.setLinkage(llvm::GlobalValue::InternalLinkage);
 
   // --- Object code for the host, then a shared object -----------------------
   llvm::InitializeNativeTarget();

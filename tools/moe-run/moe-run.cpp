@@ -130,8 +130,9 @@ int main(int argc, char **argv) {
     } else if (!std::strcmp(arg, "--generate")) {
       const char *v = value();
       char *end = nullptr;
+      errno = 0;
       generate = v ? std::strtol(v, &end, 10) : -1;
-      if (!v || *end || generate < 0)
+      if (!v || *end || errno || generate < 0)
         return fail("--generate needs a non-negative count, got '%s'",
                     v ? v : "");
     } else if (!std::strcmp(arg, "--dump-logits")) {
@@ -159,7 +160,7 @@ int main(int argc, char **argv) {
     return failStatus(status);
   int64_t vocab = moert_model_vocab_size(model);
   int64_t n = static_cast<int64_t>(prompt.size());
-  if (n + generate - 1 > moert_model_max_seq_len(model)) {
+  if (generate > moert_model_max_seq_len(model) - n + 1) {
     std::fprintf(stderr,
                  "moe-run: error: %lld prompt tokens + %ld generated exceed "
                  "the artifact's KV cache of %lld tokens (moec --max-seq-len)\n",
