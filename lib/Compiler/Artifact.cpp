@@ -120,20 +120,20 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
       translateModuleToLLVMIR(module, llvmContext, "moec");
   if (!llvmModule)
     return makeError("internal error: translation to LLVM IR failed");
+  // The host's data layout first: the weight slots record byte sizes.
   llvm::InitializeNativeTarget();
   llvm::InitializeNativeTargetAsmPrinter();
-  llvm::Triple hostTriple(llvm::sys::getDefaultTargetTriple());
-  {
-    std::string lookupError;
-    const llvm::Target *host =
-        llvm::TargetRegistry::lookupTarget(hostTriple, lookupError);
-    if (!host)
-      return makeError("no code generator for the host: " + lookupError);
-    std::unique_ptr<llvm::TargetMachine> layoutMachine(host->createTargetMachine(
-        hostTriple, llvm::sys::getHostCPUName(), "", llvm::TargetOptions(),
-        llvm::Reloc::PIC_));
-    llvmModule->setDataLayout(layoutMachine->createDataLayout());
-  }
+  llvm::Triple triple(llvm::sys::getDefaultTargetTriple());
+  std::string error;
+  const llvm::Target *target =
+      llvm::TargetRegistry::lookupTarget(triple, error);
+  if (!target)
+    return makeError("no code generator for the host: " + error);
+  std::unique_ptr<llvm::TargetMachine> machine(target->createTargetMachine(
+      triple, llvm::sys::getHostCPUName(), "", llvm::TargetOptions(),
+      llvm::Reloc::PIC_));
+  llvmModule->setDataLayout(machine->createDataLayout());
+  llvmModule->setTargetTriple(triple);
   for (NamedAttribute entry : manifest) {
     llvm::GlobalVariable *global =
         llvmModule->getNamedGlobal(entry.getName().getValue());
@@ -176,19 +176,6 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
       fn.setLinkage(llvm::GlobalValue::InternalLinkage);
 
   // --- Object code for the host, then a shared object -----------------------
-  llvm::InitializeNativeTarget();
-  llvm::InitializeNativeTargetAsmPrinter();
-  llvm::Triple triple(llvm::sys::getDefaultTargetTriple());
-  std::string error;
-  const llvm::Target *target =
-      llvm::TargetRegistry::lookupTarget(triple, error);
-  if (!target)
-    return makeError("no code generator for the host: " + error);
-  std::unique_ptr<llvm::TargetMachine> machine(target->createTargetMachine(
-      triple, llvm::sys::getHostCPUName(), "", llvm::TargetOptions(),
-      llvm::Reloc::PIC_));
-  llvmModule->setDataLayout(machine->createDataLayout());
-  llvmModule->setTargetTriple(triple);
   if (llvm::Error err = makeOptimizingTransformer(2, 0, machine.get())(
           llvmModule.get()))
     return err;
