@@ -4,7 +4,7 @@ the importer's diagnostics. Needs only the standard library.
 
   mutate_checkpoint.py SRC DST [--set KEY=JSON] [--delete KEY]
                                [--drop-tensor NAME] [--add-tensor NAME]
-                               [--config-from FILE]
+                               [--config-from FILE] [--to-f16]
 """
 
 import argparse
@@ -15,7 +15,13 @@ import struct
 import sys
 
 
-def rewrite_safetensors(path, drop=None, add=None):
+def to_f16(info, raw):
+    count = len(raw) // 4
+    values = struct.unpack(f"<{count}f", raw)
+    return dict(info, dtype="F16"), struct.pack(f"<{count}e", *values)
+
+
+def rewrite_safetensors(path, drop=None, add=None, f16=False):
     with open(path, "rb") as f:
         data = f.read()
     (n,) = struct.unpack("<Q", data[:8])
@@ -28,9 +34,13 @@ def rewrite_safetensors(path, drop=None, add=None):
         if name == drop:
             continue
         begin, end = info["data_offsets"]
-        chunks.append(body[begin:end])
-        out_header[name] = dict(info, data_offsets=[offset, offset + end - begin])
-        offset += end - begin
+        raw = body[begin:end]
+        # The DeepSeek selection bias stays f32, as transformers keeps it.
+        if f16 and info["dtype"] == "F32" and not name.endswith("e_score_correction_bias"):
+            info, raw = to_f16(info, raw)
+        chunks.append(raw)
+        out_header[name] = dict(info, data_offsets=[offset, offset + len(raw)])
+        offset += len(raw)
     if add:
         out_header[add] = {"dtype": "F32", "shape": [1], "data_offsets": [offset, offset + 4]}
         chunks.append(struct.pack("<f", 1.0))
@@ -50,6 +60,8 @@ def main():
     p.add_argument("--drop-tensor")
     p.add_argument("--add-tensor")
     p.add_argument("--config-from")
+    p.add_argument("--to-f16", action="store_true",
+                   help="store every F32 tensor as F16")
     a = p.parse_args()
     if os.path.exists(a.dst):
         shutil.rmtree(a.dst)
@@ -66,11 +78,12 @@ def main():
         config.pop(key, None)
     with open(config_path, "w") as f:
         json.dump(config, f, indent=2)
-    if a.drop_tensor or a.add_tensor:
+    if a.drop_tensor or a.add_tensor or a.to_f16:
         files = [x for x in os.listdir(a.dst) if x.endswith(".safetensors")]
         if len(files) != 1:
             sys.exit("tensor edits need a single-file checkpoint")
-        rewrite_safetensors(os.path.join(a.dst, files[0]), a.drop_tensor, a.add_tensor)
+        rewrite_safetensors(os.path.join(a.dst, files[0]), a.drop_tensor, a.add_tensor,
+                            a.to_f16)
 
 
 if __name__ == "__main__":
