@@ -45,10 +45,96 @@
 using namespace mlir;
 using namespace mlir::moe;
 
-void mlir::moe::buildMoECompilePipeline(OpPassManager &pm, EmitStage stage) {
+namespace {
+/// The moe optimisation passes in pipeline order, with the lowest -O level
+/// that runs each. Fused routing must precede the grouped experts, which
+/// read its permutation.
+struct OptimizationPass {
+  const char *flag;
+  unsigned level;
+  std::unique_ptr<Pass> (*create)();
+};
+const OptimizationPass kOptimizationPasses[] = {
+    {"moe-fuse-routing", 1, [] { return createMoEFuseRoutingPass(); }},
+    {"moe-fuse-experts", 1, [] { return createMoEFuseExpertsPass(); }},
+    {"moe-absorb-mla", 2, [] { return createMoEAbsorbMLAPass(); }},
+};
+} // namespace
+
+/// Splits `name{options}` into its two parts.
+static std::pair<llvm::StringRef, llvm::StringRef>
+splitPassOptions(llvm::StringRef entry) {
+  auto [name, rest] = entry.split('{');
+  rest = rest.rtrim();
+  rest.consume_back("}");
+  return {name.trim(), rest};
+}
+
+llvm::SmallVector<std::string>
+mlir::moe::getMoEOptimizationPasses(const MoEOptimizationOptions &options) {
+  llvm::SmallVector<std::string> flags;
+  if (options.passes)
+    return *options.passes;
+  for (const OptimizationPass &pass : kOptimizationPasses)
+    if (pass.level <= options.level)
+      flags.push_back(pass.flag);
+  return flags;
+}
+
+/// Adds the selected optimisation passes; reports unknown names and bad
+/// options through the returned error.
+static llvm::Error addOptimizationPasses(OpPassManager &pm,
+                                         const MoEOptimizationOptions &options) {
+  if (options.level > 2)
+    return llvm::createStringError("-O" + std::to_string(options.level) +
+                                   " is not a level (use -O0, -O1 or -O2)");
+  for (const std::string &entry : getMoEOptimizationPasses(options)) {
+    auto [name, passOptions] = splitPassOptions(entry);
+    const OptimizationPass *known =
+        llvm::find_if(kOptimizationPasses, [&](const OptimizationPass &pass) {
+          return name == pass.flag;
+        });
+    if (known == std::end(kOptimizationPasses)) {
+      std::string list;
+      for (const OptimizationPass &pass : kOptimizationPasses)
+        list += std::string(list.empty() ? "" : ", ") + pass.flag;
+      return llvm::createStringError("--passes: '" + name.str() +
+                                     "' is not a moe optimisation pass (" +
+                                     list + ")");
+    }
+    if (passOptions.empty()) {
+      pm.addPass(known->create());
+      continue;
+    }
+    const PassInfo *info = PassInfo::lookup(name);
+    std::string message;
+    if (!info || failed(info->addToPipeline(
+                     pm, passOptions, [&](const Twine &msg) {
+                       message = msg.str();
+                       return failure();
+                     })))
+      return llvm::createStringError("--passes: '" + entry +
+                                     "': bad options: " +
+                                     llvm::StringRef(message).trim());
+  }
+  return llvm::Error::success();
+}
+
+llvm::Error
+mlir::moe::verifyMoEOptimizationOptions(const MoEOptimizationOptions &options) {
+  OpPassManager scratch(ModuleOp::getOperationName());
+  return addOptimizationPasses(scratch, options);
+}
+
+void mlir::moe::buildMoECompilePipeline(OpPassManager &pm, EmitStage stage,
+                                        const MoEOptimizationOptions &options) {
   pm.addPass(createMoECheckWeightsPass());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
+  // Callers verify the options first (verifyMoEOptimizationOptions).
+  llvm::cantFail(addOptimizationPasses(pm, options));
+  if (!getMoEOptimizationPasses(options).empty())
+    pm.addPass(createCSEPass());
   if (stage == EmitStage::MoE)
     return;
   pm.addPass(createMoELowerToLinalgPass());
@@ -105,8 +191,8 @@ struct MoecOptions {
                      "the program in the moe dialect after weight checks "
                      "and canonicalization"),
           clEnumValN(EmitStage::Linalg, "linalg",
-                     "moe ops lowered to linalg/tensor/scf (reference "
-                     "semantics), weights as external globals"),
+                     "moe ops lowered to linalg/tensor/scf (after the -O "
+                     "level's fusions), weights as external globals"),
           clEnumValN(EmitStage::LLVM, "llvm",
                      "the CPU program in the LLVM dialect"),
           clEnumValN(EmitStage::Artifact, "artifact",
@@ -129,6 +215,21 @@ struct MoecOptions {
       llvm::cl::desc("Copy the weights into the artifact (default: reference "
                      "the checkpoint shards by path and fingerprint)"),
       llvm::cl::init(false), llvm::cl::cat(category)};
+  llvm::cl::opt<char> optLevel{
+      "O",
+      llvm::cl::desc("Optimisation level: -O0 (none: the reference lowering "
+                     "of each moe op), -O1 (fused routing and grouped "
+                     "expert GEMMs), -O2 (also latent-attention absorption; "
+                     "the default)"),
+      llvm::cl::Prefix, llvm::cl::value_desc("0|1|2"), llvm::cl::init('2'),
+      llvm::cl::cat(category)};
+  llvm::cl::list<std::string> passes{
+      "passes",
+      llvm::cl::desc("Run exactly these moe optimisation passes instead of "
+                     "the -O level's (comma-separated, e.g. "
+                     "--passes=moe-absorb-mla; empty for none)"),
+      llvm::cl::CommaSeparated, llvm::cl::value_desc("pass,..."),
+      llvm::cl::cat(category)};
   llvm::cl::opt<bool> printPipeline{
       "print-pipeline",
       llvm::cl::desc("Print the pass pipeline for --emit and exit"),
@@ -151,11 +252,17 @@ Examples:
   moe-run model.moec --tokens 0,5,99 --generate 16
   moec CKPT --target=cpu --embed-weights -o m.moec  # self-contained artifact
   moec CKPT --emit=llvm                         # the LLVM-dialect program
+  moec CKPT -O0 --target=cpu -o ref.moec        # no fusion: reference kernels
+  moec CKPT --passes=moe-absorb-mla             # one optimisation only
   moec model.mlir --print-pipeline              # show the passes that run
+  moec CKPT --mlir-print-ir-after-all --mlir-timing  # watch each pass
 
-Errors name the file, line and op (or tensor and config field) at fault;
-nothing is written on failure. MLIR's debugging options
-(--mlir-print-ir-after-all, --mlir-timing, ...) are listed by --help-hidden.
+-O2 (the default) fuses routing into one kernel with the expert-sorted
+permutation, runs experts as grouped GEMMs (gather-GEMV for decode) and
+uses weight-absorbed latent attention for decode; -O0 runs each imported op
+through its reference lowering. Errors name the file, line and op (or tensor
+and config field) at fault; nothing is written on failure. More MLIR
+options are listed by --help-hidden.
 )";
 
 int mlir::moe::moecMain(int argc, char **argv) {
@@ -165,8 +272,18 @@ int mlir::moe::moecMain(int argc, char **argv) {
   registerMLIRContextCLOptions();
   registerPassManagerCLOptions();
   registerDefaultTimingManagerCLOptions();
+  // The MLIR debugging options users need most are listed by --help too.
+  llvm::cl::OptionCategory debugCategory("MLIR debugging options");
+  for (llvm::StringRef name :
+       {"mlir-print-ir-after-all", "mlir-print-ir-before-all",
+        "mlir-print-ir-after-failure", "mlir-timing", "mlir-timing-display"}) {
+    auto &registered =
+        llvm::cl::getRegisteredOptions();
+    if (auto it = registered.find(name); it != registered.end())
+      it->second->addCategory(debugCategory);
+  }
   llvm::cl::HideUnrelatedOptions(
-      {&options.category, &llvm::getColorCategory()});
+      {&options.category, &debugCategory, &llvm::getColorCategory()});
   llvm::cl::ParseCommandLineOptions(argc, argv, kOverview);
 
   if (options.target != "cpu") {
@@ -187,8 +304,26 @@ int mlir::moe::moecMain(int argc, char **argv) {
   // after them only adds noise for users.
   context.printOpOnDiagnostic(false);
 
+  MoEOptimizationOptions optimization;
+  if (options.optLevel < '0' || options.optLevel > '9') {
+    llvm::errs() << "moec: error: -O" << options.optLevel
+                 << " is not a level (use -O0, -O1 or -O2)\n";
+    return 1;
+  }
+  optimization.level = options.optLevel - '0';
+  if (options.passes.getNumOccurrences()) {
+    optimization.passes.emplace();
+    for (const std::string &name : options.passes)
+      if (!name.empty())
+        optimization.passes->push_back(name);
+  }
+  if (llvm::Error err = verifyMoEOptimizationOptions(optimization)) {
+    llvm::errs() << "moec: error: " << llvm::toString(std::move(err)) << "\n";
+    return 1;
+  }
+
   PassManager pm(&context);
-  buildMoECompilePipeline(pm, options.emit);
+  buildMoECompilePipeline(pm, options.emit, optimization);
   if (options.printPipeline) {
     pm.printAsTextualPipeline(llvm::outs());
     llvm::outs() << "\n";

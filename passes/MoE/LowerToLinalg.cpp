@@ -495,8 +495,8 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
   }
 };
 
-/// Both MLA forms: W_UK[n] is [Dn, R] and W_UV[n] is [Dv, R], read through
-/// `uk(n, i, c)` / `uv(n, i, c)`.
+/// The absorbed MLA form: W_UK[n] is [Dn, R] and W_UV[n] is [Dv, R], read
+/// through `uk(n, i, c)` / `uv(n, i, c)`; the cache is never expanded.
 template <typename OpTy>
 LogicalResult lowerMLA(OpTy op, PatternRewriter &rewriter,
                        llvm::function_ref<Value(Emit &, Value, Value, Value)> uk,
@@ -597,26 +597,109 @@ LogicalResult lowerMLA(OpTy op, PatternRewriter &rewriter,
   return success();
 }
 
+/// The naive form as the checkpoints describe it: every cached latent of
+/// the sequence is expanded by kv_b into per-head k_nope and v once, then
+/// each query attends over the expanded rows.
 struct LowerMLA : OpRewritePattern<MLAOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(MLAOp op,
                                 PatternRewriter &rewriter) const override {
-    int64_t dn = cast<RankedTensorType>(op.getQNope().getType()).getDimSize(3);
+    Location loc = op.getLoc();
+    Emit e{rewriter, loc};
+    auto qType = cast<RankedTensorType>(op.getQNope().getType());
+    int64_t n = qType.getDimSize(2), dn = qType.getDimSize(3);
+    int64_t dr = cast<RankedTensorType>(op.getQPe().getType()).getDimSize(3);
+    int64_t r = cast<RankedTensorType>(op.getLatent().getType()).getDimSize(2);
     int64_t dv = cast<RankedTensorType>(op.getResult().getType()).getDimSize(3);
+    double scale = op.getScale().convertToDouble();
+    Value qn = op.getQNope(), qp = op.getQPe(), pos = op.getCachePosition();
     Value kvb = op.getKvBWeight();
-    // Head n's rows of kv_b: [n*(Dn+Dv), +Dn) are W_UK, the next Dv W_UV.
-    auto row = [&](Emit &s, Value n, Value i, int64_t offset) {
-      return s.addi(s.muli(n, s.index(dn + dv)), s.addi(i, s.index(offset)));
-    };
-    return lowerMLA(
-        op, rewriter,
-        [&](Emit &s, Value n, Value i, Value c) {
-          return s.extractF32(kvb, {row(s, n, i, 0), c});
-        },
-        [&](Emit &s, Value n, Value i, Value c) {
-          return s.extractF32(kvb, {row(s, n, i, dn), c});
-        },
-        dv);
+    Value batch = e.dim(qn, 0), seq = e.dim(qn, 1);
+    Value capacity = e.dim(op.getCache(), 1);
+
+    Value cache = e.loop(
+        e.index(0), batch, {op.getCache()},
+        [&](OpBuilder &nb, Location nl, Value b, ValueRange acc) {
+          Emit s{nb, nl};
+          Value p = s.toIndex(s.extract(pos, {b}));
+          assertFits(s, p, seq, capacity, MLAOp::getOperationName());
+          Value c = writeCache(s, acc[0], op.getLatent(), b, p, 0);
+          return llvm::SmallVector<Value>{
+              writeCache(s, c, op.getKPe(), b, p, r)};
+        })[0];
+
+    Type et = cast<RankedTensorType>(op.getResult().getType()).getElementType();
+    Value out = tensor::EmptyOp::create(
+        rewriter, loc,
+        llvm::SmallVector<OpFoldResult>{
+            tensor::getMixedSize(rewriter, loc, qn, 0),
+            tensor::getMixedSize(rewriter, loc, qn, 1), rewriter.getIndexAttr(n),
+            rewriter.getIndexAttr(dv)},
+        et);
+    Value result = e.loop(
+        e.index(0), batch, {out},
+        [&](OpBuilder &b1, Location l1, Value b, ValueRange o1) {
+          Emit s1{b1, l1};
+          Value p = s1.toIndex(s1.extract(pos, {b}));
+          Value rows = s1.addi(p, seq);
+          // kv[j, h, :] = kv_b[h*(Dn+Dv) : (h+1)*(Dn+Dv)] * latent_j.
+          Value kv = tensor::EmptyOp::create(
+              b1, l1,
+              llvm::SmallVector<OpFoldResult>{rows, b1.getIndexAttr(n),
+                                              b1.getIndexAttr(dn + dv)},
+              s1.f32());
+          kv = s1.loop(
+              s1.index(0), rows, {kv},
+              [&](OpBuilder &b2, Location l2, Value j, ValueRange a2) {
+                Emit s2{b2, l2};
+                return llvm::SmallVector<Value>{s2.loop(
+                    s2.index(0), s2.index(n * (dn + dv)), {a2[0]},
+                    [&](OpBuilder &b3, Location l3, Value row, ValueRange a3) {
+                      Emit s3{b3, l3};
+                      Value v = sumF32(s3, s3.index(r), [&](Emit &x, Value c) {
+                        return x.mul(x.extractF32(kvb, {row, c}),
+                                     x.extractF32(cache, {b, j, c}));
+                      });
+                      Value h = arith::DivUIOp::create(b3, l3, row,
+                                                       s3.index(dn + dv));
+                      Value i = arith::RemUIOp::create(b3, l3, row,
+                                                       s3.index(dn + dv));
+                      return llvm::SmallVector<Value>{
+                          s3.insert(v, a3[0], {j, h, i})};
+                    })[0]};
+              })[0];
+          return llvm::SmallVector<Value>{s1.loop(
+              s1.index(0), seq, {o1[0]},
+              [&](OpBuilder &b2, Location l2, Value t, ValueRange o2) {
+                Emit s2{b2, l2};
+                Value abs = s2.addi(p, t);
+                return llvm::SmallVector<Value>{s2.loop(
+                    s2.index(0), s2.index(n), {o2[0]},
+                    [&](OpBuilder &b3, Location l3, Value h, ValueRange o3) {
+                      Emit s3{b3, l3};
+                      auto score = [&](Emit &x, Value j) {
+                        Value nope = sumF32(x, x.index(dn), [&](Emit &y, Value i) {
+                          return y.mul(y.extractF32(qn, {b, t, h, i}),
+                                       y.extract(kv, {j, h, i}));
+                        });
+                        Value rope = sumF32(x, x.index(dr), [&](Emit &y, Value i) {
+                          return y.mul(y.extractF32(qp, {b, t, h, i}),
+                                       y.extractF32(cache, {b, j, y.addi(i, y.index(r))}));
+                        });
+                        return x.mul(x.add(nope, rope), x.f(scale));
+                      };
+                      auto accumulate = [&](Emit &x, Value j, Value pr, Value row) {
+                        return axpyRow(x, row, pr, kv, {j, h}, dv, dn);
+                      };
+                      Value o = attend(s3, s3.index(0), abs, Value(), dv, score,
+                                       accumulate);
+                      return llvm::SmallVector<Value>{
+                          storeRow(s3, o3[0], o, {b, t, h}, dv)};
+                    })[0]};
+              })[0]};
+        })[0];
+    rewriter.replaceOp(op, {result, cache});
+    return success();
   }
 };
 
@@ -662,340 +745,693 @@ argmax(Emit &e, int64_t n, llvm::function_ref<Value(Emit &, Value)> value,
   return {best[0], best[1]};
 }
 
+/// The expert-sorted permutation of moe.fused_route from the `[T, k]` ids:
+/// per-expert counts, offsets rounded up to `tile`, then each slot
+/// `t * k + j` placed at its expert's cursor (so in increasing order).
+std::pair<Value, Value> emitPermutation(Emit &e, Value ids, Value tokens,
+                                        int64_t k, int64_t numExperts,
+                                        int64_t tile) {
+  OpBuilder &b = e.b;
+  Type i32 = b.getI32Type();
+  auto toI32 = [&](Emit &x, Value v) {
+    return arith::IndexCastOp::create(x.b, x.loc, i32, v).getResult();
+  };
+  Value slotCount = e.muli(tokens, e.index(k));
+  Value counts = e.filled({b.getIndexAttr(numExperts)}, b.getIndexType(),
+                          e.index(0));
+  counts = e.loop(e.index(0), slotCount, {counts},
+                  [&](OpBuilder &nb, Location nl, Value slot, ValueRange a) {
+                    Emit x{nb, nl};
+                    Value t = arith::DivUIOp::create(nb, nl, slot, x.index(k));
+                    Value j = arith::RemUIOp::create(nb, nl, slot, x.index(k));
+                    Value ex = x.toIndex(x.extract(ids, {t, j}));
+                    Value c = x.addi(x.extract(a[0], {ex}), x.index(1));
+                    return llvm::SmallVector<Value>{x.insert(c, a[0], {ex})};
+                  })[0];
+  // offsets[e] = sum over e' < e of roundup(counts[e'], tile).
+  Value offsets = tensor::EmptyOp::create(
+      b, e.loc, llvm::ArrayRef<int64_t>{numExperts + 1}, i32);
+  ValueRange scan = e.loop(
+      e.index(0), e.index(numExperts), {offsets, e.index(0)},
+      [&](OpBuilder &nb, Location nl, Value ex, ValueRange a) {
+        Emit x{nb, nl};
+        Value c = x.extract(counts, {ex});
+        Value padded = x.muli(
+            arith::CeilDivUIOp::create(nb, nl, c, x.index(tile)), x.index(tile));
+        return llvm::SmallVector<Value>{x.insert(toI32(x, a[1]), a[0], {ex}),
+                                        x.addi(a[1], padded)};
+      });
+  offsets = e.insert(toI32(e, scan[1]), scan[0], {e.index(numExperts)});
+  // sorted_slots has T * k + E * (tile - 1) entries, -1 where unused.
+  Value size = e.addi(slotCount, e.index(numExperts * (tile - 1)));
+  Value minusOne = arith::ConstantOp::create(b, e.loc, b.getI32IntegerAttr(-1));
+  Value slots = e.filled({OpFoldResult(size)}, i32, minusOne);
+  Value cursor = e.loop(e.index(0), e.index(numExperts), {counts},
+                        [&](OpBuilder &nb, Location nl, Value ex, ValueRange a) {
+                          Emit x{nb, nl};
+                          Value o = x.toIndex(x.extract(offsets, {ex}));
+                          return llvm::SmallVector<Value>{
+                              x.insert(o, a[0], {ex})};
+                        })[0];
+  slots = e.loop(e.index(0), slotCount, {slots, cursor},
+                 [&](OpBuilder &nb, Location nl, Value slot, ValueRange a) {
+                   Emit x{nb, nl};
+                   Value t = arith::DivUIOp::create(nb, nl, slot, x.index(k));
+                   Value j = arith::RemUIOp::create(nb, nl, slot, x.index(k));
+                   Value ex = x.toIndex(x.extract(ids, {t, j}));
+                   Value at = x.extract(a[1], {ex});
+                   return llvm::SmallVector<Value>{
+                       x.insert(toI32(x, slot), a[0], {at}),
+                       x.insert(x.addi(at, x.index(1)), a[1], {ex})};
+                 })[0];
+  return {offsets, slots};
+}
+
+/// moe.route and moe.fused_route. The plain op computes the logits with
+/// one linalg.matmul and then loops over tokens; the fused op computes each
+/// token's logits inside the token loop (one kernel) and also builds the
+/// expert-sorted permutation.
+template <typename OpTy>
+LogicalResult lowerRouting(OpTy op, PatternRewriter &rewriter) {
+  constexpr bool fused = std::is_same_v<OpTy, FusedRouteOp>;
+  Location loc = op.getLoc();
+  Emit e{rewriter, loc};
+  int64_t numExperts = op.getNumExperts(), k = op.getTopK();
+  int64_t nGroup = op.getNGroup(), topkGroup = op.getTopkGroup();
+  int64_t groupSize = numExperts / nGroup;
+  ScoreFunc scoreFn = op.getScore();
+  bool topkFirst = op.getOrder() == RouteOrder::TopKThenSoftmax;
+  bool top2 = op.getGroupScore() == GroupScore::Top2Sum;
+  Value hidden = op.getHidden(), selBias = op.getSelectionBias(),
+        logitBias = op.getLogitBias(), gate = op.getGateWeight();
+  Value tokens = e.dim(hidden, 0);
+  OpFoldResult tokenCount = tensor::getMixedSize(rewriter, loc, hidden, 0);
+  int64_t hiddenSize =
+      cast<RankedTensorType>(hidden.getType()).getDimSize(1);
+
+  // logits = hidden * gate^T in f32.
+  Value logits;
+  if (!fused) {
+    Value zeros = e.filled({tokenCount, rewriter.getIndexAttr(numExperts)},
+                           e.f32(), e.f(0.0));
+    logits = createMatmulTransposeB(rewriter, loc, hidden, gate, zeros);
+  }
+
+  Value ids = tensor::EmptyOp::create(
+      rewriter, loc,
+      llvm::SmallVector<OpFoldResult>{tokenCount, rewriter.getIndexAttr(k)},
+      rewriter.getI32Type());
+  Value weights = tensor::EmptyOp::create(
+      rewriter, loc,
+      llvm::SmallVector<OpFoldResult>{tokenCount, rewriter.getIndexAttr(k)},
+      e.f32());
+  double eps = op.getRenormEps().convertToDouble();
+  double factor = op.getScalingFactor().convertToDouble();
+  bool renorm = op.getRenorm() == Renorm::Sum;
+
+  ValueRange results = e.loop(
+      e.index(0), tokens, {ids, weights},
+      [&](OpBuilder &nb, Location nl, Value t, ValueRange acc) {
+        Emit s{nb, nl};
+        // The fused kernel computes this token's logits row itself.
+        Value row;
+        if (fused) {
+          row = s.filled({nb.getIndexAttr(numExperts)}, s.f32(), s.f(0.0));
+          row = s.loop(
+              s.index(0), s.index(numExperts), {row},
+              [&](OpBuilder &b2, Location l2, Value i, ValueRange a) {
+                Emit x{b2, l2};
+                Value dot = sumF32(x, x.index(hiddenSize), [&](Emit &y, Value h) {
+                  return y.mul(y.extractF32(hidden, {t, h}),
+                               y.extractF32(gate, {i, h}));
+                });
+                return llvm::SmallVector<Value>{x.insert(dot, a[0], {i})};
+              })[0];
+        }
+        auto logit = [&](Emit &x, Value i) {
+          Value l = fused ? x.extract(row, {i}) : x.extract(logits, {t, i});
+          return logitBias ? x.add(l, x.extractF32(logitBias, {i})) : l;
+        };
+        // Softmax statistics over all experts when needed.
+        Value maxLogit, sumExp;
+        if (scoreFn == ScoreFunc::Softmax && !topkFirst) {
+          maxLogit = s.loop(s.index(0), s.index(numExperts), {s.negInf()},
+                            [&](OpBuilder &b2, Location l2, Value i,
+                                ValueRange a) {
+                              Emit x{b2, l2};
+                              return llvm::SmallVector<Value>{
+                                  x.max(a[0], logit(x, i))};
+                            })[0];
+          sumExp = sumF32(s, s.index(numExperts), [&](Emit &x, Value i) {
+            return x.exp(x.sub(logit(x, i), maxLogit));
+          });
+        }
+        auto score = [&](Emit &x, Value i) -> Value {
+          Value l = logit(x, i);
+          if (topkFirst)
+            return l;
+          switch (scoreFn) {
+          case ScoreFunc::Softmax:
+            return x.div(x.exp(x.sub(l, maxLogit)), sumExp);
+          case ScoreFunc::Sigmoid:
+            return x.sigmoid(l);
+          case ScoreFunc::None:
+            return l;
+          }
+          llvm_unreachable("score function");
+        };
+        auto selection = [&](Emit &x, Value i) {
+          Value v = score(x, i);
+          return selBias ? x.add(v, x.extractF32(selBias, {i})) : v;
+        };
+
+        // Group-limited selection: keep the best topk_group groups.
+        Value keptGroups;
+        if (nGroup > 1) {
+          Value groupScores = s.filled({nb.getIndexAttr(nGroup)}, s.f32(),
+                                       s.f(0.0));
+          groupScores = s.loop(
+              s.index(0), s.index(nGroup), {groupScores},
+              [&](OpBuilder &b2, Location l2, Value g, ValueRange a) {
+                Emit x{b2, l2};
+                Value base = x.muli(g, x.index(groupSize));
+                auto member = [&](Emit &y, Value i) {
+                  return selection(y, y.addi(base, i));
+                };
+                auto [first, firstValue] = argmax(
+                    x, groupSize, member, [&](Emit &y, Value) {
+                      return arith::ConstantOp::create(y.b, y.loc,
+                                                       y.b.getBoolAttr(true))
+                          .getResult();
+                    });
+                Value gs = firstValue;
+                if (top2) {
+                  Value firstIdx = first;
+                  auto [second, secondValue] = argmax(
+                      x, groupSize, member, [&](Emit &y, Value i) {
+                        return y.cmpi(arith::CmpIPredicate::ne, i, firstIdx);
+                      });
+                  (void)second;
+                  gs = x.add(firstValue, secondValue);
+                }
+                return llvm::SmallVector<Value>{x.insert(gs, a[0], {g})};
+              })[0];
+          keptGroups = s.filled({nb.getIndexAttr(nGroup)}, nb.getI1Type(),
+                                arith::ConstantOp::create(
+                                    nb, nl, nb.getBoolAttr(false)));
+          keptGroups = s.loop(
+              s.index(0), s.index(topkGroup), {keptGroups},
+              [&](OpBuilder &b2, Location l2, Value, ValueRange a) {
+                Emit x{b2, l2};
+                Value kept = a[0];
+                auto [g, gv] = argmax(
+                    x, nGroup,
+                    [&](Emit &y, Value i) { return y.extract(groupScores, {i}); },
+                    [&](Emit &y, Value i) {
+                      return arith::XOrIOp::create(
+                          y.b, y.loc, y.extract(kept, {i}),
+                          arith::ConstantOp::create(y.b, y.loc,
+                                                    y.b.getBoolAttr(true)));
+                    });
+                (void)gv;
+                Value yes = arith::ConstantOp::create(b2, l2,
+                                                      b2.getBoolAttr(true));
+                return llvm::SmallVector<Value>{x.insert(yes, kept, {g})};
+              })[0];
+        }
+
+        // Top-k by repeated argmax, skipping chosen experts and dropped
+        // groups (their scores count as -inf).
+        Value chosen = s.filled({nb.getIndexAttr(numExperts)}, nb.getI1Type(),
+                                arith::ConstantOp::create(
+                                    nb, nl, nb.getBoolAttr(false)));
+        Value idRow = s.filled({nb.getIndexAttr(k)}, nb.getIndexType(),
+                               s.index(0));
+        ValueRange picked = s.loop(
+            s.index(0), s.index(k), {chosen, idRow},
+            [&](OpBuilder &b2, Location l2, Value j, ValueRange a) {
+              Emit x{b2, l2};
+              Value chosenNow = a[0];
+              auto [best, bestValue] = argmax(
+                  x, numExperts, selection, [&](Emit &y, Value i) -> Value {
+                    Value free = arith::XOrIOp::create(
+                        y.b, y.loc, y.extract(chosenNow, {i}),
+                        arith::ConstantOp::create(y.b, y.loc,
+                                                  y.b.getBoolAttr(true)));
+                    if (!keptGroups)
+                      return free;
+                    Value g = arith::DivUIOp::create(y.b, y.loc, i,
+                                                     y.index(groupSize));
+                    return arith::AndIOp::create(y.b, y.loc, free,
+                                                 y.extract(keptGroups, {g}));
+                  });
+              (void)bestValue;
+              Value yes = arith::ConstantOp::create(b2, l2,
+                                                    b2.getBoolAttr(true));
+              return llvm::SmallVector<Value>{
+                  x.insert(yes, chosenNow, {best}),
+                  x.insert(best, a[1], {j})};
+            });
+        Value idsRow = picked[1];
+
+        // Weights from the unbiased scores (softmax over the k for
+        // top-k-then-softmax), renormalised and scaled.
+        Value wRow = s.filled({nb.getIndexAttr(k)}, s.f32(), s.f(0.0));
+        Value topMax;
+        if (topkFirst)
+          topMax = s.loop(s.index(0), s.index(k), {s.negInf()},
+                          [&](OpBuilder &b2, Location l2, Value j, ValueRange a) {
+                            Emit x{b2, l2};
+                            Value v = logit(x, x.extract(idsRow, {j}));
+                            return llvm::SmallVector<Value>{x.max(a[0], v)};
+                          })[0];
+        wRow = s.loop(s.index(0), s.index(k), {wRow},
+                      [&](OpBuilder &b2, Location l2, Value j, ValueRange a) {
+                        Emit x{b2, l2};
+                        Value i = x.extract(idsRow, {j});
+                        Value v = topkFirst ? x.exp(x.sub(logit(x, i), topMax))
+                                            : score(x, i);
+                        return llvm::SmallVector<Value>{x.insert(v, a[0], {j})};
+                      })[0];
+        Value total = sumF32(s, s.index(k), [&](Emit &x, Value j) {
+          return x.extract(wRow, {j});
+        });
+        ValueRange rows = s.loop(
+            s.index(0), s.index(k), {acc[0], acc[1]},
+            [&](OpBuilder &b2, Location l2, Value j, ValueRange a) {
+              Emit x{b2, l2};
+              Value w = x.extract(wRow, {j});
+              if (topkFirst)
+                w = x.div(w, total); // Softmax over the k; sums to one.
+              if (renorm)
+                w = x.div(w, x.add(topkFirst ? x.f(1.0) : total, x.f(eps)));
+              w = x.mul(w, x.f(factor));
+              Value id = arith::IndexCastOp::create(
+                  b2, l2, b2.getI32Type(), x.extract(idsRow, {j}));
+              return llvm::SmallVector<Value>{x.insert(id, a[0], {t, j}),
+                                              x.insert(w, a[1], {t, j})};
+            });
+        return llvm::SmallVector<Value>{rows[0], rows[1]};
+      });
+  if constexpr (!fused) {
+    rewriter.replaceOp(op, {results[0], results[1]});
+  } else {
+    auto [offsets, slots] = emitPermutation(e, results[0], tokens, k,
+                                            numExperts, op.getTile());
+    if (slots.getType() != op.getSortedSlots().getType())
+      slots = tensor::CastOp::create(rewriter, loc,
+                                     op.getSortedSlots().getType(), slots);
+    rewriter.replaceOp(op, {results[0], results[1], offsets, slots});
+  }
+  return success();
+}
+
 struct LowerRoute : OpRewritePattern<RouteOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(RouteOp op,
                                 PatternRewriter &rewriter) const override {
-    Location loc = op.getLoc();
-    Emit e{rewriter, loc};
-    int64_t numExperts = op.getNumExperts(), k = op.getTopK();
-    int64_t nGroup = op.getNGroup(), topkGroup = op.getTopkGroup();
-    int64_t groupSize = numExperts / nGroup;
-    ScoreFunc scoreFn = op.getScore();
-    bool topkFirst = op.getOrder() == RouteOrder::TopKThenSoftmax;
-    bool top2 = op.getGroupScore() == GroupScore::Top2Sum;
-    Value hidden = op.getHidden(), selBias = op.getSelectionBias(),
-          logitBias = op.getLogitBias();
-    Value tokens = e.dim(hidden, 0);
-    OpFoldResult tokenCount = tensor::getMixedSize(rewriter, loc, hidden, 0);
-
-    // logits = hidden * gate^T in f32.
-    Value zeros = e.filled({tokenCount, rewriter.getIndexAttr(numExperts)},
-                           e.f32(), e.f(0.0));
-    Value logits = createMatmulTransposeB(rewriter, loc, hidden,
-                                          op.getGateWeight(), zeros);
-
-    Value ids = tensor::EmptyOp::create(
-        rewriter, loc,
-        llvm::SmallVector<OpFoldResult>{tokenCount, rewriter.getIndexAttr(k)},
-        rewriter.getI32Type());
-    Value weights = tensor::EmptyOp::create(
-        rewriter, loc,
-        llvm::SmallVector<OpFoldResult>{tokenCount, rewriter.getIndexAttr(k)},
-        e.f32());
-    double eps = op.getRenormEps().convertToDouble();
-    double factor = op.getScalingFactor().convertToDouble();
-    bool renorm = op.getRenorm() == Renorm::Sum;
-
-    ValueRange results = e.loop(
-        e.index(0), tokens, {ids, weights},
-        [&](OpBuilder &nb, Location nl, Value t, ValueRange acc) {
-          Emit s{nb, nl};
-          auto logit = [&](Emit &x, Value i) {
-            Value l = x.extract(logits, {t, i});
-            return logitBias ? x.add(l, x.extractF32(logitBias, {i})) : l;
-          };
-          // Softmax statistics over all experts when needed.
-          Value maxLogit, sumExp;
-          if (scoreFn == ScoreFunc::Softmax && !topkFirst) {
-            maxLogit = s.loop(s.index(0), s.index(numExperts), {s.negInf()},
-                              [&](OpBuilder &b2, Location l2, Value i,
-                                  ValueRange a) {
-                                Emit x{b2, l2};
-                                return llvm::SmallVector<Value>{
-                                    x.max(a[0], logit(x, i))};
-                              })[0];
-            sumExp = sumF32(s, s.index(numExperts), [&](Emit &x, Value i) {
-              return x.exp(x.sub(logit(x, i), maxLogit));
-            });
-          }
-          auto score = [&](Emit &x, Value i) -> Value {
-            Value l = logit(x, i);
-            if (topkFirst)
-              return l;
-            switch (scoreFn) {
-            case ScoreFunc::Softmax:
-              return x.div(x.exp(x.sub(l, maxLogit)), sumExp);
-            case ScoreFunc::Sigmoid:
-              return x.sigmoid(l);
-            case ScoreFunc::None:
-              return l;
-            }
-            llvm_unreachable("score function");
-          };
-          auto selection = [&](Emit &x, Value i) {
-            Value v = score(x, i);
-            return selBias ? x.add(v, x.extractF32(selBias, {i})) : v;
-          };
-
-          // Group-limited selection: keep the best topk_group groups.
-          Value keptGroups;
-          if (nGroup > 1) {
-            Value groupScores = s.filled({nb.getIndexAttr(nGroup)}, s.f32(),
-                                         s.f(0.0));
-            groupScores = s.loop(
-                s.index(0), s.index(nGroup), {groupScores},
-                [&](OpBuilder &b2, Location l2, Value g, ValueRange a) {
-                  Emit x{b2, l2};
-                  Value base = x.muli(g, x.index(groupSize));
-                  auto member = [&](Emit &y, Value i) {
-                    return selection(y, y.addi(base, i));
-                  };
-                  auto [first, firstValue] = argmax(
-                      x, groupSize, member, [&](Emit &y, Value) {
-                        return arith::ConstantOp::create(y.b, y.loc,
-                                                         y.b.getBoolAttr(true))
-                            .getResult();
-                      });
-                  Value gs = firstValue;
-                  if (top2) {
-                    Value firstIdx = first;
-                    auto [second, secondValue] = argmax(
-                        x, groupSize, member, [&](Emit &y, Value i) {
-                          return y.cmpi(arith::CmpIPredicate::ne, i, firstIdx);
-                        });
-                    (void)second;
-                    gs = x.add(firstValue, secondValue);
-                  }
-                  return llvm::SmallVector<Value>{x.insert(gs, a[0], {g})};
-                })[0];
-            keptGroups = s.filled({nb.getIndexAttr(nGroup)}, nb.getI1Type(),
-                                  arith::ConstantOp::create(
-                                      nb, nl, nb.getBoolAttr(false)));
-            keptGroups = s.loop(
-                s.index(0), s.index(topkGroup), {keptGroups},
-                [&](OpBuilder &b2, Location l2, Value, ValueRange a) {
-                  Emit x{b2, l2};
-                  Value kept = a[0];
-                  auto [g, gv] = argmax(
-                      x, nGroup,
-                      [&](Emit &y, Value i) { return y.extract(groupScores, {i}); },
-                      [&](Emit &y, Value i) {
-                        return arith::XOrIOp::create(
-                            y.b, y.loc, y.extract(kept, {i}),
-                            arith::ConstantOp::create(y.b, y.loc,
-                                                      y.b.getBoolAttr(true)));
-                      });
-                  (void)gv;
-                  Value yes = arith::ConstantOp::create(b2, l2,
-                                                        b2.getBoolAttr(true));
-                  return llvm::SmallVector<Value>{x.insert(yes, kept, {g})};
-                })[0];
-          }
-
-          // Top-k by repeated argmax, skipping chosen experts and dropped
-          // groups (their scores count as -inf).
-          Value chosen = s.filled({nb.getIndexAttr(numExperts)}, nb.getI1Type(),
-                                  arith::ConstantOp::create(
-                                      nb, nl, nb.getBoolAttr(false)));
-          Value idRow = s.filled({nb.getIndexAttr(k)}, nb.getIndexType(),
-                                 s.index(0));
-          ValueRange picked = s.loop(
-              s.index(0), s.index(k), {chosen, idRow},
-              [&](OpBuilder &b2, Location l2, Value j, ValueRange a) {
-                Emit x{b2, l2};
-                Value chosenNow = a[0];
-                auto [best, bestValue] = argmax(
-                    x, numExperts, selection, [&](Emit &y, Value i) -> Value {
-                      Value free = arith::XOrIOp::create(
-                          y.b, y.loc, y.extract(chosenNow, {i}),
-                          arith::ConstantOp::create(y.b, y.loc,
-                                                    y.b.getBoolAttr(true)));
-                      if (!keptGroups)
-                        return free;
-                      Value g = arith::DivUIOp::create(y.b, y.loc, i,
-                                                       y.index(groupSize));
-                      return arith::AndIOp::create(y.b, y.loc, free,
-                                                   y.extract(keptGroups, {g}));
-                    });
-                (void)bestValue;
-                Value yes = arith::ConstantOp::create(b2, l2,
-                                                      b2.getBoolAttr(true));
-                return llvm::SmallVector<Value>{
-                    x.insert(yes, chosenNow, {best}),
-                    x.insert(best, a[1], {j})};
-              });
-          Value idsRow = picked[1];
-
-          // Weights from the unbiased scores (softmax over the k for
-          // top-k-then-softmax), renormalised and scaled.
-          Value wRow = s.filled({nb.getIndexAttr(k)}, s.f32(), s.f(0.0));
-          Value topMax;
-          if (topkFirst)
-            topMax = s.loop(s.index(0), s.index(k), {s.negInf()},
-                            [&](OpBuilder &b2, Location l2, Value j, ValueRange a) {
-                              Emit x{b2, l2};
-                              Value v = logit(x, x.extract(idsRow, {j}));
-                              return llvm::SmallVector<Value>{x.max(a[0], v)};
-                            })[0];
-          wRow = s.loop(s.index(0), s.index(k), {wRow},
-                        [&](OpBuilder &b2, Location l2, Value j, ValueRange a) {
-                          Emit x{b2, l2};
-                          Value i = x.extract(idsRow, {j});
-                          Value v = topkFirst ? x.exp(x.sub(logit(x, i), topMax))
-                                              : score(x, i);
-                          return llvm::SmallVector<Value>{x.insert(v, a[0], {j})};
-                        })[0];
-          Value total = sumF32(s, s.index(k), [&](Emit &x, Value j) {
-            return x.extract(wRow, {j});
-          });
-          ValueRange rows = s.loop(
-              s.index(0), s.index(k), {acc[0], acc[1]},
-              [&](OpBuilder &b2, Location l2, Value j, ValueRange a) {
-                Emit x{b2, l2};
-                Value w = x.extract(wRow, {j});
-                if (topkFirst)
-                  w = x.div(w, total); // Softmax over the k; sums to one.
-                if (renorm)
-                  w = x.div(w, x.add(topkFirst ? x.f(1.0) : total, x.f(eps)));
-                w = x.mul(w, x.f(factor));
-                Value id = arith::IndexCastOp::create(
-                    b2, l2, b2.getI32Type(), x.extract(idsRow, {j}));
-                return llvm::SmallVector<Value>{x.insert(id, a[0], {t, j}),
-                                                x.insert(w, a[1], {t, j})};
-              });
-          return llvm::SmallVector<Value>{rows[0], rows[1]};
-        });
-    rewriter.replaceOp(op, {results[0], results[1]});
-    return success();
+    return lowerRouting(op, rewriter);
   }
 };
+
+struct LowerFusedRoute : OpRewritePattern<FusedRouteOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(FusedRouteOp op,
+                                PatternRewriter &rewriter) const override {
+    return lowerRouting(op, rewriter);
+  }
+};
+
+/// The operands and attributes moe.experts and moe.grouped_experts share.
+struct ExpertFFNs {
+  Value x, ids, w, gw, uw, dw, gb, ub, db, sg, su, sd, sgate;
+  int64_t numExperts, inter, hidden, k, sharedWidth;
+  bool clamped;
+  double alpha, limit, beta;
+
+  template <typename OpTy>
+  static ExpertFFNs get(OpTy op) {
+    ExpertFFNs f;
+    f.x = op.getHidden();
+    f.ids = op.getExpertIds();
+    f.w = op.getExpertWeights();
+    f.gw = op.getGateWeight();
+    f.uw = op.getUpWeight();
+    f.dw = op.getDownWeight();
+    f.gb = op.getGateBias();
+    f.ub = op.getUpBias();
+    f.db = op.getDownBias();
+    f.sg = op.getSharedGateWeight();
+    f.su = op.getSharedUpWeight();
+    f.sd = op.getSharedDownWeight();
+    f.sgate = op.getSharedExpertGate();
+    auto gateType = cast<RankedTensorType>(f.gw.getType());
+    f.numExperts = gateType.getDimSize(0);
+    f.inter = gateType.getDimSize(1);
+    f.hidden = gateType.getDimSize(2);
+    f.k = cast<RankedTensorType>(f.ids.getType()).getDimSize(1);
+    f.sharedWidth =
+        f.sg ? cast<RankedTensorType>(f.sg.getType()).getDimSize(0) : 0;
+    f.clamped = op.getActivation() == Activation::SwiGLUClamped;
+    f.alpha = op.getAlpha().convertToDouble();
+    f.limit = op.getLimit().convertToDouble();
+    f.beta = op.getBeta().convertToDouble();
+    return f;
+  }
+
+  /// The routed experts use the op's activation; the shared expert is
+  /// always a plain SwiGLU FFN.
+  Value act(Emit &s, Value g, Value u, bool useClamped) const {
+    if (!useClamped)
+      return s.mul(s.mul(g, s.sigmoid(g)), u);
+    Value gc = s.min(g, s.f(limit));
+    Value uc = s.max(s.min(u, s.f(limit)), s.f(-limit));
+    Value glu = s.mul(gc, s.sigmoid(s.mul(gc, s.f(alpha))));
+    return s.mul(s.add(uc, s.f(beta)), glu);
+  }
+
+  /// The shared expert's scale for token t: 1, or sigmoid(shared_gate . x).
+  Value sharedScale(Emit &s, Value t) const {
+    if (!sgate)
+      return s.f(1.0);
+    return s.sigmoid(sumF32(s, s.index(hidden), [&](Emit &z, Value h) {
+      return z.mul(z.extractF32(sgate, {z.index(0), h}),
+                   z.extractF32(x, {t, h}));
+    }));
+  }
+
+  /// An expert id clamped into [0, E), so that no read leaves the weights.
+  Value clampExpert(Emit &y, Value id) const {
+    Value ex = y.toIndex(id);
+    ex = arith::MaxSIOp::create(y.b, y.loc, ex, y.index(0));
+    return arith::MinSIOp::create(y.b, y.loc, ex, y.index(numExperts - 1));
+  }
+};
+
+/// Weight accessors of one FFN: (row, column) -> f32, and bias(row).
+using MatrixFn = llvm::function_ref<Value(Emit &, Value, Value)>;
+using VectorFn = llvm::function_ref<Value(Emit &, Value)>;
+
+/// The gather-GEMV form: each token runs its k experts' FFNs reading their
+/// weights directly, then the shared expert; one [H] f32 row per token.
+Value emitGatherExperts(Emit &e, const ExpertFFNs &f, Value out) {
+  Value x = f.x, tokens = e.dim(x, 0);
+  int64_t hidden = f.hidden;
+  // One SwiGLU FFN on token t: returns the [H] f32 output row.
+  auto ffn = [&](Emit &s, Value t, int64_t width, bool useClamped,
+                 MatrixFn gateW, MatrixFn upW, MatrixFn downW, VectorFn gateB,
+                 VectorFn upB, VectorFn downB) {
+    Value a = s.filled({s.b.getIndexAttr(width)}, s.f32(), s.f(0.0));
+    a = s.loop(s.index(0), s.index(width), {a},
+               [&](OpBuilder &b2, Location l2, Value i, ValueRange acc) {
+                 Emit y{b2, l2};
+                 Value g = sumF32(y, y.index(hidden), [&](Emit &z, Value h) {
+                   return z.mul(gateW(z, i, h), z.extractF32(x, {t, h}));
+                 });
+                 Value u = sumF32(y, y.index(hidden), [&](Emit &z, Value h) {
+                   return z.mul(upW(z, i, h), z.extractF32(x, {t, h}));
+                 });
+                 if (gateB) {
+                   g = y.add(g, gateB(y, i));
+                   u = y.add(u, upB(y, i));
+                 }
+                 return llvm::SmallVector<Value>{
+                     y.insert(f.act(y, g, u, useClamped), acc[0], {i})};
+               })[0];
+    Value row = s.filled({s.b.getIndexAttr(hidden)}, s.f32(), s.f(0.0));
+    return s.loop(s.index(0), s.index(hidden), {row},
+                  [&](OpBuilder &b2, Location l2, Value h, ValueRange acc) {
+                    Emit y{b2, l2};
+                    Value v = sumF32(y, y.index(width), [&](Emit &z, Value i) {
+                      return z.mul(downW(z, h, i), z.extract(a, {i}));
+                    });
+                    if (downB)
+                      v = y.add(v, downB(y, h));
+                    return llvm::SmallVector<Value>{y.insert(v, acc[0], {h})};
+                  })[0];
+  };
+
+  return e.loop(
+      e.index(0), tokens, {out},
+      [&](OpBuilder &b1, Location l1, Value t, ValueRange o) {
+        Emit s{b1, l1};
+        Value acc = s.filled({b1.getIndexAttr(hidden)}, s.f32(), s.f(0.0));
+        acc = s.loop(
+            s.index(0), s.index(f.k), {acc},
+            [&](OpBuilder &b2, Location l2, Value j, ValueRange a) {
+              Emit y{b2, l2};
+              Value ex = f.clampExpert(y, y.extract(f.ids, {t, j}));
+              Value weight = y.extract(f.w, {t, j});
+              std::function<Value(Emit &, Value)> gBias, uBias, dBias;
+              if (f.gb) {
+                gBias = [&](Emit &z, Value i) { return z.extractF32(f.gb, {ex, i}); };
+                uBias = [&](Emit &z, Value i) { return z.extractF32(f.ub, {ex, i}); };
+                dBias = [&](Emit &z, Value h) { return z.extractF32(f.db, {ex, h}); };
+              }
+              Value row = ffn(
+                  y, t, f.inter, f.clamped,
+                  [&](Emit &z, Value i, Value h) { return z.extractF32(f.gw, {ex, i, h}); },
+                  [&](Emit &z, Value i, Value h) { return z.extractF32(f.uw, {ex, i, h}); },
+                  [&](Emit &z, Value h, Value i) { return z.extractF32(f.dw, {ex, h, i}); },
+                  gBias ? VectorFn(gBias) : nullptr,
+                  uBias ? VectorFn(uBias) : nullptr,
+                  dBias ? VectorFn(dBias) : nullptr);
+              return llvm::SmallVector<Value>{
+                  axpyRow(y, a[0], weight, row, {}, hidden)};
+            })[0];
+        if (f.sg) {
+          Value row = ffn(
+              s, t, f.sharedWidth, /*useClamped=*/false,
+              [&](Emit &z, Value i, Value h) { return z.extractF32(f.sg, {i, h}); },
+              [&](Emit &z, Value i, Value h) { return z.extractF32(f.su, {i, h}); },
+              [&](Emit &z, Value h, Value i) { return z.extractF32(f.sd, {h, i}); },
+              nullptr, nullptr, nullptr);
+          acc = axpyRow(s, acc, f.sharedScale(s, t), row, {}, hidden);
+        }
+        return llvm::SmallVector<Value>{storeRow(s, o[0], acc, {t}, hidden)};
+      })[0];
+}
+
+/// The rows of one tile: for r in [0, tile), the token it reads, the weight
+/// its output is scaled by, and whether it is a real row (padding is not).
+struct TileRows {
+  llvm::SmallVector<Value> token, scale, valid;
+};
+
+/// One tile of a grouped GEMM FFN, accumulated into `acc` ([T, H] f32):
+/// the gate and up projections share one pass over the weights (each weight
+/// element is loaded once and used for all rows of the tile, which are kept
+/// in scalars), with the activation as their epilogue; the down projection's
+/// epilogue scales each row and adds it into its token's row of `acc`.
+Value emitFFNTile(Emit &e, const ExpertFFNs &f, const TileRows &rows,
+                  int64_t width, bool useClamped, MatrixFn gateW,
+                  MatrixFn upW, MatrixFn downW, VectorFn gateB, VectorFn upB,
+                  VectorFn downB, Value acc) {
+  int64_t tile = rows.token.size();
+  OpBuilder &b = e.b;
+  // act[r, i] for the tile's rows.
+  Value act = tensor::EmptyOp::create(
+      b, e.loc, llvm::ArrayRef<int64_t>{tile, width}, e.f32());
+  act = e.loop(
+      e.index(0), e.index(width), {act},
+      [&](OpBuilder &b1, Location l1, Value i, ValueRange a) {
+        Emit s{b1, l1};
+        llvm::SmallVector<Value> init(2 * tile, s.f(0.0));
+        ValueRange gu = s.loop(
+            s.index(0), s.index(f.hidden), init,
+            [&](OpBuilder &b2, Location l2, Value h, ValueRange sums) {
+              Emit y{b2, l2};
+              Value wg = gateW(y, i, h), wu = upW(y, i, h);
+              llvm::SmallVector<Value> next;
+              for (int64_t r = 0; r < tile; ++r) {
+                Value xv = y.extractF32(f.x, {rows.token[r], h});
+                next.push_back(y.add(sums[r], y.mul(wg, xv)));
+              }
+              for (int64_t r = 0; r < tile; ++r) {
+                Value xv = y.extractF32(f.x, {rows.token[r], h});
+                next.push_back(y.add(sums[tile + r], y.mul(wu, xv)));
+              }
+              return next;
+            });
+        Value t = a[0];
+        for (int64_t r = 0; r < tile; ++r) {
+          Value g = gu[r], u = gu[tile + r];
+          if (gateB) {
+            g = s.add(g, gateB(s, i));
+            u = s.add(u, upB(s, i));
+          }
+          t = s.insert(f.act(s, g, u, useClamped), t, {s.index(r), i});
+        }
+        return llvm::SmallVector<Value>{t};
+      })[0];
+  return e.loop(
+      e.index(0), e.index(f.hidden), {acc},
+      [&](OpBuilder &b1, Location l1, Value h, ValueRange a) {
+        Emit s{b1, l1};
+        llvm::SmallVector<Value> init(tile, s.f(0.0));
+        ValueRange sums = s.loop(
+            s.index(0), s.index(width), init,
+            [&](OpBuilder &b2, Location l2, Value i, ValueRange cur) {
+              Emit y{b2, l2};
+              Value wd = downW(y, h, i);
+              llvm::SmallVector<Value> next;
+              for (int64_t r = 0; r < tile; ++r)
+                next.push_back(y.add(
+                    cur[r], y.mul(wd, y.extract(act, {y.index(r), i}))));
+              return next;
+            });
+        Value out = a[0];
+        for (int64_t r = 0; r < tile; ++r) {
+          Value v = sums[r];
+          if (downB)
+            v = s.add(v, downB(s, h));
+          Value old = s.extract(out, {rows.token[r], h});
+          Value sum = s.add(old, s.mul(rows.scale[r], v));
+          out = s.insert(s.select(rows.valid[r], sum, old), out,
+                         {rows.token[r], h});
+        }
+        return llvm::SmallVector<Value>{out};
+      })[0];
+}
+
+/// The grouped-GEMM form: each expert's rows of the permutation, a tile at
+/// a time, then the shared expert as one more group over every token.
+Value emitGroupedExperts(Emit &e, const ExpertFFNs &f, Value offsets,
+                         Value slots, int64_t tile, Value out) {
+  OpBuilder &b = e.b;
+  Value x = f.x, tokens = e.dim(x, 0);
+  Value acc = e.filled({tensor::getMixedSize(b, e.loc, x, 0),
+                        b.getIndexAttr(f.hidden)},
+                       e.f32(), e.f(0.0));
+  acc = e.loop(
+      e.index(0), e.index(f.numExperts), {acc},
+      [&](OpBuilder &b1, Location l1, Value ex, ValueRange a1) {
+        Emit s{b1, l1};
+        Value lo = s.toIndex(s.extract(offsets, {ex}));
+        Value hi = s.toIndex(s.extract(offsets, {s.addi(ex, s.index(1))}));
+        auto loop = scf::ForOp::create(
+            b1, l1, lo, hi, s.index(tile), ValueRange{a1[0]},
+            [&](OpBuilder &b2, Location l2, Value r0, ValueRange a2) {
+              Emit y{b2, l2};
+              TileRows rows;
+              Value last = y.addi(hi, y.index(-1));
+              for (int64_t r = 0; r < tile; ++r) {
+                Value at = y.addi(r0, y.index(r));
+                Value inside = y.cmpi(arith::CmpIPredicate::slt, at, hi);
+                Value slot = y.toIndex(y.extract(
+                    slots, {arith::MinSIOp::create(b2, l2, at, last)}));
+                Value real = arith::AndIOp::create(
+                    b2, l2, inside,
+                    y.cmpi(arith::CmpIPredicate::sge, slot, y.index(0)));
+                slot = y.select(real, slot, y.index(0));
+                Value t = arith::DivUIOp::create(b2, l2, slot, y.index(f.k));
+                Value j = arith::RemUIOp::create(b2, l2, slot, y.index(f.k));
+                rows.token.push_back(t);
+                rows.scale.push_back(
+                    y.select(real, y.extract(f.w, {t, j}), y.f(0.0)));
+                rows.valid.push_back(real);
+              }
+              std::function<Value(Emit &, Value)> gBias, uBias, dBias;
+              if (f.gb) {
+                gBias = [&](Emit &z, Value i) { return z.extractF32(f.gb, {ex, i}); };
+                uBias = [&](Emit &z, Value i) { return z.extractF32(f.ub, {ex, i}); };
+                dBias = [&](Emit &z, Value h) { return z.extractF32(f.db, {ex, h}); };
+              }
+              Value next = emitFFNTile(
+                  y, f, rows, f.inter, f.clamped,
+                  [&](Emit &z, Value i, Value h) { return z.extractF32(f.gw, {ex, i, h}); },
+                  [&](Emit &z, Value i, Value h) { return z.extractF32(f.uw, {ex, i, h}); },
+                  [&](Emit &z, Value h, Value i) { return z.extractF32(f.dw, {ex, h, i}); },
+                  gBias ? VectorFn(gBias) : nullptr,
+                  uBias ? VectorFn(uBias) : nullptr,
+                  dBias ? VectorFn(dBias) : nullptr, a2[0]);
+              scf::YieldOp::create(b2, l2, next);
+            });
+        return llvm::SmallVector<Value>{loop.getResult(0)};
+      })[0];
+  if (f.sg) {
+    // The shared expert: always selected, every token, weight 1 or its
+    // sigmoid gate.
+    auto loop = scf::ForOp::create(
+        b, e.loc, e.index(0), tokens, e.index(tile), ValueRange{acc},
+        [&](OpBuilder &b2, Location l2, Value r0, ValueRange a2) {
+          Emit y{b2, l2};
+          TileRows rows;
+          Value last = y.addi(tokens, y.index(-1));
+          for (int64_t r = 0; r < tile; ++r) {
+            Value at = y.addi(r0, y.index(r));
+            Value inside = y.cmpi(arith::CmpIPredicate::slt, at, tokens);
+            Value t = arith::MinSIOp::create(b2, l2, at, last);
+            rows.token.push_back(t);
+            rows.scale.push_back(f.sharedScale(y, t));
+            rows.valid.push_back(inside);
+          }
+          Value next = emitFFNTile(
+              y, f, rows, f.sharedWidth, /*useClamped=*/false,
+              [&](Emit &z, Value i, Value h) { return z.extractF32(f.sg, {i, h}); },
+              [&](Emit &z, Value i, Value h) { return z.extractF32(f.su, {i, h}); },
+              [&](Emit &z, Value h, Value i) { return z.extractF32(f.sd, {h, i}); },
+              nullptr, nullptr, nullptr, a2[0]);
+          scf::YieldOp::create(b2, l2, next);
+        });
+    acc = loop.getResult(0);
+  }
+  // The f32 accumulator in the hidden states' type.
+  Type et = cast<RankedTensorType>(out.getType()).getElementType();
+  return e.loop(
+      e.index(0), tokens, {out},
+      [&](OpBuilder &b1, Location l1, Value t, ValueRange o1) {
+        Emit s{b1, l1};
+        return llvm::SmallVector<Value>{s.loop(
+            s.index(0), s.index(f.hidden), {o1[0]},
+            [&](OpBuilder &b2, Location l2, Value h, ValueRange o2) {
+              Emit y{b2, l2};
+              Value v = y.fromF32(y.extract(acc, {t, h}), et);
+              return llvm::SmallVector<Value>{y.insert(v, o2[0], {t, h})};
+            })[0]};
+      })[0];
+}
 
 struct LowerExperts : OpRewritePattern<ExpertsOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(ExpertsOp op,
                                 PatternRewriter &rewriter) const override {
+    Emit e{rewriter, op.getLoc()};
+    ExpertFFNs f = ExpertFFNs::get(op);
+    Type et = cast<RankedTensorType>(op.getResult().getType()).getElementType();
+    rewriter.replaceOp(op, emitGatherExperts(e, f, e.empty(f.x, et)));
+    return success();
+  }
+};
+
+/// Chooses the form on the token count at run time: decode steps (few
+/// tokens) read each token's experts directly, prefill runs grouped GEMMs.
+struct LowerGroupedExperts : OpRewritePattern<GroupedExpertsOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(GroupedExpertsOp op,
+                                PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
     Emit e{rewriter, loc};
-    auto gateType = cast<RankedTensorType>(op.getGateWeight().getType());
-    int64_t numExperts = gateType.getDimSize(0), inter = gateType.getDimSize(1),
-            hidden = gateType.getDimSize(2);
-    int64_t k = cast<RankedTensorType>(op.getExpertIds().getType()).getDimSize(1);
-    bool clamped = op.getActivation() == Activation::SwiGLUClamped;
-    double alpha = op.getAlpha().convertToDouble();
-    double limit = op.getLimit().convertToDouble();
-    double beta = op.getBeta().convertToDouble();
-    Value x = op.getHidden();
-    Value tokens = e.dim(x, 0);
-
-    // The routed experts use the op's activation; the shared expert is
-    // always a plain SwiGLU FFN.
-    auto act = [&](Emit &s, Value g, Value u, bool useClamped) -> Value {
-      if (!useClamped)
-        return s.mul(s.mul(g, s.sigmoid(g)), u);
-      Value gc = s.min(g, s.f(limit));
-      Value uc = s.max(s.min(u, s.f(limit)), s.f(-limit));
-      Value glu = s.mul(gc, s.sigmoid(s.mul(gc, s.f(alpha))));
-      return s.mul(s.add(uc, s.f(beta)), glu);
-    };
-    // One SwiGLU FFN on token t: returns the [H] f32 output row.
-    auto ffn = [&](Emit &s, Value t, int64_t width, bool useClamped,
-                   llvm::function_ref<Value(Emit &, Value, Value)> gateW,
-                   llvm::function_ref<Value(Emit &, Value, Value)> upW,
-                   llvm::function_ref<Value(Emit &, Value, Value)> downW,
-                   llvm::function_ref<Value(Emit &, Value)> gateB,
-                   llvm::function_ref<Value(Emit &, Value)> upB,
-                   llvm::function_ref<Value(Emit &, Value)> downB) {
-      Value a = s.filled({s.b.getIndexAttr(width)}, s.f32(), s.f(0.0));
-      a = s.loop(s.index(0), s.index(width), {a},
-                 [&](OpBuilder &b2, Location l2, Value i, ValueRange acc) {
-                   Emit y{b2, l2};
-                   Value g = sumF32(y, y.index(hidden), [&](Emit &z, Value h) {
-                     return z.mul(gateW(z, i, h), z.extractF32(x, {t, h}));
-                   });
-                   Value u = sumF32(y, y.index(hidden), [&](Emit &z, Value h) {
-                     return z.mul(upW(z, i, h), z.extractF32(x, {t, h}));
-                   });
-                   if (gateB) {
-                     g = y.add(g, gateB(y, i));
-                     u = y.add(u, upB(y, i));
-                   }
-                   return llvm::SmallVector<Value>{
-                       y.insert(act(y, g, u, useClamped), acc[0], {i})};
-                 })[0];
-      Value row = s.filled({s.b.getIndexAttr(hidden)}, s.f32(), s.f(0.0));
-      return s.loop(s.index(0), s.index(hidden), {row},
-                    [&](OpBuilder &b2, Location l2, Value h, ValueRange acc) {
-                      Emit y{b2, l2};
-                      Value v = sumF32(y, y.index(width), [&](Emit &z, Value i) {
-                        return z.mul(downW(z, h, i), z.extract(a, {i}));
-                      });
-                      if (downB)
-                        v = y.add(v, downB(y, h));
-                      return llvm::SmallVector<Value>{y.insert(v, acc[0], {h})};
-                    })[0];
-    };
-
-    Value ids = op.getExpertIds(), w = op.getExpertWeights();
-    Value gw = op.getGateWeight(), uw = op.getUpWeight(), dw = op.getDownWeight();
-    Value gb = op.getGateBias(), ub = op.getUpBias(), db = op.getDownBias();
-    Value sg = op.getSharedGateWeight(), su = op.getSharedUpWeight(),
-          sd = op.getSharedDownWeight(), sgate = op.getSharedExpertGate();
-    int64_t sharedWidth =
-        sg ? cast<RankedTensorType>(sg.getType()).getDimSize(0) : 0;
-    auto resultType = cast<RankedTensorType>(op.getResult().getType());
-    Value out = e.empty(x, resultType.getElementType());
-
-    Value result = e.loop(
-        e.index(0), tokens, {out},
-        [&](OpBuilder &b1, Location l1, Value t, ValueRange o) {
-          Emit s{b1, l1};
-          Value acc = s.filled({b1.getIndexAttr(hidden)}, s.f32(), s.f(0.0));
-          acc = s.loop(
-              s.index(0), s.index(k), {acc},
-              [&](OpBuilder &b2, Location l2, Value j, ValueRange a) {
-                Emit y{b2, l2};
-                // Out-of-range ids are clamped so that no read leaves the
-                // weights.
-                Value ex = y.toIndex(y.extract(ids, {t, j}));
-                ex = arith::MaxSIOp::create(b2, l2, ex, y.index(0));
-                ex = arith::MinSIOp::create(b2, l2, ex, y.index(numExperts - 1));
-                Value weight = y.extract(w, {t, j});
-                std::function<Value(Emit &, Value)> gBias, uBias, dBias;
-                if (gb) {
-                  gBias = [&](Emit &z, Value i) { return z.extractF32(gb, {ex, i}); };
-                  uBias = [&](Emit &z, Value i) { return z.extractF32(ub, {ex, i}); };
-                  dBias = [&](Emit &z, Value h) { return z.extractF32(db, {ex, h}); };
-                }
-                Value row = ffn(
-                    y, t, inter, clamped,
-                    [&](Emit &z, Value i, Value h) { return z.extractF32(gw, {ex, i, h}); },
-                    [&](Emit &z, Value i, Value h) { return z.extractF32(uw, {ex, i, h}); },
-                    [&](Emit &z, Value h, Value i) { return z.extractF32(dw, {ex, h, i}); },
-                    gBias ? llvm::function_ref<Value(Emit &, Value)>(gBias) : nullptr,
-                    uBias ? llvm::function_ref<Value(Emit &, Value)>(uBias) : nullptr,
-                    dBias ? llvm::function_ref<Value(Emit &, Value)>(dBias) : nullptr);
-                return llvm::SmallVector<Value>{
-                    axpyRow(y, a[0], weight, row, {}, hidden)};
-              })[0];
-          if (sg) {
-            Value row = ffn(
-                s, t, sharedWidth, /*useClamped=*/false,
-                [&](Emit &z, Value i, Value h) { return z.extractF32(sg, {i, h}); },
-                [&](Emit &z, Value i, Value h) { return z.extractF32(su, {i, h}); },
-                [&](Emit &z, Value h, Value i) { return z.extractF32(sd, {h, i}); },
-                nullptr, nullptr, nullptr);
-            Value scale = s.f(1.0);
-            if (sgate)
-              scale = s.sigmoid(sumF32(s, s.index(hidden), [&](Emit &z, Value h) {
-                return z.mul(z.extractF32(sgate, {z.index(0), h}),
-                             z.extractF32(x, {t, h}));
-              }));
-            acc = axpyRow(s, acc, scale, row, {}, hidden);
-          }
-          return llvm::SmallVector<Value>{storeRow(s, o[0], acc, {t}, hidden)};
-        })[0];
-    rewriter.replaceOp(op, result);
+    ExpertFFNs f = ExpertFFNs::get(op);
+    Type resultType = op.getResult().getType();
+    Type et = cast<RankedTensorType>(resultType).getElementType();
+    Value out = e.empty(f.x, et);
+    Value few = e.cmpi(arith::CmpIPredicate::ule, e.dim(f.x, 0),
+                       e.index(op.getGemvMaxTokens()));
+    auto choice = scf::IfOp::create(
+        rewriter, loc, few,
+        [&](OpBuilder &b, Location l) {
+          Emit s{b, l};
+          scf::YieldOp::create(b, l, emitGatherExperts(s, f, out));
+        },
+        [&](OpBuilder &b, Location l) {
+          Emit s{b, l};
+          scf::YieldOp::create(
+              b, l,
+              emitGroupedExperts(s, f, op.getExpertOffsets(),
+                                 op.getSortedSlots(), op.getTile(), out));
+        });
+    rewriter.replaceOp(op, choice.getResult(0));
     return success();
   }
 };
@@ -1011,11 +1447,13 @@ struct MoELowerToLinalgPass
                            linalg::LinalgDialect, math::MathDialect,
                            scf::SCFDialect, tensor::TensorDialect>();
     target.addIllegalOp<EmbeddingOp, RMSNormOp, RopeOp, AttentionOp, MLAOp,
-                        MLAAbsorbedOp, RouteOp, ExpertsOp>();
+                        MLAAbsorbedOp, RouteOp, FusedRouteOp, ExpertsOp,
+                        GroupedExpertsOp>();
     target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
     RewritePatternSet patterns(ctx);
     patterns.add<LowerEmbedding, LowerRMSNorm, LowerRope, LowerAttention,
-                 LowerMLA, LowerMLAAbsorbed, LowerRoute, LowerExperts>(ctx);
+                 LowerMLA, LowerMLAAbsorbed, LowerRoute, LowerFusedRoute,
+                 LowerExperts, LowerGroupedExperts>(ctx);
     if (failed(applyPartialConversion(getOperation(), target,
                                       std::move(patterns))))
       signalPassFailure();

@@ -250,76 +250,110 @@ int64_t RouteOp::getNumExperts() {
   return getGateWeight().getType().getDimSize(0);
 }
 
-LogicalResult RouteOp::verify() {
-  ShapeChecker shapes(*this);
-  if (failed(shapes.check("hidden", getHidden().getType(), {"T", "H"})) ||
-      failed(shapes.check("gate_weight", getGateWeight().getType(),
+/// The checks shared by moe.route and moe.fused_route, which have the same
+/// operands and attributes.
+template <typename OpTy>
+static LogicalResult verifyRouting(OpTy op, ShapeChecker &shapes) {
+  if (failed(shapes.check("hidden", op.getHidden().getType(), {"T", "H"})) ||
+      failed(shapes.check("gate_weight", op.getGateWeight().getType(),
                           {"E", "H"})))
     return failure();
   std::optional<int64_t> numExperts = shapes.get("E");
   if (!numExperts)
-    return emitOpError("'gate_weight' must have a static number of experts "
+    return op.emitOpError("'gate_weight' must have a static number of experts "
                        "(dim 0)");
   int64_t e = *numExperts;
-  if (getSelectionBias() &&
-      failed(shapes.check("selection_bias", getSelectionBias().getType(),
+  if (op.getSelectionBias() &&
+      failed(shapes.check("selection_bias", op.getSelectionBias().getType(),
                           {"E"})))
     return failure();
-  if (getLogitBias() &&
-      failed(shapes.check("logit_bias", getLogitBias().getType(), {"E"})))
+  if (op.getLogitBias() &&
+      failed(shapes.check("logit_bias", op.getLogitBias().getType(), {"E"})))
     return failure();
 
-  int64_t topK = getTopK();
+  int64_t topK = op.getTopK();
   if (topK < 1 || topK > e)
-    return emitOpError() << "'top_k' (" << topK << ") must be in [1, E = " << e
+    return op.emitOpError() << "'top_k' (" << topK << ") must be in [1, E = " << e
                          << "]";
   shapes.bind("k", topK, "'top_k'");
-  if (failed(shapes.check("expert_ids", getExpertIds().getType(),
+  if (failed(shapes.check("expert_ids", op.getExpertIds().getType(),
                           {"T", "k"})) ||
-      failed(shapes.check("expert_weights", getExpertWeights().getType(),
+      failed(shapes.check("expert_weights", op.getExpertWeights().getType(),
                           {"T", "k"})))
     return failure();
 
-  int64_t nGroup = getNGroup(), topkGroup = getTopkGroup();
+  int64_t nGroup = op.getNGroup(), topkGroup = op.getTopkGroup();
   if (nGroup < 1)
-    return emitOpError() << "'n_group' (" << nGroup << ") must be positive";
+    return op.emitOpError() << "'n_group' (" << nGroup << ") must be positive";
   if (e % nGroup != 0)
-    return emitOpError() << "'n_group' (" << nGroup
+    return op.emitOpError() << "'n_group' (" << nGroup
                          << ") must divide the number of experts (" << e
                          << ")";
   if (topkGroup < 1 || topkGroup > nGroup)
-    return emitOpError() << "'topk_group' (" << topkGroup
+    return op.emitOpError() << "'topk_group' (" << topkGroup
                          << ") must be in [1, n_group = " << nGroup << "]";
   int64_t groupSize = e / nGroup;
   if (nGroup > 1 && topK > topkGroup * groupSize)
-    return emitOpError() << "'top_k' (" << topK << ") exceeds the "
+    return op.emitOpError() << "'top_k' (" << topK << ") exceeds the "
                          << topkGroup * groupSize << " experts of the "
                          << topkGroup << " groups kept by 'topk_group'";
   // With one group, group_score is irrelevant (canonicalized to max).
-  if (getGroupScore() == GroupScore::Top2Sum && nGroup > 1 && groupSize < 2)
-    return emitOpError() << "'group_score' top2_sum needs at least 2 "
+  if (op.getGroupScore() == GroupScore::Top2Sum && nGroup > 1 && groupSize < 2)
+    return op.emitOpError() << "'group_score' top2_sum needs at least 2 "
                             "experts per group, got "
                          << groupSize;
 
-  if (getOrder() == RouteOrder::TopKThenSoftmax) {
-    if (getScore() != ScoreFunc::None)
-      return emitOpError("'order' topk_then_softmax selects on raw logits, so "
+  if (op.getOrder() == RouteOrder::TopKThenSoftmax) {
+    if (op.getScore() != ScoreFunc::None)
+      return op.emitOpError("'order' topk_then_softmax selects on raw logits, so "
                          "'score' must be none");
     if (nGroup > 1)
-      return emitOpError("'order' topk_then_softmax does not support "
+      return op.emitOpError("'order' topk_then_softmax does not support "
                          "group-limited selection ('n_group' > 1)");
-    if (getSelectionBias())
-      return emitOpError("'selection_bias' is not supported with 'order' "
+    if (op.getSelectionBias())
+      return op.emitOpError("'selection_bias' is not supported with 'order' "
                          "topk_then_softmax");
   }
-  if (!isNonNegativeFinite(getRenormEps().convertToDouble()))
-    return emitOpError() << "'renorm_eps' must be a non-negative finite "
+  if (!isNonNegativeFinite(op.getRenormEps().convertToDouble()))
+    return op.emitOpError() << "'renorm_eps' must be a non-negative finite "
                             "number, got "
-                         << getRenormEps().convertToDouble();
-  if (!isPositiveFinite(getScalingFactor().convertToDouble()))
-    return emitOpError() << "'scaling_factor' must be a positive finite "
+                         << op.getRenormEps().convertToDouble();
+  if (!isPositiveFinite(op.getScalingFactor().convertToDouble()))
+    return op.emitOpError() << "'scaling_factor' must be a positive finite "
                             "number, got "
-                         << getScalingFactor().convertToDouble();
+                         << op.getScalingFactor().convertToDouble();
+  return success();
+}
+
+LogicalResult RouteOp::verify() {
+  ShapeChecker shapes(*this);
+  return verifyRouting(*this, shapes);
+}
+
+int64_t FusedRouteOp::getNumExperts() {
+  return getGateWeight().getType().getDimSize(0);
+}
+
+LogicalResult FusedRouteOp::verify() {
+  ShapeChecker shapes(*this);
+  if (failed(verifyRouting(*this, shapes)))
+    return failure();
+  auto tile = static_cast<int64_t>(getTile());
+  if (tile < 1)
+    return emitOpError() << "'tile' (" << tile << ") must be positive";
+  int64_t e = getNumExperts();
+  if (failed(shapes.check("expert_offsets", getExpertOffsets().getType(),
+                          {std::to_string(e + 1)})) ||
+      failed(shapes.check("sorted_slots", getSortedSlots().getType(),
+                          {"P"})))
+    return failure();
+  // P = T * k + E * (tile - 1) when T is known.
+  std::optional<int64_t> t = shapes.get("T"), p = shapes.get("P");
+  if (t && p && *p != *t * getTopK() + e * (tile - 1))
+    return emitOpError() << "'sorted_slots' must have T * k + E * (tile - 1)"
+                            " = "
+                         << *t * getTopK() + e * (tile - 1)
+                         << " entries, got " << *p;
   return success();
 }
 
@@ -368,74 +402,100 @@ void RouteOp::getCanonicalizationPatterns(RewritePatternSet &results,
 // ExpertsOp
 //===----------------------------------------------------------------------===//
 
-LogicalResult ExpertsOp::verify() {
-  ShapeChecker shapes(*this);
-  if (failed(shapes.check("hidden", getHidden().getType(), {"T", "H"})) ||
-      failed(shapes.check("expert_ids", getExpertIds().getType(),
+/// The checks shared by moe.experts and moe.grouped_experts.
+template <typename OpTy>
+static LogicalResult verifyExpertFFNs(OpTy op, ShapeChecker &shapes) {
+  if (failed(shapes.check("hidden", op.getHidden().getType(), {"T", "H"})) ||
+      failed(shapes.check("expert_ids", op.getExpertIds().getType(),
                           {"T", "k"})) ||
-      failed(shapes.check("expert_weights", getExpertWeights().getType(),
+      failed(shapes.check("expert_weights", op.getExpertWeights().getType(),
                           {"T", "k"})) ||
-      failed(shapes.check("gate_weight", getGateWeight().getType(),
+      failed(shapes.check("gate_weight", op.getGateWeight().getType(),
                           {"E", "I", "H"})) ||
-      failed(shapes.check("up_weight", getUpWeight().getType(),
+      failed(shapes.check("up_weight", op.getUpWeight().getType(),
                           {"E", "I", "H"})) ||
-      failed(shapes.check("down_weight", getDownWeight().getType(),
+      failed(shapes.check("down_weight", op.getDownWeight().getType(),
                           {"E", "H", "I"})))
     return failure();
 
-  unsigned numBiases = (getGateBias() ? 1 : 0) + (getUpBias() ? 1 : 0) +
-                       (getDownBias() ? 1 : 0);
+  unsigned numBiases = (op.getGateBias() ? 1 : 0) + (op.getUpBias() ? 1 : 0) +
+                       (op.getDownBias() ? 1 : 0);
   if (numBiases != 0 && numBiases != 3)
-    return emitOpError("expert biases need 'gate_bias', 'up_bias' and "
+    return op.emitOpError("expert biases need 'gate_bias', 'up_bias' and "
                        "'down_bias' together");
   if (numBiases == 3 &&
-      (failed(shapes.check("gate_bias", getGateBias().getType(),
+      (failed(shapes.check("gate_bias", op.getGateBias().getType(),
                            {"E", "I"})) ||
-       failed(shapes.check("up_bias", getUpBias().getType(), {"E", "I"})) ||
-       failed(shapes.check("down_bias", getDownBias().getType(),
+       failed(shapes.check("up_bias", op.getUpBias().getType(), {"E", "I"})) ||
+       failed(shapes.check("down_bias", op.getDownBias().getType(),
                            {"E", "H"}))))
     return failure();
 
-  unsigned numShared = (getSharedGateWeight() ? 1 : 0) +
-                       (getSharedUpWeight() ? 1 : 0) +
-                       (getSharedDownWeight() ? 1 : 0);
+  unsigned numShared = (op.getSharedGateWeight() ? 1 : 0) +
+                       (op.getSharedUpWeight() ? 1 : 0) +
+                       (op.getSharedDownWeight() ? 1 : 0);
   if (numShared != 0 && numShared != 3)
-    return emitOpError("a shared expert needs 'shared_gate_weight', "
+    return op.emitOpError("a shared expert needs 'shared_gate_weight', "
                        "'shared_up_weight' and 'shared_down_weight' together");
   if (numShared == 3 &&
       (failed(shapes.check("shared_gate_weight",
-                           getSharedGateWeight().getType(), {"Is", "H"})) ||
-       failed(shapes.check("shared_up_weight", getSharedUpWeight().getType(),
+                           op.getSharedGateWeight().getType(), {"Is", "H"})) ||
+       failed(shapes.check("shared_up_weight", op.getSharedUpWeight().getType(),
                            {"Is", "H"})) ||
        failed(shapes.check("shared_down_weight",
-                           getSharedDownWeight().getType(), {"H", "Is"}))))
+                           op.getSharedDownWeight().getType(), {"H", "Is"}))))
     return failure();
-  if (getSharedExpertGate()) {
+  if (op.getSharedExpertGate()) {
     if (numShared == 0)
-      return emitOpError("'shared_expert_gate' needs a shared expert");
+      return op.emitOpError("'shared_expert_gate' needs a shared expert");
     if (failed(shapes.check("shared_expert_gate",
-                            getSharedExpertGate().getType(), {"1", "H"})))
+                            op.getSharedExpertGate().getType(), {"1", "H"})))
       return failure();
   }
 
-  double alpha = getAlpha().convertToDouble();
-  double limit = getLimit().convertToDouble();
-  double beta = getBeta().convertToDouble();
-  if (getActivation() == Activation::SwiGLU) {
+  double alpha = op.getAlpha().convertToDouble();
+  double limit = op.getLimit().convertToDouble();
+  double beta = op.getBeta().convertToDouble();
+  if (op.getActivation() == Activation::SwiGLU) {
     if (alpha != 1.702f || limit != 7.0 || beta != 1.0)
-      return emitOpError("'alpha', 'limit' and 'beta' only apply to "
+      return op.emitOpError("'alpha', 'limit' and 'beta' only apply to "
                          "activation swiglu_clamped");
     return success();
   }
   if (!isPositiveFinite(alpha))
-    return emitOpError() << "'alpha' must be a positive finite number, got "
+    return op.emitOpError() << "'alpha' must be a positive finite number, got "
                          << alpha;
   if (!isPositiveFinite(limit))
-    return emitOpError() << "'limit' must be a positive finite number, got "
+    return op.emitOpError() << "'limit' must be a positive finite number, got "
                          << limit;
   if (!std::isfinite(beta))
-    return emitOpError() << "'beta' must be finite, got " << beta;
+    return op.emitOpError() << "'beta' must be finite, got " << beta;
   return success();
+}
+
+LogicalResult ExpertsOp::verify() {
+  ShapeChecker shapes(*this);
+  return verifyExpertFFNs(*this, shapes);
+}
+
+LogicalResult GroupedExpertsOp::verify() {
+  ShapeChecker shapes(*this);
+  if (failed(verifyExpertFFNs(*this, shapes)))
+    return failure();
+  // I64Attr accessors are unsigned; the attributes are signed.
+  auto tile = static_cast<int64_t>(getTile());
+  auto gemvMaxTokens = static_cast<int64_t>(getGemvMaxTokens());
+  if (tile < 1)
+    return emitOpError() << "'tile' (" << tile << ") must be positive";
+  if (gemvMaxTokens < 0)
+    return emitOpError() << "'gemv_max_tokens' (" << gemvMaxTokens
+                         << ") must be non-negative";
+  int64_t e = getGateWeight().getType().getDimSize(0);
+  return failure(
+      failed(shapes.check("expert_offsets", getExpertOffsets().getType(),
+                          {ShapedType::isDynamic(e) ? std::string("E+1")
+                                                    : std::to_string(e + 1)})) ||
+      failed(shapes.check("sorted_slots", getSortedSlots().getType(), {"P"})));
 }
 
 //===----------------------------------------------------------------------===//

@@ -8,6 +8,12 @@
 #ifndef MOE_COMPILER_DRIVER_H
 #define MOE_COMPILER_DRIVER_H
 
+#include "llvm/ADT/SmallVector.h"
+#include "llvm/Support/Error.h"
+
+#include <optional>
+#include <string>
+
 namespace mlir {
 class OpPassManager;
 } // namespace mlir
@@ -28,8 +34,29 @@ enum class EmitStage {
   Artifact,
 };
 
-/// Adds the passes that take verified moe-dialect input to `stage`.
-void buildMoECompilePipeline(OpPassManager &pm, EmitStage stage);
+/// Which moe-level optimisations run (`moec -O0|-O1|-O2`, `--passes=`).
+struct MoEOptimizationOptions {
+  /// 0: none (the reference lowering of the imported ops); 1: fused
+  /// routing and grouped expert GEMMs; 2 (the default): also latent
+  /// attention absorption.
+  unsigned level = 2;
+  /// When set, exactly these passes (flags without the dash, in pipeline
+  /// order) instead of the level's; e.g. {"moe-absorb-mla"}.
+  std::optional<llvm::SmallVector<std::string>> passes;
+};
+
+/// The moe optimisation pass flags that `options` selects, in the order
+/// they run.
+llvm::SmallVector<std::string>
+getMoEOptimizationPasses(const MoEOptimizationOptions &options);
+
+/// Checks that every name in `options.passes` is a moe optimisation pass.
+llvm::Error verifyMoEOptimizationOptions(const MoEOptimizationOptions &options);
+
+/// Adds the passes that take verified moe-dialect input to `stage`,
+/// optimising as `options` says.
+void buildMoECompilePipeline(OpPassManager &pm, EmitStage stage,
+                             const MoEOptimizationOptions &options = {});
 
 /// Runs moec with its command line; returns the process exit code.
 int moecMain(int argc, char **argv);

@@ -1474,3 +1474,75 @@ func.func @stacked_weight_rank0() {
   %w = "moe.stacked_weight"() <{names = []}> : () -> tensor<f32>
   return
 }
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// moe.fused_route, moe.grouped_experts
+//===----------------------------------------------------------------------===//
+
+// fused_route shares moe.route's checks.
+func.func @fused_route_top_k(%x: tensor<?x64xf32>) {
+  %r = moe.weight "router" : tensor<8x64xf32>
+  // expected-error @+1 {{'top_k' (9) must be in [1, E = 8]}}
+  %i, %w, %o, %s = moe.fused_route %x, %r {top_k = 9 : i64, score = #moe.score<softmax>} : (tensor<?x64xf32>, tensor<8x64xf32>) -> (tensor<?x9xi32>, tensor<?x9xf32>, tensor<9xi32>, tensor<?xi32>)
+  return
+}
+
+// -----
+
+func.func @fused_route_tile(%x: tensor<?x64xf32>) {
+  %r = moe.weight "router" : tensor<8x64xf32>
+  // expected-error @+1 {{'tile' (0) must be positive}}
+  %i, %w, %o, %s = moe.fused_route %x, %r {top_k = 2 : i64, score = #moe.score<softmax>, tile = 0 : i64} : (tensor<?x64xf32>, tensor<8x64xf32>) -> (tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>, tensor<?xi32>)
+  return
+}
+
+// -----
+
+func.func @fused_route_offsets(%x: tensor<?x64xf32>) {
+  %r = moe.weight "router" : tensor<8x64xf32>
+  // expected-error @+1 {{'expert_offsets' dim 0 must be 9, got 8}}
+  %i, %w, %o, %s = moe.fused_route %x, %r {top_k = 2 : i64, score = #moe.score<softmax>} : (tensor<?x64xf32>, tensor<8x64xf32>) -> (tensor<?x2xi32>, tensor<?x2xf32>, tensor<8xi32>, tensor<?xi32>)
+  return
+}
+
+// -----
+
+func.func @fused_route_slots(%x: tensor<3x64xf32>) {
+  %r = moe.weight "router" : tensor<8x64xf32>
+  // expected-error @+1 {{'sorted_slots' must have T * k + E * (tile - 1) = 30 entries, got 6}}
+  %i, %w, %o, %s = moe.fused_route %x, %r {top_k = 2 : i64, score = #moe.score<softmax>, tile = 4 : i64} : (tensor<3x64xf32>, tensor<8x64xf32>) -> (tensor<3x2xi32>, tensor<3x2xf32>, tensor<9xi32>, tensor<6xi32>)
+  return
+}
+
+// -----
+
+// grouped_experts shares moe.experts' checks.
+func.func @grouped_experts_shapes(%x: tensor<?x64xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %o: tensor<9xi32>, %s: tensor<?xi32>) {
+  %g = moe.weight "g" : tensor<8x32x64xf32>
+  %d = moe.weight "d" : tensor<8x32x64xf32>
+  // expected-error @+1 {{'down_weight' dim 1 (H) is 32, but 'hidden' dim 1 gives H = 64}}
+  %y = moe.grouped_experts %x, %ids, %w permutation(%o, %s) experts(%g, %g, %d) : (tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>, tensor<?xi32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @grouped_experts_offsets(%x: tensor<?x64xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %o: tensor<4xi32>, %s: tensor<?xi32>) {
+  %g = moe.weight "g" : tensor<8x32x64xf32>
+  %d = moe.weight "d" : tensor<8x64x32xf32>
+  // expected-error @+1 {{'expert_offsets' dim 0 must be 9, got 4}}
+  %y = moe.grouped_experts %x, %ids, %w permutation(%o, %s) experts(%g, %g, %d) : (tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4xi32>, tensor<?xi32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @grouped_experts_tile(%x: tensor<?x64xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %o: tensor<9xi32>, %s: tensor<?xi32>) {
+  %g = moe.weight "g" : tensor<8x32x64xf32>
+  %d = moe.weight "d" : tensor<8x64x32xf32>
+  // expected-error @+1 {{'gemv_max_tokens' (-1) must be non-negative}}
+  %y = moe.grouped_experts %x, %ids, %w permutation(%o, %s) experts(%g, %g, %d) {gemv_max_tokens = -1 : i64} : (tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>, tensor<?xi32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>) -> tensor<?x64xf32>
+  return
+}

@@ -137,3 +137,18 @@ func.func @gpt_oss(%x: tensor<?x64xbf16>, %h: tensor<1x?x4x16xbf16>, %pos: tenso
   %o, %kc1, %vc1 = moe.attention %r, %k, %k cache(%kc, %kc) at %p sinks(%sinks) {scale = 0.25 : f32, sliding_window = 128 : i64} : (tensor<1x?x4x16xbf16>, tensor<1x?x2x16xbf16>, tensor<1x?x2x16xbf16>, tensor<1x64x2x16xbf16>, tensor<1x64x2x16xbf16>, tensor<1xi32>, tensor<4xbf16>) -> (tensor<1x?x4x16xbf16>, tensor<1x64x2x16xbf16>, tensor<1x64x2x16xbf16>)
   return %y, %n, %r, %o : tensor<?x64xbf16>, tensor<?x64xbf16>, tensor<1x?x4x16xbf16>, tensor<1x?x4x16xbf16>
 }
+
+// CHECK-LABEL: func.func @fused_route_and_grouped_experts
+func.func @fused_route_and_grouped_experts(%x: tensor<?x64xf32>, %b: tensor<8xf32>) -> tensor<?x64xf32> {
+  %r = moe.weight "router" : tensor<8x64xf32>
+  %g = moe.weight "g" : tensor<8x32x64xf32>
+  %d = moe.weight "d" : tensor<8x64x32xf32>
+  %sg = moe.weight "sg" : tensor<128x64xf32>
+  %sd = moe.weight "sd" : tensor<64x128xf32>
+  %gate = moe.weight "gate" : tensor<1x64xf32>
+  // CHECK: %[[I:.+]], %[[W:.+]], %[[O:.+]], %[[S:.+]] = moe.fused_route %{{.+}}, %{{.+}} bias(%{{.+}}) {n_group = 4 : i64, score = #moe.score<sigmoid>, tile = 4 : i64, top_k = 2 : i64, topk_group = 2 : i64} : (tensor<?x64xf32>, tensor<8x64xf32>, tensor<8xf32>) -> (tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>, tensor<?xi32>)
+  %ids, %w, %off, %slots = moe.fused_route %x, %r bias(%b) {top_k = 2 : i64, score = #moe.score<sigmoid>, n_group = 4 : i64, topk_group = 2 : i64, tile = 4 : i64} : (tensor<?x64xf32>, tensor<8x64xf32>, tensor<8xf32>) -> (tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>, tensor<?xi32>)
+  // CHECK: moe.grouped_experts %{{.+}}, %[[I]], %[[W]] permutation(%[[O]], %[[S]]) experts(%{{.+}}, %{{.+}}, %{{.+}}) shared(%{{.+}}, %{{.+}}, %{{.+}}) shared_gate(%{{.+}}) {gemv_max_tokens = 8 : i64, tile = 4 : i64}
+  %y = moe.grouped_experts %x, %ids, %w permutation(%off, %slots) experts(%g, %g, %d) shared(%sg, %sg, %sd) shared_gate(%gate) {tile = 4 : i64, gemv_max_tokens = 8 : i64} : (tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>, tensor<?xi32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>, tensor<128x64xf32>, tensor<128x64xf32>, tensor<64x128xf32>, tensor<1x64xf32>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}

@@ -106,3 +106,43 @@ func.func @clamped_with_shared(%x: tensor<2x8xf32>, %ids: tensor<2x1xi32>, %w: t
   %y = moe.experts %x, %ids, %w experts(%g, %g, %d) shared(%sg, %sg, %sd) {activation = #moe.act<swiglu_clamped>} : (tensor<2x8xf32>, tensor<2x1xi32>, tensor<2x1xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x8x4xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<8x4xf32>) -> tensor<2x8xf32>
   return %y : tensor<2x8xf32>
 }
+
+// -----
+
+// The fused router is one token loop that computes its own logits (no
+// linalg.matmul), then the permutation: per-expert counts, offsets padded
+// to the tile (ceildiv), slots initialised to -1 and scattered.
+// CHECK-LABEL: func.func @fused_route
+// CHECK-NOT: linalg.matmul
+// CHECK: scf.for
+// CHECK: arith.ceildivui %{{.+}}, %c4
+// CHECK: linalg.fill ins(%c-1_i32 : i32)
+// CHECK-NOT: moe.fused_route
+// CHECK: return %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}} : tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>, tensor<?xi32>
+func.func @fused_route(%x: tensor<?x16xf32>, %g: tensor<8x16xf32>) -> (tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>, tensor<?xi32>) {
+  %i, %w, %o, %s = moe.fused_route %x, %g {top_k = 2 : i64, score = #moe.score<softmax>, tile = 4 : i64} : (tensor<?x16xf32>, tensor<8x16xf32>) -> (tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>, tensor<?xi32>)
+  return %i, %w, %o, %s : tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>, tensor<?xi32>
+}
+
+// -----
+
+// Grouped experts choose their form on the token count at run time: up to
+// gemv_max_tokens tokens gather their experts' weights per token, more
+// run tiles of the permutation (step = tile) for each expert, then the
+// shared expert's tiles over all tokens.
+// CHECK-LABEL: func.func @grouped_experts
+// CHECK: %[[MAX:.+]] = arith.constant 2 : index
+// CHECK: %[[FEW:.+]] = arith.cmpi ule, %{{.+}}, %[[MAX]]
+// CHECK: scf.if %[[FEW]]
+// CHECK: } else {
+// CHECK: %[[E:.+]] = arith.constant 8 : index
+// CHECK: scf.for %{{.+}} = %{{.+}} to %[[E]] step
+// CHECK: %[[TILE:.+]] = arith.constant 4 : index
+// CHECK: scf.for %{{.+}} = %{{.+}} to %{{.+}} step %[[TILE]]
+// CHECK: %[[TILE2:.+]] = arith.constant 4 : index
+// CHECK: scf.for %{{.+}} = %{{.+}} to %{{.+}} step %[[TILE2]]
+// CHECK-NOT: moe.grouped_experts
+func.func @grouped_experts(%x: tensor<?x16xbf16>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %off: tensor<9xi32>, %slots: tensor<?xi32>, %g: tensor<8x8x16xbf16>, %d: tensor<8x16x8xbf16>, %sg: tensor<32x16xbf16>, %sd: tensor<16x32xbf16>) -> tensor<?x16xbf16> {
+  %y = moe.grouped_experts %x, %ids, %w permutation(%off, %slots) experts(%g, %g, %d) shared(%sg, %sg, %sd) {tile = 4 : i64, gemv_max_tokens = 2 : i64} : (tensor<?x16xbf16>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>, tensor<?xi32>, tensor<8x8x16xbf16>, tensor<8x8x16xbf16>, tensor<8x16x8xbf16>, tensor<32x16xbf16>, tensor<32x16xbf16>, tensor<16x32xbf16>) -> tensor<?x16xbf16>
+  return %y : tensor<?x16xbf16>
+}

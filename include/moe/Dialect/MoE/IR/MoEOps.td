@@ -180,6 +180,26 @@ def MoE_RopeOp : MoE_Op<"rope", [Pure, AllTypesMatch<["input", "result"]>]> {
 // moe.route
 //===----------------------------------------------------------------------===//
 
+// The router's operands and attributes, shared by moe.route and
+// moe.fused_route.
+defvar MoE_RouteArgs = (ins
+    MoE_FloatTensor:$hidden,
+    MoE_FloatTensor:$gate_weight,
+    Optional<MoE_F32Tensor>:$selection_bias,
+    Optional<MoE_F32Tensor>:$logit_bias,
+    I64Attr:$top_k,
+    MoE_ScoreFuncAttr:$score,
+    DefaultValuedAttr<MoE_RouteOrderAttr,
+        "::mlir::moe::RouteOrder::ScoreThenTopK">:$order,
+    DefaultValuedAttr<I64Attr, "1">:$n_group,
+    DefaultValuedAttr<I64Attr, "1">:$topk_group,
+    DefaultValuedAttr<MoE_GroupScoreAttr,
+        "::mlir::moe::GroupScore::Max">:$group_score,
+    DefaultValuedAttr<MoE_RenormAttr, "::mlir::moe::Renorm::None">:$renorm,
+    DefaultValuedAttr<F32Attr, "0.0f">:$renorm_eps,
+    DefaultValuedAttr<F32Attr, "1.0f">:$scaling_factor
+);
+
 def MoE_RouteOp : MoE_Op<"route", [Pure, AttrSizedOperandSegments]> {
   let summary = "token-to-expert routing";
   let description = [{
@@ -220,23 +240,7 @@ def MoE_RouteOp : MoE_Op<"route", [Pure, AttrSizedOperandSegments]> {
         -> (tensor<?x8xi32>, tensor<?x8xf32>)
     ```
   }];
-  let arguments = (ins
-    MoE_FloatTensor:$hidden,
-    MoE_FloatTensor:$gate_weight,
-    Optional<MoE_F32Tensor>:$selection_bias,
-    Optional<MoE_F32Tensor>:$logit_bias,
-    I64Attr:$top_k,
-    MoE_ScoreFuncAttr:$score,
-    DefaultValuedAttr<MoE_RouteOrderAttr,
-        "::mlir::moe::RouteOrder::ScoreThenTopK">:$order,
-    DefaultValuedAttr<I64Attr, "1">:$n_group,
-    DefaultValuedAttr<I64Attr, "1">:$topk_group,
-    DefaultValuedAttr<MoE_GroupScoreAttr,
-        "::mlir::moe::GroupScore::Max">:$group_score,
-    DefaultValuedAttr<MoE_RenormAttr, "::mlir::moe::Renorm::None">:$renorm,
-    DefaultValuedAttr<F32Attr, "0.0f">:$renorm_eps,
-    DefaultValuedAttr<F32Attr, "1.0f">:$scaling_factor
-  );
+  let arguments = MoE_RouteArgs;
   let results = (outs MoE_I32Tensor:$expert_ids,
                       MoE_F32Tensor:$expert_weights);
   let assemblyFormat = [{
@@ -255,6 +259,30 @@ def MoE_RouteOp : MoE_Op<"route", [Pure, AttrSizedOperandSegments]> {
 //===----------------------------------------------------------------------===//
 // moe.experts
 //===----------------------------------------------------------------------===//
+
+// The expert FFN weights and activation, shared by moe.experts and
+// moe.grouped_experts (which adds the routing permutation).
+defvar MoE_ExpertWeightArgs = (ins
+    MoE_FloatTensor:$gate_weight,
+    MoE_FloatTensor:$up_weight,
+    MoE_FloatTensor:$down_weight,
+    Optional<MoE_FloatTensor>:$gate_bias,
+    Optional<MoE_FloatTensor>:$up_bias,
+    Optional<MoE_FloatTensor>:$down_bias,
+    Optional<MoE_FloatTensor>:$shared_gate_weight,
+    Optional<MoE_FloatTensor>:$shared_up_weight,
+    Optional<MoE_FloatTensor>:$shared_down_weight,
+    Optional<MoE_FloatTensor>:$shared_expert_gate,
+    DefaultValuedAttr<MoE_ActivationAttr,
+        "::mlir::moe::Activation::SwiGLU">:$activation,
+    DefaultValuedAttr<F32Attr, "1.702f">:$alpha,
+    DefaultValuedAttr<F32Attr, "7.0f">:$limit,
+    DefaultValuedAttr<F32Attr, "1.0f">:$beta
+);
+defvar MoE_ExpertsArgs = !con((ins
+    MoE_FloatTensor:$hidden,
+    MoE_I32Tensor:$expert_ids,
+    MoE_F32Tensor:$expert_weights), MoE_ExpertWeightArgs);
 
 def MoE_ExpertsOp : MoE_Op<"experts", [Pure, AttrSizedOperandSegments,
     AllTypesMatch<["hidden", "result"]>]> {
@@ -297,26 +325,7 @@ def MoE_ExpertsOp : MoE_Op<"experts", [Pure, AttrSizedOperandSegments,
            tensor<1x64xf32>) -> tensor<?x64xf32>
     ```
   }];
-  let arguments = (ins
-    MoE_FloatTensor:$hidden,
-    MoE_I32Tensor:$expert_ids,
-    MoE_F32Tensor:$expert_weights,
-    MoE_FloatTensor:$gate_weight,
-    MoE_FloatTensor:$up_weight,
-    MoE_FloatTensor:$down_weight,
-    Optional<MoE_FloatTensor>:$gate_bias,
-    Optional<MoE_FloatTensor>:$up_bias,
-    Optional<MoE_FloatTensor>:$down_bias,
-    Optional<MoE_FloatTensor>:$shared_gate_weight,
-    Optional<MoE_FloatTensor>:$shared_up_weight,
-    Optional<MoE_FloatTensor>:$shared_down_weight,
-    Optional<MoE_FloatTensor>:$shared_expert_gate,
-    DefaultValuedAttr<MoE_ActivationAttr,
-        "::mlir::moe::Activation::SwiGLU">:$activation,
-    DefaultValuedAttr<F32Attr, "1.702f">:$alpha,
-    DefaultValuedAttr<F32Attr, "7.0f">:$limit,
-    DefaultValuedAttr<F32Attr, "1.0f">:$beta
-  );
+  let arguments = MoE_ExpertsArgs;
   let results = (outs MoE_FloatTensor:$result);
   let assemblyFormat = [{
     $hidden `,` $expert_ids `,` $expert_weights
@@ -332,6 +341,114 @@ def MoE_ExpertsOp : MoE_Op<"experts", [Pure, AttrSizedOperandSegments,
     /// True when a shared expert is present.
     bool hasSharedExpert() { return getSharedGateWeight() != nullptr; }
   }];
+}
+
+//===----------------------------------------------------------------------===//
+// moe.fused_route, moe.grouped_experts: the kernel-level MoE ops
+//===----------------------------------------------------------------------===//
+
+def MoE_FusedRouteOp : MoE_Op<"fused_route", [Pure, AttrSizedOperandSegments]> {
+  let summary = "routing as one kernel, with the expert-sorted permutation";
+  let description = [{
+    Computes exactly what `moe.route` computes (same operands, attributes
+    and `expert_ids`/`expert_weights`), in one kernel that also groups the
+    `T * k` routed (token, slot) pairs by expert, so that the expert GEMMs
+    can run over contiguous rows with no host round-trip:
+
+    - `expert_offsets` `[E + 1]` i32: expert `e`'s rows are
+      `sorted_slots[expert_offsets[e] : expert_offsets[e + 1]]`; each
+      segment's length is rounded up to a multiple of `tile`, so every
+      segment starts on a tile boundary.
+    - `sorted_slots` `[T * k + E * (tile - 1)]` i32: the slot `t * k + j`
+      of each pair routed to the expert, in increasing order, then `-1` for
+      the padding of the segment; entries past `expert_offsets[E]` are `-1`.
+
+    The size of `sorted_slots` is a function of `T` alone, so the kernel
+    needs no dynamic allocation. `-moe-fuse-routing` creates this op from
+    `moe.route`; it is not meant to be written by hand.
+
+    Example:
+
+    ```mlir
+    %ids, %w, %off, %slots = moe.fused_route %x, %gate bias(%b)
+        {top_k = 2 : i64, score = #moe.score<sigmoid>, tile = 4 : i64}
+        : (tensor<?x64xf32>, tensor<8x64xf32>, tensor<8xf32>)
+        -> (tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>, tensor<?xi32>)
+    ```
+  }];
+  let arguments = !con(MoE_RouteArgs, (ins
+      DefaultValuedAttr<I64Attr, "16">:$tile));
+  let results = (outs MoE_I32Tensor:$expert_ids,
+                      MoE_F32Tensor:$expert_weights,
+                      MoE_I32Tensor:$expert_offsets,
+                      MoE_I32Tensor:$sorted_slots);
+  let assemblyFormat = [{
+    $hidden `,` $gate_weight (`bias` `(` $selection_bias^ `)`)?
+    (`logit_bias` `(` $logit_bias^ `)`)? attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The number of routed experts E (the gate weight's static dim 0).
+    int64_t getNumExperts();
+  }];
+}
+
+def MoE_GroupedExpertsOp : MoE_Op<"grouped_experts", [Pure,
+    AttrSizedOperandSegments, AllTypesMatch<["hidden", "result"]>]> {
+  let summary = "expert FFNs as fused grouped GEMMs over a routing permutation";
+  let description = [{
+    Computes exactly what `moe.experts` computes, organised as the kernels
+    that run it:
+
+    - *Grouped GEMM* (more than `gemv_max_tokens` tokens): for each expert,
+      the rows `sorted_slots[expert_offsets[e] : expert_offsets[e + 1]]`
+      (from `moe.fused_route`; `-1` entries are padding) are processed
+      `tile` at a time. One GEMM computes the gate and up projections
+      together with the activation in its epilogue, so each weight element
+      is read once per tile; the down projection's epilogue scales each row
+      by its routing weight and adds it into the token's output row. The
+      shared expert is one more group over all tokens in the same loop,
+      always selected, with weight one or `sigmoid(shared_gate * x)`.
+    - *Gather GEMV* (at most `gemv_max_tokens` tokens, i.e. decode): each
+      token reads the weights of its `k` experts directly; no permutation
+      is read.
+
+    The choice is made at run time on `T`, so one function serves prefill
+    and decode. Operands after the permutation are those of `moe.experts`.
+    `-moe-fuse-experts` creates this op; it is not meant to be written by
+    hand.
+
+    Example:
+
+    ```mlir
+    %y = moe.grouped_experts %x, %ids, %w permutation(%off, %slots)
+        experts(%g, %u, %d) {tile = 4 : i64, gemv_max_tokens = 4 : i64}
+        : (tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>,
+           tensor<?xi32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>,
+           tensor<8x64x32xf32>) -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = !con((ins
+      MoE_FloatTensor:$hidden,
+      MoE_I32Tensor:$expert_ids,
+      MoE_F32Tensor:$expert_weights,
+      MoE_I32Tensor:$expert_offsets,
+      MoE_I32Tensor:$sorted_slots), MoE_ExpertWeightArgs, (ins
+      DefaultValuedAttr<I64Attr, "16">:$tile,
+      DefaultValuedAttr<I64Attr, "4">:$gemv_max_tokens));
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $hidden `,` $expert_ids `,` $expert_weights
+    `permutation` `(` $expert_offsets `,` $sorted_slots `)`
+    `experts` `(` $gate_weight `,` $up_weight `,` $down_weight `)`
+    (`biases` `(` $gate_bias^ `,` $up_bias `,` $down_bias `)`)?
+    (`shared` `(` $shared_gate_weight^ `,` $shared_up_weight `,`
+        $shared_down_weight `)`)?
+    (`shared_gate` `(` $shared_expert_gate^ `)`)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
 }
 
 //===----------------------------------------------------------------------===//

@@ -66,4 +66,100 @@ def MoEExternalizeWeightsPass : Pass<"moe-externalize-weights", "ModuleOp"> {
   ];
 }
 
+//===----------------------------------------------------------------------===//
+// Optimisations (moec -O1 and -O2)
+//===----------------------------------------------------------------------===//
+
+def MoEFuseRoutingPass : Pass<"moe-fuse-routing", "ModuleOp"> {
+  let summary = "Fuse the router into one kernel that also sorts tokens by expert";
+  let description = [{
+    Rewrites each `moe.route` that feeds a `moe.experts` into
+    `moe.fused_route`: the router GEMV, scoring, group selection, top-k,
+    renormalisation and scaling run as one kernel per token, which also
+    produces the expert-sorted permutation of the routed (token, slot)
+    pairs (per-expert offsets, each segment padded to `tile` rows) that the
+    grouped expert GEMMs of `-moe-fuse-experts` consume. The permutation has
+    a size fixed by the token count, so the kernel allocates nothing
+    dynamically and nothing returns to the host between routing and the
+    experts.
+
+    A `moe.route` without a `moe.experts` user is left alone: nothing would
+    read the permutation.
+
+    Example:
+
+    ```mlir
+    %ids, %w = moe.route %x, %g {top_k = 2 : i64, score = #moe.score<softmax>}
+        : (tensor<?x64xf32>, tensor<8x64xf32>) -> (tensor<?x2xi32>, tensor<?x2xf32>)
+    // becomes
+    %ids, %w, %offsets, %slots = moe.fused_route %x, %g
+        {top_k = 2 : i64, score = #moe.score<softmax>, tile = 16 : i64}
+        : (tensor<?x64xf32>, tensor<8x64xf32>)
+        -> (tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>, tensor<?xi32>)
+    ```
+  }];
+  let options = [
+    Option<"tile", "tile", "int64_t", /*default=*/"16",
+           "Rows per grouped-GEMM tile; each expert's segment of the "
+           "permutation is padded to a multiple of it">
+  ];
+}
+
+def MoEFuseExpertsPass : Pass<"moe-fuse-experts", "ModuleOp"> {
+  let summary = "Run routed and shared experts as fused grouped GEMMs";
+  let description = [{
+    Rewrites each `moe.experts` whose routing comes from a
+    `moe.fused_route` into `moe.grouped_experts` over that op's
+    permutation. Its lowering runs, for more than `gemv-max-tokens` tokens,
+    one grouped GEMM for the gate and up projections with the SwiGLU in its
+    epilogue and one for the down projection with the routing-weight
+    scaling and the scatter-add combine in its epilogue; the shared expert
+    (sigmoid-gated for Qwen2-MoE) is one more, always-selected group of the
+    same GEMMs. For at most `gemv-max-tokens` tokens (decode), it gathers
+    each token's experts and runs GEMVs instead. The choice is made at run
+    time, so one layer function serves prefill and decode.
+
+    A `moe.experts` fed by a plain `moe.route` (or by anything else) is left
+    alone: there is no permutation to group by. Run `-moe-fuse-routing`
+    first.
+  }];
+  let options = [
+    Option<"gemvMaxTokens", "gemv-max-tokens", "int64_t", /*default=*/"4",
+           "Largest token count that takes the gather-GEMV path">
+  ];
+}
+
+def MoEAbsorbMLAPass : Pass<"moe-absorb-mla", "ModuleOp"> {
+  let summary = "Use the weight-absorbed latent attention where it is cheaper";
+  let description = [{
+    Rewrites `moe.mla` so that steps with few new tokens (decode) run
+    `moe.mla_absorbed` and long prefills keep the naive form. The absorbed
+    form folds `W_UK` into the query and applies `W_UV` after attention, so
+    it never expands the latent cache; the naive form expands every cached
+    latent once, which pays off when many queries share it. Per step of
+    `S` new tokens over `L` cached rows (N heads, R = kv_lora_rank, Dn, Dr,
+    Dv the head dims), counting multiply-adds:
+
+    ```
+    naive     = L*N*R*(Dn+Dv) + S*L*N*(Dn+Dr+Dv)
+    absorbed  = S*N*R*(Dn+Dv) + S*L*N*(2R+Dr)
+    ```
+
+    For `L >= S` the absorbed form is cheaper while
+    `S < R*(Dn+Dv) / (2R - Dn - Dv)` (always, when the denominator is not
+    positive); for DeepSeek-V3 that is `S < 170`. With a static `S` the pass
+    picks one form; with a dynamic `S` it emits both behind an `scf.if` on
+    `S`. `W_UK` and `W_UV` are the per-head row blocks of `kv_b_weight`,
+    taken as views (no copy): absorbing needs no new weights.
+    `max-absorbed-tokens` overrides the threshold (-1: the cost model).
+  }];
+  let options = [
+    Option<"maxAbsorbedTokens", "max-absorbed-tokens", "int64_t",
+           /*default=*/"-1",
+           "Largest S that runs the absorbed form (-1: from the cost model)">
+  ];
+  let dependentDialects = ["::mlir::scf::SCFDialect",
+                           "::mlir::tensor::TensorDialect"];
+}
+
 #endif // MOE_DIALECT_MOE_TRANSFORMS_PASSES_TD
