@@ -58,6 +58,8 @@ const OptimizationPass kOptimizationPasses[] = {
     {"moe-fuse-routing", 1, [] { return createMoEFuseRoutingPass(); }},
     {"moe-fuse-experts", 1, [] { return createMoEFuseExpertsPass(); }},
     {"moe-absorb-mla", 2, [] { return createMoEAbsorbMLAPass(); }},
+    {"moe-fuse-norm-rope-residual", 2,
+     [] { return createMoEFuseNormRopeResidualPass(); }},
 };
 } // namespace
 
@@ -219,8 +221,8 @@ struct MoecOptions {
       "O",
       llvm::cl::desc("Optimisation level: -O0 (none: the reference lowering "
                      "of each moe op), -O1 (fused routing and grouped "
-                     "expert GEMMs), -O2 (also latent-attention absorption; "
-                     "the default)"),
+                     "expert GEMMs), -O2 (also latent-attention absorption "
+                     "and norm/RoPE/residual fusion; the default)"),
       llvm::cl::Prefix, llvm::cl::value_desc("0|1|2"), llvm::cl::init('2'),
       llvm::cl::cat(category)};
   llvm::cl::list<std::string> passes{

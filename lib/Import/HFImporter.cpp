@@ -11,7 +11,6 @@
 #include "moe/Import/HFImporter.h"
 
 #include "moe/Dialect/MoE/IR/MoE.h"
-#include "moe/Dialect/MoE/IR/MoEUtils.h"
 #include "moe/Import/HFConfig.h"
 #include "moe/Import/SafeTensors.h"
 
@@ -99,33 +98,12 @@ public:
   /// `resultType`.
   Value linear(Value x, Value w, Value bias, Type resultType) {
     auto wType = cast<RankedTensorType>(w.getType());
-    int64_t n = wType.getDimSize(0);
-    Value acc = zeros({OpFoldResult(dim(x, 0)), b.getIndexAttr(n)},
-                      b.getF32Type());
-    Value y = createMatmulTransposeB(b, loc, x, w, acc);
-    if (bias)
-      y = addRowBroadcast(y, castTo(bias, b.getF32Type()));
-    return castTo(y, resultType);
-  }
-
-  /// `y [T, N] + bias [N]` broadcast over rows.
-  Value addRowBroadcast(Value y, Value bias) {
-    MLIRContext *ctx = b.getContext();
-    AffineExpr i, j;
-    bindDims(ctx, i, j);
-    auto id = AffineMap::get(2, 0, {i, j}, ctx);
-    auto row = AffineMap::get(2, 0, {j}, ctx);
-    return linalg::GenericOp::create(
-               b, loc, TypeRange{y.getType()}, ValueRange{y, bias},
-               ValueRange{y}, llvm::ArrayRef<AffineMap>{id, row, id},
-               llvm::ArrayRef<utils::IteratorType>{
-                   utils::IteratorType::parallel,
-                   utils::IteratorType::parallel},
-               [&](OpBuilder &nb, Location nl, ValueRange args) {
-                 Value s = arith::AddFOp::create(nb, nl, args[0], args[1]);
-                 linalg::YieldOp::create(nb, nl, s);
-               })
-        .getResult(0);
+    auto xType = cast<RankedTensorType>(x.getType());
+    auto type = RankedTensorType::get(
+        {xType.getDimSize(0), wType.getDimSize(0)}, resultType);
+    return LinearOp::create(b, loc, type, x, w, bias, /*norm_weight=*/Value(),
+                            /*residual=*/Value(), /*norm_eps=*/FloatAttr(),
+                            /*norm_weight_in_f32=*/UnitAttr());
   }
 
   /// `silu(gate) * up`, computed in f32, in the inputs' element type.
@@ -745,8 +723,9 @@ void Importer::emitLayerBody(int64_t layer, Emitter &e, Value h,
     auto attn = AttentionOp::create(
         b, loc, q4.getType(), caches[0].getType(), caches[1].getType(), q4,
         k4, v4, caches[0], caches[1], start, /*sinks=*/Value(),
-        b.getF32FloatAttr(1.0 / std::sqrt(double(d))),
-        b.getI64IntegerAttr(cfg.slidingWindow[layer]));
+        /*positions=*/Value(), b.getF32FloatAttr(1.0 / std::sqrt(double(d))),
+        b.getI64IntegerAttr(cfg.slidingWindow[layer]),
+        /*rope_style=*/RopeStyleAttr(), /*rope=*/RopeAttr());
     newCaches.push_back(attn.getNewKeyCache());
     newCaches.push_back(attn.getNewValueCache());
     attnOut = e.collapse(attn.getResult(), {{0, 1}, {2, 3}});

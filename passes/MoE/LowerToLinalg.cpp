@@ -233,6 +233,188 @@ struct LowerRMSNorm : OpRewritePattern<RMSNormOp> {
   }
 };
 
+/// moe.linear: with a norm prologue, one pass over the input for the
+/// per-row RMS statistics, then one contraction that normalises each input
+/// element as it reads it (so the normalised rows are never stored); the
+/// epilogue (bias, cast, residual) is one elementwise op. Rounding follows
+/// moe.rms_norm and a separate residual addf step by step, so fusing
+/// changes no bit.
+struct LowerLinear : OpRewritePattern<LinearOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(LinearOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Emit e{rewriter, loc};
+    MLIRContext *ctx = rewriter.getContext();
+    Value x = op.getInput(), w = op.getWeight();
+    auto resultType = cast<RankedTensorType>(op.getResult().getType());
+    Type et = resultType.getElementType();
+    Type xt = cast<RankedTensorType>(x.getType()).getElementType();
+    int64_t n = cast<RankedTensorType>(w.getType()).getDimSize(0);
+    int64_t k = cast<RankedTensorType>(w.getType()).getDimSize(1);
+    OpFoldResult tokens = tensor::getMixedSize(rewriter, loc, x, 0);
+    Value acc = e.filled({tokens, rewriter.getIndexAttr(n)}, e.f32(), e.f(0.0));
+    AffineExpr t, o, r;
+    bindDims(ctx, t, o, r);
+    auto map = [&](llvm::ArrayRef<AffineExpr> exprs, unsigned dims) {
+      return AffineMap::get(dims, 0, exprs, ctx);
+    };
+
+    if (Value normWeight = op.getNormWeight()) {
+      // inv[t] = rsqrt(mean(x[t]^2) + eps), in f32.
+      Value zeros = e.filled({tokens}, e.f32(), e.f(0.0));
+      Value sumSq =
+          linalg::GenericOp::create(
+              rewriter, loc, TypeRange{zeros.getType()}, ValueRange{x},
+              ValueRange{zeros},
+              llvm::ArrayRef<AffineMap>{map({t, o}, 2), map({t}, 2)},
+              llvm::ArrayRef<utils::IteratorType>{
+                  utils::IteratorType::parallel,
+                  utils::IteratorType::reduction},
+              [&](OpBuilder &nb, Location nl, ValueRange args) {
+                Emit s{nb, nl};
+                Value v = s.toF32(args[0]);
+                linalg::YieldOp::create(nb, nl, s.add(args[1], s.mul(v, v)));
+              })
+              .getResult(0);
+      double eps = op.getNormEpsAttr().getValueAsDouble();
+      bool weightInF32 = op.getNormWeightInF32();
+      acc = linalg::GenericOp::create(
+                rewriter, loc, TypeRange{acc.getType()},
+                ValueRange{x, sumSq, normWeight, w}, ValueRange{acc},
+                llvm::ArrayRef<AffineMap>{map({t, r}, 3), map({t}, 3),
+                                          map({r}, 3), map({o, r}, 3),
+                                          map({t, o}, 3)},
+                llvm::ArrayRef<utils::IteratorType>{
+                    utils::IteratorType::parallel,
+                    utils::IteratorType::parallel,
+                    utils::IteratorType::reduction},
+                [&](OpBuilder &nb, Location nl, ValueRange args) {
+                  Emit s{nb, nl};
+                  // The prologue: moe.rms_norm's arithmetic on one element.
+                  Value mean = s.div(args[1], s.f(static_cast<double>(k)));
+                  Value inv =
+                      math::RsqrtOp::create(nb, nl, s.add(mean, s.f(eps)));
+                  Value normed = s.mul(s.toF32(args[0]), inv);
+                  Value xn;
+                  if (weightInF32) {
+                    xn = s.fromF32(s.mul(normed, s.toF32(args[2])), xt);
+                  } else {
+                    Value nw = s.fromF32(s.toF32(args[2]), xt);
+                    xn = arith::MulFOp::create(nb, nl, s.fromF32(normed, xt),
+                                               nw);
+                  }
+                  linalg::YieldOp::create(
+                      nb, nl,
+                      s.add(args[4], s.mul(s.toF32(xn), s.toF32(args[3]))));
+                })
+                .getResult(0);
+    } else {
+      acc = createMatmulTransposeB(rewriter, loc, x, w, acc);
+    }
+
+    // The epilogue: bias in f32, the cast, the residual in the result type.
+    Value bias = op.getBias(), residual = op.getResidual();
+    if (!bias && !residual && et == e.f32()) {
+      rewriter.replaceOp(op, acc);
+      return success();
+    }
+    llvm::SmallVector<Value> ins = {acc};
+    llvm::SmallVector<AffineMap> maps = {map({t, o}, 2)};
+    if (bias) {
+      ins.push_back(bias);
+      maps.push_back(map({o}, 2));
+    }
+    maps.push_back(map({t, o}, 2));
+    // The sum is written over the residual, so that a residual stream that
+    // is not read again is updated in place.
+    Value init = residual ? residual : e.empty(acc, et);
+    Value result =
+        linalg::GenericOp::create(
+            rewriter, loc, TypeRange{resultType}, ins, ValueRange{init}, maps,
+            llvm::ArrayRef<utils::IteratorType>{utils::IteratorType::parallel,
+                                                utils::IteratorType::parallel},
+            [&](OpBuilder &nb, Location nl, ValueRange args) {
+              Emit s{nb, nl};
+              Value v = args[0];
+              if (bias)
+                v = s.add(v, s.toF32(args[1]));
+              v = s.fromF32(v, et);
+              if (residual)
+                v = s.fromF32(s.add(s.toF32(v), s.toF32(args.back())), et);
+              linalg::YieldOp::create(nb, nl, v);
+            })
+            .getResult(0);
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+/// moe.rope's arithmetic on one element, shared by moe.rope and the rope
+/// prologue of moe.attention.
+struct RopeEmitter {
+  Value freqs;
+  double attentionFactor;
+  bool interleaved;
+  int64_t rotated;
+  Type et;
+
+  RopeEmitter(Emit &e, RopeAttr rope, RopeStyle style, int64_t rotated,
+              Type et)
+      : interleaved(style == RopeStyle::Interleaved), rotated(rotated),
+        et(et) {
+    ::moe::RopeTable table = ::moe::computeRopeTable(rope.getParams(), rotated);
+    // transformers builds the table in f32.
+    llvm::SmallVector<float> invFreq(table.invFreq.begin(),
+                                     table.invFreq.end());
+    auto tableType = RankedTensorType::get(
+        {static_cast<int64_t>(invFreq.size())}, e.f32());
+    freqs = arith::ConstantOp::create(
+        e.b, e.loc,
+        DenseElementsAttr::get(tableType, llvm::ArrayRef<float>(invFreq)));
+    attentionFactor = static_cast<float>(table.attentionFactor);
+  }
+
+  /// Element `d` of head `x[b, s, h, :]` rotated for integer position
+  /// `pos`, in `et` like moe.rope's result.
+  Value rotate(Emit &s, Value x, Value b, Value t, Value h, Value d,
+               Value pos) const {
+    OpBuilder &nb = s.b;
+    Location nl = s.loc;
+    int64_t half = rotated / 2;
+    Value inRange = s.cmpi(arith::CmpIPredicate::slt, d, s.index(rotated));
+    Value pair, partner, negate;
+    if (interleaved) {
+      pair = arith::DivUIOp::create(nb, nl, d, s.index(2));
+      Value odd = s.cmpi(arith::CmpIPredicate::ne,
+                         arith::RemUIOp::create(nb, nl, d, s.index(2)),
+                         s.index(0));
+      partner = s.select(odd, arith::SubIOp::create(nb, nl, d, s.index(1)),
+                         s.addi(d, s.index(1)));
+      negate = arith::XOrIOp::create(
+          nb, nl, odd, arith::ConstantOp::create(nb, nl, nb.getBoolAttr(true)));
+    } else {
+      negate = s.cmpi(arith::CmpIPredicate::slt, d, s.index(half));
+      pair = s.select(negate, d, arith::SubIOp::create(nb, nl, d, s.index(half)));
+      partner = s.select(negate, s.addi(d, s.index(half)),
+                         arith::SubIOp::create(nb, nl, d, s.index(half)));
+    }
+    // Elements past the rotated part pass through.
+    pair = s.select(inRange, pair, s.index(0));
+    partner = s.select(inRange, partner, d);
+    Value p = arith::SIToFPOp::create(nb, nl, s.f32(), pos);
+    Value angle = s.mul(p, s.extract(freqs, {pair}));
+    Value c = s.mul(math::CosOp::create(nb, nl, angle), s.f(attentionFactor));
+    Value sn = s.mul(math::SinOp::create(nb, nl, angle), s.f(attentionFactor));
+    Value self = s.extractF32(x, {b, t, h, d});
+    Value other = s.extractF32(x, {b, t, h, partner});
+    Value rot = s.select(negate, arith::NegFOp::create(nb, nl, other), other);
+    Value r = s.add(s.mul(self, c), s.mul(rot, sn));
+    r = s.select(inRange, r, self);
+    return s.fromF32(r, et);
+  }
+};
+
 struct LowerRope : OpRewritePattern<RopeOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(RopeOp op,
@@ -240,24 +422,12 @@ struct LowerRope : OpRewritePattern<RopeOp> {
     Location loc = op.getLoc();
     Emit e{rewriter, loc};
     auto type = cast<RankedTensorType>(op.getType());
-    int64_t rotated = op.getRotatedDim();
-    ::moe::RopeTable table =
-        ::moe::computeRopeTable(op.getRope().getParams(), rotated);
-    // transformers builds the table in f32.
-    llvm::SmallVector<float> invFreq(table.invFreq.begin(), table.invFreq.end());
-    auto tableType = RankedTensorType::get(
-        {static_cast<int64_t>(invFreq.size())}, e.f32());
-    Value freqs = arith::ConstantOp::create(
-        rewriter, loc,
-        DenseElementsAttr::get(tableType, llvm::ArrayRef<float>(invFreq)));
-    float attentionFactor = static_cast<float>(table.attentionFactor);
-    bool interleaved = op.getStyle() == RopeStyle::Interleaved;
-    int64_t half = rotated / 2;
+    Type et = type.getElementType();
+    RopeEmitter rope(e, op.getRope(), op.getStyle(), op.getRotatedDim(), et);
     MLIRContext *ctx = rewriter.getContext();
     auto id = AffineMap::getMultiDimIdentityMap(4, ctx);
     auto posMap = id.getMajorSubMap(2);
     Value x = op.getInput();
-    Type et = type.getElementType();
     Value result =
         linalg::GenericOp::create(
             rewriter, loc, TypeRange{type}, ValueRange{x, op.getPositions()},
@@ -271,42 +441,8 @@ struct LowerRope : OpRewritePattern<RopeOp> {
               Value si = linalg::IndexOp::create(nb, nl, 1);
               Value hi = linalg::IndexOp::create(nb, nl, 2);
               Value d = linalg::IndexOp::create(nb, nl, 3);
-              Value inRange =
-                  s.cmpi(arith::CmpIPredicate::slt, d, s.index(rotated));
-              Value pair, partner, negate;
-              if (interleaved) {
-                pair = arith::DivUIOp::create(nb, nl, d, s.index(2));
-                Value odd = s.cmpi(arith::CmpIPredicate::ne,
-                                   arith::RemUIOp::create(nb, nl, d, s.index(2)),
-                                   s.index(0));
-                partner = s.select(odd, arith::SubIOp::create(nb, nl, d, s.index(1)),
-                                   s.addi(d, s.index(1)));
-                negate = arith::XOrIOp::create(
-                    nb, nl, odd,
-                    arith::ConstantOp::create(nb, nl, nb.getBoolAttr(true)));
-              } else {
-                negate = s.cmpi(arith::CmpIPredicate::slt, d, s.index(half));
-                pair = s.select(negate, d,
-                                arith::SubIOp::create(nb, nl, d, s.index(half)));
-                partner = s.select(negate, s.addi(d, s.index(half)),
-                                   arith::SubIOp::create(nb, nl, d, s.index(half)));
-              }
-              // Elements past the rotated part pass through.
-              pair = s.select(inRange, pair, s.index(0));
-              partner = s.select(inRange, partner, d);
-              Value pos = arith::SIToFPOp::create(nb, nl, s.f32(), args[1]);
-              Value angle = s.mul(pos, s.extract(freqs, {pair}));
-              Value c = s.mul(math::CosOp::create(nb, nl, angle),
-                              s.f(attentionFactor));
-              Value sn = s.mul(math::SinOp::create(nb, nl, angle),
-                               s.f(attentionFactor));
-              Value self = s.toF32(args[0]);
-              Value other = s.extractF32(x, {bi, si, hi, partner});
-              Value rot = s.select(negate, arith::NegFOp::create(nb, nl, other),
-                                   other);
-              Value r = s.add(s.mul(self, c), s.mul(rot, sn));
-              r = s.select(inRange, r, self);
-              linalg::YieldOp::create(nb, nl, s.fromF32(r, et));
+              linalg::YieldOp::create(
+                  nb, nl, rope.rotate(s, x, bi, si, hi, d, args[1]));
             })
             .getResult(0);
     rewriter.replaceOp(op, result);
@@ -380,7 +516,9 @@ Value storeRow(Emit &e, Value out, Value row, llvm::ArrayRef<Value> prefix,
 /// 22's expand-strided-metadata crashes on a subview of an expand_shape
 /// with dynamic sizes, which an insert_slice of the new rows becomes.
 Value writeCache(Emit &e, Value cache, Value src, Value b, Value p,
-                 int64_t lastOffset) {
+                 int64_t lastOffset,
+                 llvm::function_ref<Value(Emit &, llvm::ArrayRef<Value>)> read =
+                     nullptr) {
   auto srcType = cast<RankedTensorType>(src.getType());
   int64_t rank = srcType.getRank();
   std::function<Value(Emit &, Value, llvm::SmallVector<Value>, int64_t)>
@@ -402,7 +540,7 @@ Value writeCache(Emit &e, Value cache, Value src, Value b, Value p,
                     to[1] = x.addi(p, next[1]);
                     if (lastOffset)
                       to.back() = x.addi(to.back(), x.index(lastOffset));
-                    Value v = x.extract(src, next);
+                    Value v = read ? read(x, next) : x.extract(src, next);
                     return llvm::SmallVector<Value>{x.insert(v, a[0], to)};
                   })[0];
   };
@@ -427,6 +565,18 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
     Value batch = e.dim(q, 0), seq = e.dim(q, 1);
     Value capacity = e.dim(op.getKeyCache(), 1);
 
+    // The fused rotary embedding: keys are rotated on their way into the
+    // cache, each query head once before its scores.
+    std::optional<RopeEmitter> rope;
+    Value positions = op.getPositions();
+    if (positions)
+      rope.emplace(e, *op.getRope(), *op.getRopeStyle(), d,
+                   cast<RankedTensorType>(op.getKey().getType()).getElementType());
+    auto readKey = [&](Emit &x, llvm::ArrayRef<Value> idx) {
+      return rope->rotate(x, op.getKey(), idx[0], idx[1], idx[2], idx[3],
+                          x.extract(positions, {idx[0], idx[1]}));
+    };
+
     // 1. Append the new keys and values.
     ValueRange caches = e.loop(
         e.index(0), batch, {op.getKeyCache(), op.getValueCache()},
@@ -435,7 +585,10 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
           Value p = s.toIndex(s.extract(pos, {b}));
           assertFits(s, p, seq, capacity, "moe.attention");
           return llvm::SmallVector<Value>{
-              writeCache(s, acc[0], op.getKey(), b, p, 0),
+              writeCache(s, acc[0], op.getKey(), b, p, 0,
+                         rope ? llvm::function_ref<Value(
+                                    Emit &, llvm::ArrayRef<Value>)>(readKey)
+                              : nullptr),
               writeCache(s, acc[1], op.getValue(), b, p, 0)};
         });
     Value kc = caches[0], vc = caches[1];
@@ -472,10 +625,27 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
                                                          s3.index(group));
                       Value sink =
                           sinks ? s3.extractF32(sinks, {h}) : Value();
+                      Value qRow;
+                      if (rope) {
+                        Value at = s3.extract(positions, {b, t});
+                        qRow = s3.filled({b3.getIndexAttr(d)}, s3.f32(),
+                                         s3.f(0.0));
+                        qRow = s3.loop(
+                            s3.index(0), s3.index(d), {qRow},
+                            [&](OpBuilder &b4, Location l4, Value i,
+                                ValueRange a) {
+                              Emit s4{b4, l4};
+                              Value v = s4.toF32(
+                                  rope->rotate(s4, q, b, t, h, i, at));
+                              return llvm::SmallVector<Value>{
+                                  s4.insert(v, a[0], {i})};
+                            })[0];
+                      }
                       auto score = [&](Emit &s, Value j) {
                         Value dot = sumF32(s, s.index(d), [&](Emit &x, Value i) {
-                          return x.mul(x.extractF32(q, {b, t, h, i}),
-                                       x.extractF32(kc, {b, j, kvh, i}));
+                          Value qi = qRow ? x.extract(qRow, {i})
+                                          : x.extractF32(q, {b, t, h, i});
+                          return x.mul(qi, x.extractF32(kc, {b, j, kvh, i}));
                         });
                         return s.mul(dot, s.f(scale));
                       };
@@ -1446,12 +1616,12 @@ struct MoELowerToLinalgPass
     target.addLegalDialect<arith::ArithDialect, cf::ControlFlowDialect,
                            linalg::LinalgDialect, math::MathDialect,
                            scf::SCFDialect, tensor::TensorDialect>();
-    target.addIllegalOp<EmbeddingOp, RMSNormOp, RopeOp, AttentionOp, MLAOp,
+    target.addIllegalOp<EmbeddingOp, RMSNormOp, LinearOp, RopeOp, AttentionOp, MLAOp,
                         MLAAbsorbedOp, RouteOp, FusedRouteOp, ExpertsOp,
                         GroupedExpertsOp>();
     target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
     RewritePatternSet patterns(ctx);
-    patterns.add<LowerEmbedding, LowerRMSNorm, LowerRope, LowerAttention,
+    patterns.add<LowerEmbedding, LowerRMSNorm, LowerLinear, LowerRope, LowerAttention,
                  LowerMLA, LowerMLAAbsorbed, LowerRoute, LowerFusedRoute,
                  LowerExperts, LowerGroupedExperts>(ctx);
     if (failed(applyPartialConversion(getOperation(), target,

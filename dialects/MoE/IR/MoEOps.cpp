@@ -214,6 +214,41 @@ LogicalResult RMSNormOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// LinearOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LinearOp::verify() {
+  ShapeChecker shapes(*this);
+  if (failed(shapes.check("input", getInput().getType(), {"T", "K"})) ||
+      failed(shapes.check("weight", getWeight().getType(), {"N", "K"})) ||
+      failed(shapes.check("result", getResult().getType(), {"T", "N"})))
+    return failure();
+  if (getBias() && failed(shapes.check("bias", getBias().getType(), {"N"})))
+    return failure();
+  if (Value residual = getResidual()) {
+    if (failed(shapes.check("residual", residual.getType(), {"T", "N"})) ||
+        failed(checkSameElementType(*this, "residual", residual.getType(),
+                                    "result", getResult().getType())))
+      return failure();
+  }
+  if (Value norm = getNormWeight()) {
+    if (failed(shapes.check("norm_weight", norm.getType(), {"K"})))
+      return failure();
+    if (!getNormEpsAttr())
+      return emitOpError("'norm_weight' needs 'norm_eps'");
+    if (!isNonNegativeFinite(getNormEpsAttr().getValueAsDouble()))
+      return emitOpError() << "'norm_eps' must be a non-negative finite "
+                              "number, got "
+                           << getNormEpsAttr().getValueAsDouble();
+    return success();
+  }
+  if (getNormEpsAttr() || getNormWeightInF32())
+    return emitOpError("'norm_eps' and 'norm_weight_in_f32' need "
+                       "'norm_weight'");
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // RopeOp
 //===----------------------------------------------------------------------===//
 
@@ -544,6 +579,21 @@ LogicalResult AttentionOp::verify() {
   if (window < 0)
     return emitOpError() << "'sliding_window' must be non-negative, got "
                          << window;
+  unsigned ropeParts = (getPositions() ? 1 : 0) + (getRopeStyleAttr() ? 1 : 0) +
+                       (getRopeAttr() ? 1 : 0);
+  if (ropeParts != 0 && ropeParts != 3)
+    return emitOpError("a fused rotary embedding needs 'positions', "
+                       "'rope_style' and 'rope' together");
+  if (getPositions()) {
+    if (failed(shapes.check("positions", getPositions().getType(),
+                            {"B", "S"})))
+      return failure();
+    std::optional<int64_t> d = shapes.get("D");
+    if (d && *d % 2 != 0)
+      return emitOpError() << "a fused rotary embedding needs an even head "
+                              "dim, got D = "
+                           << *d;
+  }
   return success();
 }
 

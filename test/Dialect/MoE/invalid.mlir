@@ -1546,3 +1546,60 @@ func.func @grouped_experts_tile(%x: tensor<?x64xf32>, %ids: tensor<?x2xi32>, %w:
   %y = moe.grouped_experts %x, %ids, %w permutation(%o, %s) experts(%g, %g, %d) {gemv_max_tokens = -1 : i64} : (tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>, tensor<?xi32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>) -> tensor<?x64xf32>
   return
 }
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// moe.linear, fused rope of moe.attention
+//===----------------------------------------------------------------------===//
+
+func.func @linear_shapes(%x: tensor<?x64xf32>) {
+  %w = moe.weight "w" : tensor<32x48xf32>
+  // expected-error @+1 {{'weight' dim 1 (K) is 48, but 'input' dim 1 gives K = 64}}
+  %y = moe.linear %x, %w : (tensor<?x64xf32>, tensor<32x48xf32>) -> tensor<?x32xf32>
+  return
+}
+
+// -----
+
+func.func @linear_norm_eps(%x: tensor<?x64xf32>) {
+  %w = moe.weight "w" : tensor<32x64xf32>
+  %n = moe.weight "n" : tensor<64xf32>
+  // expected-error @+1 {{'norm_weight' needs 'norm_eps'}}
+  %y = moe.linear %x, %w norm(%n) : (tensor<?x64xf32>, tensor<32x64xf32>, tensor<64xf32>) -> tensor<?x32xf32>
+  return
+}
+
+// -----
+
+func.func @linear_eps_without_norm(%x: tensor<?x64xf32>) {
+  %w = moe.weight "w" : tensor<32x64xf32>
+  // expected-error @+1 {{'norm_eps' and 'norm_weight_in_f32' need 'norm_weight'}}
+  %y = moe.linear %x, %w {norm_eps = 1.0e-6 : f32} : (tensor<?x64xf32>, tensor<32x64xf32>) -> tensor<?x32xf32>
+  return
+}
+
+// -----
+
+func.func @linear_residual_type(%x: tensor<?x64xbf16>, %r: tensor<?x32xf32>) {
+  %w = moe.weight "w" : tensor<32x64xbf16>
+  // expected-error @+1 {{'residual' element type 'f32' must equal the element type of 'result' ('bf16')}}
+  %y = moe.linear %x, %w residual(%r) : (tensor<?x64xbf16>, tensor<32x64xbf16>, tensor<?x32xf32>) -> tensor<?x32xbf16>
+  return
+}
+
+// -----
+
+func.func @attention_rope_parts(%q: tensor<1x4x2x8xf32>, %pos: tensor<1x4xi32>, %kc: tensor<1x8x2x8xf32>, %p: tensor<1xi32>) {
+  // expected-error @+1 {{a fused rotary embedding needs 'positions', 'rope_style' and 'rope' together}}
+  %a, %kc2, %vc2 = moe.attention %q, %q, %q cache(%kc, %kc) at %p rope(%pos) {scale = 0.35 : f32} : (tensor<1x4x2x8xf32>, tensor<1x4x2x8xf32>, tensor<1x4x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1xi32>, tensor<1x4xi32>) -> (tensor<1x4x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1x8x2x8xf32>)
+  return
+}
+
+// -----
+
+func.func @attention_rope_positions(%q: tensor<1x4x2x8xf32>, %pos: tensor<1x5xi32>, %kc: tensor<1x8x2x8xf32>, %p: tensor<1xi32>) {
+  // expected-error @+1 {{'positions' dim 1 (S) is 5, but 'query' dim 1 gives S = 4}}
+  %a, %kc2, %vc2 = moe.attention %q, %q, %q cache(%kc, %kc) at %p rope(%pos) {scale = 0.35 : f32, rope_style = #moe.rope_style<interleaved>, rope = #moe.rope<theta = 1.0e4>} : (tensor<1x4x2x8xf32>, tensor<1x4x2x8xf32>, tensor<1x4x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1xi32>, tensor<1x5xi32>) -> (tensor<1x4x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1x8x2x8xf32>)
+  return
+}

@@ -152,3 +152,22 @@ func.func @fused_route_and_grouped_experts(%x: tensor<?x64xf32>, %b: tensor<8xf3
   %y = moe.grouped_experts %x, %ids, %w permutation(%off, %slots) experts(%g, %g, %d) shared(%sg, %sg, %sd) shared_gate(%gate) {tile = 4 : i64, gemv_max_tokens = 8 : i64} : (tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>, tensor<?xi32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>, tensor<128x64xf32>, tensor<128x64xf32>, tensor<64x128xf32>, tensor<1x64xf32>) -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }
+
+// CHECK-LABEL: func.func @linear
+func.func @linear(%x: tensor<?x64xbf16>, %r: tensor<?x32xbf16>) -> (tensor<?x32xbf16>, tensor<?x32xf32>) {
+  %w = moe.weight "w" : tensor<32x64xbf16>
+  %b = moe.weight "b" : tensor<32xbf16>
+  %n = moe.weight "n" : tensor<64xbf16>
+  // CHECK: moe.linear %{{.+}}, %{{.+}} bias(%{{.+}}) norm(%{{.+}}) residual(%{{.+}}) {norm_eps = 9.99999997E-7 : f32, norm_weight_in_f32} : (tensor<?x64xbf16>, tensor<32x64xbf16>, tensor<32xbf16>, tensor<64xbf16>, tensor<?x32xbf16>) -> tensor<?x32xbf16>
+  %y = moe.linear %x, %w bias(%b) norm(%n) residual(%r) {norm_eps = 1.0e-6 : f32, norm_weight_in_f32} : (tensor<?x64xbf16>, tensor<32x64xbf16>, tensor<32xbf16>, tensor<64xbf16>, tensor<?x32xbf16>) -> tensor<?x32xbf16>
+  // CHECK: moe.linear %{{.+}}, %{{.+}} : (tensor<?x64xbf16>, tensor<32x64xbf16>) -> tensor<?x32xf32>
+  %z = moe.linear %x, %w : (tensor<?x64xbf16>, tensor<32x64xbf16>) -> tensor<?x32xf32>
+  return %y, %z : tensor<?x32xbf16>, tensor<?x32xf32>
+}
+
+// CHECK-LABEL: func.func @attention_rope
+func.func @attention_rope(%q: tensor<1x4x2x8xf32>, %k: tensor<1x4x2x8xf32>, %v: tensor<1x4x2x8xf32>, %pos: tensor<1x4xi32>, %kc: tensor<1x8x2x8xf32>, %vc: tensor<1x8x2x8xf32>, %p: tensor<1xi32>) -> tensor<1x4x2x8xf32> {
+  // CHECK: moe.attention %{{.+}}, %{{.+}}, %{{.+}} cache(%{{.+}}, %{{.+}}) at %{{.+}} rope(%{{.+}}) {rope = #moe.rope<theta = 5.000000e+05>, rope_style = #moe.rope_style<interleaved>, scale = 3.500000e-01 : f32}
+  %a, %kc2, %vc2 = moe.attention %q, %k, %v cache(%kc, %vc) at %p rope(%pos) {scale = 0.35 : f32, rope_style = #moe.rope_style<interleaved>, rope = #moe.rope<theta = 5.0e5>} : (tensor<1x4x2x8xf32>, tensor<1x4x2x8xf32>, tensor<1x4x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1xi32>, tensor<1x4xi32>) -> (tensor<1x4x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1x8x2x8xf32>)
+  return %a : tensor<1x4x2x8xf32>
+}

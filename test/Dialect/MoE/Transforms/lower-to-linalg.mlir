@@ -146,3 +146,52 @@ func.func @grouped_experts(%x: tensor<?x16xbf16>, %ids: tensor<?x2xi32>, %w: ten
   %y = moe.grouped_experts %x, %ids, %w permutation(%off, %slots) experts(%g, %g, %d) shared(%sg, %sg, %sd) {tile = 4 : i64, gemv_max_tokens = 2 : i64} : (tensor<?x16xbf16>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>, tensor<?xi32>, tensor<8x8x16xbf16>, tensor<8x8x16xbf16>, tensor<8x16x8xbf16>, tensor<32x16xbf16>, tensor<32x16xbf16>, tensor<16x32xbf16>) -> tensor<?x16xbf16>
   return %y : tensor<?x16xbf16>
 }
+
+// -----
+
+// A projection with a norm prologue: the row statistics, then one
+// contraction that normalises x as it reads it (rsqrt inside the
+// reduction), then the epilogue writing bias + cast + residual over the
+// residual.
+// CHECK-LABEL: func.func @linear_fused
+// CHECK-SAME: (%[[X:.+]]: tensor<?x16xbf16>, %[[R:.+]]: tensor<?x8xbf16>)
+// CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "reduction"]{{.*}} ins(%[[X]] : tensor<?x16xbf16>)
+// CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction"]
+// CHECK: math.rsqrt
+// CHECK: arith.truncf {{.*}} : f32 to bf16
+// CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "parallel"]{{.*}} outs(%[[R]] : tensor<?x8xbf16>)
+// CHECK-NOT: moe.linear
+func.func @linear_fused(%x: tensor<?x16xbf16>, %r: tensor<?x8xbf16>) -> tensor<?x8xbf16> {
+  %w = moe.weight "w" : tensor<8x16xbf16>
+  %b = moe.weight "b" : tensor<8xbf16>
+  %n = moe.weight "n" : tensor<16xbf16>
+  %y = moe.linear %x, %w bias(%b) norm(%n) residual(%r) {norm_eps = 1.0e-6 : f32} : (tensor<?x16xbf16>, tensor<8x16xbf16>, tensor<8xbf16>, tensor<16xbf16>, tensor<?x8xbf16>) -> tensor<?x8xbf16>
+  return %y : tensor<?x8xbf16>
+}
+
+// -----
+
+// A plain f32 projection is one matmul with nothing after it.
+// CHECK-LABEL: func.func @linear_plain
+// CHECK: %[[M:.+]] = linalg.matmul
+// CHECK-NEXT: return %[[M]]
+func.func @linear_plain(%x: tensor<?x16xf32>) -> tensor<?x8xf32> {
+  %w = moe.weight "w" : tensor<8x16xf32>
+  %y = moe.linear %x, %w : (tensor<?x16xf32>, tensor<8x16xf32>) -> tensor<?x8xf32>
+  return %y : tensor<?x8xf32>
+}
+
+// -----
+
+// Attention with a rope prologue rotates keys on their way into the cache
+// and each query head before its scores; no separate rotated tensor.
+// CHECK-LABEL: func.func @attention_rope
+// CHECK: arith.constant dense<{{.+}}> : tensor<4xf32>
+// CHECK: math.cos
+// CHECK: math.sin
+// CHECK-NOT: linalg.generic
+// CHECK-NOT: moe.attention
+func.func @attention_rope(%q: tensor<1x4x2x8xf32>, %k: tensor<1x4x2x8xf32>, %v: tensor<1x4x2x8xf32>, %pos: tensor<1x4xi32>, %kc: tensor<1x8x2x8xf32>, %vc: tensor<1x8x2x8xf32>, %p: tensor<1xi32>) -> tensor<1x4x2x8xf32> {
+  %a, %kc2, %vc2 = moe.attention %q, %k, %v cache(%kc, %vc) at %p rope(%pos) {scale = 0.35 : f32, rope_style = #moe.rope_style<half_split>, rope = #moe.rope<theta = 1.0e4>} : (tensor<1x4x2x8xf32>, tensor<1x4x2x8xf32>, tensor<1x4x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1xi32>, tensor<1x4xi32>) -> (tensor<1x4x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1x8x2x8xf32>)
+  return %a : tensor<1x4x2x8xf32>
+}

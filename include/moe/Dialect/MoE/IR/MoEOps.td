@@ -136,6 +136,58 @@ def MoE_RMSNormOp : MoE_Op<"rms_norm", [Pure,
 }
 
 //===----------------------------------------------------------------------===//
+// moe.linear
+//===----------------------------------------------------------------------===//
+
+def MoE_LinearOp : MoE_Op<"linear", [Pure, AttrSizedOperandSegments]> {
+  let summary = "projection with optional RMSNorm prologue and residual epilogue";
+  let description = [{
+    A dense projection `[T, K] x [N, K]^T -> [T, N]` in the checkpoints'
+    `[out, in]` weight convention, with what surrounds it in a decoder
+    fused in:
+
+    ```
+    x'     = norm(...) ? rms_norm(input, norm_weight, norm_eps) : input
+    acc    = x' * weight^T (+ bias)          // f32
+    result = cast(acc) (+ residual)          // result element type
+    ```
+
+    The prologue computes exactly `moe.rms_norm` (f32 statistics, the
+    product cast to the input's type before the multiply by the weight,
+    or in f32 with `norm_weight_in_f32`), so the normalised activations
+    need not be written out. The residual add happens in the result type,
+    after the cast, as a separate `arith.addf` would. The importer emits
+    plain projections; `-moe-fuse-norm-rope-residual` folds the norm and
+    the residual in.
+
+    Example (a query projection reading the attention norm, and an output
+    projection adding the residual):
+
+    ```mlir
+    %q = moe.linear %h, %wq norm(%attn_norm) {norm_eps = 1.0e-06 : f32}
+        : (tensor<?x64xbf16>, tensor<64x64xbf16>, tensor<64xbf16>)
+        -> tensor<?x64xbf16>
+    %h2 = moe.linear %a, %wo residual(%h)
+        : (tensor<?x64xbf16>, tensor<64x64xbf16>, tensor<?x64xbf16>)
+        -> tensor<?x64xbf16>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$input, MoE_FloatTensor:$weight,
+                       Optional<MoE_FloatTensor>:$bias,
+                       Optional<MoE_FloatTensor>:$norm_weight,
+                       Optional<MoE_FloatTensor>:$residual,
+                       OptionalAttr<F32Attr>:$norm_eps,
+                       UnitAttr:$norm_weight_in_f32);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight (`bias` `(` $bias^ `)`)? (`norm` `(` $norm_weight^ `)`)?
+    (`residual` `(` $residual^ `)`)? attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
 // moe.rope
 //===----------------------------------------------------------------------===//
 
@@ -455,7 +507,7 @@ def MoE_GroupedExpertsOp : MoE_Op<"grouped_experts", [Pure,
 // moe.attention
 //===----------------------------------------------------------------------===//
 
-def MoE_AttentionOp : MoE_Op<"attention", [Pure,
+def MoE_AttentionOp : MoE_Op<"attention", [Pure, AttrSizedOperandSegments,
     AllTypesMatch<["key_cache", "new_key_cache"]>,
     AllTypesMatch<["value_cache", "new_value_cache"]>]> {
   let summary = "causal grouped-query attention over a KV cache";
@@ -478,6 +530,13 @@ def MoE_AttentionOp : MoE_Op<"attention", [Pure,
     whose probability is dropped. The updated caches are returned as
     results. Writing past `L` is a run-time error.
 
+    With `rope(positions)` (`[B, S]`) and the `rope_style` and `rope`
+    attributes, the query and the new keys are first rotated exactly as
+    `moe.rope` with those operands would (over the whole head), as the
+    kernel's prologue: the rotated query is never stored and the keys are
+    rotated on their way into the cache. `-moe-fuse-norm-rope-residual`
+    folds a preceding pair of `moe.rope` ops in.
+
     Example (prefill of 8 tokens, 4 query heads sharing 2 KV heads):
 
     ```mlir
@@ -496,15 +555,19 @@ def MoE_AttentionOp : MoE_Op<"attention", [Pure,
     MoE_FloatTensor:$value_cache,
     MoE_I32Tensor:$cache_position,
     Optional<MoE_FloatTensor>:$sinks,
+    Optional<MoE_IndexTensor>:$positions,
     F32Attr:$scale,
-    DefaultValuedAttr<I64Attr, "0">:$sliding_window
+    DefaultValuedAttr<I64Attr, "0">:$sliding_window,
+    OptionalAttr<MoE_RopeStyleAttr>:$rope_style,
+    OptionalAttr<MoE_RopeAttr>:$rope
   );
   let results = (outs MoE_FloatTensor:$result,
                       MoE_FloatTensor:$new_key_cache,
                       MoE_FloatTensor:$new_value_cache);
   let assemblyFormat = [{
     $query `,` $key `,` $value `cache` `(` $key_cache `,` $value_cache `)`
-    `at` $cache_position (`sinks` `(` $sinks^ `)`)? attr-dict `:`
+    `at` $cache_position (`sinks` `(` $sinks^ `)`)?
+    (`rope` `(` $positions^ `)`)? attr-dict `:`
     functional-type(operands, results)
   }];
   let hasVerifier = 1;

@@ -162,4 +162,35 @@ def MoEAbsorbMLAPass : Pass<"moe-absorb-mla", "ModuleOp"> {
                            "::mlir::tensor::TensorDialect"];
 }
 
+def MoEFuseNormRopeResidualPass
+    : Pass<"moe-fuse-norm-rope-residual", "ModuleOp"> {
+  let summary = "Fuse RMSNorm, RoPE and residual adds into their neighbours";
+  let description = [{
+    Folds the memory-bound elementwise steps of a decoder layer into the
+    kernels next to them, so that their results are never stored:
+
+    - `moe.rms_norm` whose every user (through collapses that keep the
+      normalised dimension) is a `moe.linear` becomes each projection's
+      norm prologue. A norm that routing or experts also read stays.
+    - `moe.rope` pairs on the query and key of `moe.attention` (same
+      positions, style and table, whole heads) become the attention's rope
+      prologue: keys are rotated on their way into the cache.
+    - `arith.addf` of a value and a `moe.linear` result (possibly through
+      an `expand_shape`) becomes the projection's residual epilogue.
+
+    Each rewrite keeps every rounding step, so results are bit-identical.
+
+    Example:
+
+    ```mlir
+    %n = moe.rms_norm %h, %w eps(1.0e-06) : tensor<?x64xf32>, tensor<64xf32>
+    %q = moe.linear %n, %wq : (tensor<?x64xf32>, tensor<64x64xf32>) -> tensor<?x64xf32>
+    // becomes
+    %q = moe.linear %h, %wq norm(%w) {norm_eps = 1.0e-06 : f32}
+        : (tensor<?x64xf32>, tensor<64x64xf32>, tensor<64xf32>) -> tensor<?x64xf32>
+    ```
+  }];
+  let dependentDialects = ["::mlir::tensor::TensorDialect"];
+}
+
 #endif // MOE_DIALECT_MOE_TRANSFORMS_PASSES_TD
