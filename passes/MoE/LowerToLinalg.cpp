@@ -665,6 +665,71 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
   }
 };
 
+/// The (sequence b, new token t, head h) nest shared by the attention
+/// lowerings, threading `out` through: `body(s, b, t, h, abs, out)` handles
+/// one query head, where `abs = cache_position[b] + t` is the token's
+/// absolute position, and returns the updated `out`. `perSequence(s, b)`,
+/// when given, runs once per sequence before its tokens.
+Value forEachQueryHead(
+    Emit &e, Value batch, Value seq, int64_t heads, Value pos, Value out,
+    llvm::function_ref<Value(Emit &, Value, Value, Value, Value, Value)> body,
+    llvm::function_ref<void(Emit &, Value)> perSequence = nullptr) {
+  return e.loop(
+      e.index(0), batch, {out},
+      [&](OpBuilder &b1, Location l1, Value b, ValueRange o1) {
+        Emit s1{b1, l1};
+        Value p = s1.toIndex(s1.extract(pos, {b}));
+        if (perSequence)
+          perSequence(s1, b);
+        return llvm::SmallVector<Value>{s1.loop(
+            s1.index(0), seq, {o1[0]},
+            [&](OpBuilder &b2, Location l2, Value t, ValueRange o2) {
+              Emit s2{b2, l2};
+              Value abs = s2.addi(p, t);
+              return llvm::SmallVector<Value>{s2.loop(
+                  s2.index(0), s2.index(heads), {o2[0]},
+                  [&](OpBuilder &b3, Location l3, Value h, ValueRange o3) {
+                    Emit s3{b3, l3};
+                    return llvm::SmallVector<Value>{
+                        body(s3, b, t, h, abs, o3[0])};
+                  })[0]};
+            })[0]};
+      })[0];
+}
+
+/// The first step of both MLA forms: the new latents and rotated shared
+/// keys written to cache rows [p, p + S) of each sequence (with the
+/// overflow check). Returns the updated cache.
+template <typename OpTy>
+Value appendLatents(OpTy op, Emit &e, int64_t r) {
+  Value pos = op.getCachePosition(), qn = op.getQNope();
+  Value batch = e.dim(qn, 0), seq = e.dim(qn, 1);
+  Value capacity = e.dim(op.getCache(), 1);
+  return e.loop(
+      e.index(0), batch, {op.getCache()},
+      [&](OpBuilder &nb, Location nl, Value b, ValueRange acc) {
+        Emit s{nb, nl};
+        Value p = s.toIndex(s.extract(pos, {b}));
+        assertFits(s, p, seq, capacity, OpTy::getOperationName());
+        Value c = writeCache(s, acc[0], op.getLatent(), b, p, 0);
+        return llvm::SmallVector<Value>{writeCache(s, c, op.getKPe(), b, p, r)};
+      })[0];
+}
+
+/// An empty result [B, S, N, Dv] for an MLA op.
+template <typename OpTy>
+Value emptyMLAResult(OpTy op, OpBuilder &b, int64_t n, int64_t dv) {
+  Location loc = op.getLoc();
+  Value qn = op.getQNope();
+  Type et = cast<RankedTensorType>(op.getResult().getType()).getElementType();
+  return tensor::EmptyOp::create(
+      b, loc,
+      llvm::SmallVector<OpFoldResult>{tensor::getMixedSize(b, loc, qn, 0),
+                                      tensor::getMixedSize(b, loc, qn, 1),
+                                      b.getIndexAttr(n), b.getIndexAttr(dv)},
+      et);
+}
+
 /// The absorbed MLA form: W_UK[n] is [Dn, R] and W_UV[n] is [Dv, R], read
 /// through `uk(n, i, c)` / `uv(n, i, c)`; the cache is never expanded.
 template <typename OpTy>
@@ -681,88 +746,57 @@ LogicalResult lowerMLA(OpTy op, PatternRewriter &rewriter,
   double scale = op.getScale().convertToDouble();
   Value qn = op.getQNope(), qp = op.getQPe(), pos = op.getCachePosition();
   Value batch = e.dim(qn, 0), seq = e.dim(qn, 1);
-  Value capacity = e.dim(op.getCache(), 1);
-
-  Value cache = e.loop(
-      e.index(0), batch, {op.getCache()},
-      [&](OpBuilder &nb, Location nl, Value b, ValueRange acc) {
-        Emit s{nb, nl};
-        Value p = s.toIndex(s.extract(pos, {b}));
-        assertFits(s, p, seq, capacity, OpTy::getOperationName());
-        Value c = writeCache(s, acc[0], op.getLatent(), b, p, 0);
-        return llvm::SmallVector<Value>{writeCache(s, c, op.getKPe(), b, p, r)};
-      })[0];
-
-  Type et = cast<RankedTensorType>(op.getResult().getType()).getElementType();
-  Value out = tensor::EmptyOp::create(
-      rewriter, loc,
-      llvm::SmallVector<OpFoldResult>{tensor::getMixedSize(rewriter, loc, qn, 0),
-                                      tensor::getMixedSize(rewriter, loc, qn, 1),
-                                      rewriter.getIndexAttr(n),
-                                      rewriter.getIndexAttr(dv)},
-      et);
-  Value result = e.loop(
-      e.index(0), batch, {out},
-      [&](OpBuilder &b1, Location l1, Value b, ValueRange o1) {
-        Emit s1{b1, l1};
-        Value p = s1.toIndex(s1.extract(pos, {b}));
-        return llvm::SmallVector<Value>{s1.loop(
-            s1.index(0), seq, {o1[0]},
-            [&](OpBuilder &b2, Location l2, Value t, ValueRange o2) {
-              Emit s2{b2, l2};
-              Value abs = s2.addi(p, t);
-              return llvm::SmallVector<Value>{s2.loop(
-                  s2.index(0), s2.index(n), {o2[0]},
-                  [&](OpBuilder &b3, Location l3, Value h, ValueRange o3) {
-                    Emit s3{b3, l3};
-                    // q_lat[c] = sum_i q_nope[i] * W_UK[i, c]
-                    Value qLat = s3.filled({b3.getIndexAttr(r)}, s3.f32(),
-                                           s3.f(0.0));
-                    qLat = s3.loop(
-                        s3.index(0), s3.index(r), {qLat},
-                        [&](OpBuilder &b4, Location l4, Value c, ValueRange a) {
-                          Emit s4{b4, l4};
-                          Value v = sumF32(s4, s4.index(dn), [&](Emit &x, Value i) {
-                            return x.mul(x.extractF32(qn, {b, t, h, i}),
-                                         uk(x, h, i, c));
-                          });
-                          return llvm::SmallVector<Value>{
-                              s4.insert(v, a[0], {c})};
-                        })[0];
-                    auto score = [&](Emit &s, Value j) {
-                      Value nope = sumF32(s, s.index(r), [&](Emit &x, Value c) {
-                        return x.mul(x.extract(qLat, {c}),
-                                     x.extractF32(cache, {b, j, c}));
-                      });
-                      Value rope = sumF32(s, s.index(dr), [&](Emit &x, Value i) {
-                        return x.mul(x.extractF32(qp, {b, t, h, i}),
-                                     x.extractF32(cache, {b, j, x.addi(i, x.index(r))}));
-                      });
-                      return s.mul(s.add(nope, rope), s.f(scale));
-                    };
-                    auto accumulate = [&](Emit &s, Value j, Value pr, Value row) {
-                      return axpyRow(s, row, pr, cache, {b, j}, r);
-                    };
-                    Value oLat = attend(s3, s3.index(0), abs, Value(), r, score,
-                                        accumulate);
-                    // result[i] = sum_c W_UV[i, c] * o_lat[c]
-                    Value row = s3.filled({b3.getIndexAttr(dv)}, s3.f32(),
-                                          s3.f(0.0));
-                    row = s3.loop(
-                        s3.index(0), s3.index(dv), {row},
-                        [&](OpBuilder &b4, Location l4, Value i, ValueRange a) {
-                          Emit s4{b4, l4};
-                          Value v = sumF32(s4, s4.index(r), [&](Emit &x, Value c) {
-                            return x.mul(uv(x, h, i, c), x.extract(oLat, {c}));
-                          });
-                          return llvm::SmallVector<Value>{
-                              s4.insert(v, a[0], {i})};
-                        })[0];
-                    return llvm::SmallVector<Value>{
-                        storeRow(s3, o3[0], row, {b, t, h}, dv)};
-                  })[0]};
-            })[0]};
-      })[0];
+  Value cache = appendLatents(op, e, r);
+  Value out = emptyMLAResult(op, rewriter, n, dv);
+  Value result = forEachQueryHead(
+      e, batch, seq, n, pos, out,
+      [&](Emit &s3, Value b, Value t, Value h, Value abs, Value o) {
+        OpBuilder &b3 = s3.b;
+        // q_lat[c] = sum_i q_nope[i] * W_UK[i, c]
+        Value qLat = s3.filled({b3.getIndexAttr(r)}, s3.f32(),
+                               s3.f(0.0));
+        qLat = s3.loop(
+            s3.index(0), s3.index(r), {qLat},
+            [&](OpBuilder &b4, Location l4, Value c, ValueRange a) {
+              Emit s4{b4, l4};
+              Value v = sumF32(s4, s4.index(dn), [&](Emit &x, Value i) {
+                return x.mul(x.extractF32(qn, {b, t, h, i}),
+                             uk(x, h, i, c));
+              });
+              return llvm::SmallVector<Value>{
+                  s4.insert(v, a[0], {c})};
+            })[0];
+        auto score = [&](Emit &s, Value j) {
+          Value nope = sumF32(s, s.index(r), [&](Emit &x, Value c) {
+            return x.mul(x.extract(qLat, {c}),
+                         x.extractF32(cache, {b, j, c}));
+          });
+          Value rope = sumF32(s, s.index(dr), [&](Emit &x, Value i) {
+            return x.mul(x.extractF32(qp, {b, t, h, i}),
+                         x.extractF32(cache, {b, j, x.addi(i, x.index(r))}));
+          });
+          return s.mul(s.add(nope, rope), s.f(scale));
+        };
+        auto accumulate = [&](Emit &s, Value j, Value pr, Value row) {
+          return axpyRow(s, row, pr, cache, {b, j}, r);
+        };
+        Value oLat = attend(s3, s3.index(0), abs, Value(), r, score,
+                            accumulate);
+        // result[i] = sum_c W_UV[i, c] * o_lat[c]
+        Value row = s3.filled({b3.getIndexAttr(dv)}, s3.f32(),
+                              s3.f(0.0));
+        row = s3.loop(
+            s3.index(0), s3.index(dv), {row},
+            [&](OpBuilder &b4, Location l4, Value i, ValueRange a) {
+              Emit s4{b4, l4};
+              Value v = sumF32(s4, s4.index(r), [&](Emit &x, Value c) {
+                return x.mul(uv(x, h, i, c), x.extract(oLat, {c}));
+              });
+              return llvm::SmallVector<Value>{
+                  s4.insert(v, a[0], {i})};
+            })[0];
+        return storeRow(s3, o, row, {b, t, h}, dv);
+      });
   rewriter.replaceOp(op, {result, cache});
   return success();
 }
@@ -774,8 +808,7 @@ struct LowerMLA : OpRewritePattern<MLAOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(MLAOp op,
                                 PatternRewriter &rewriter) const override {
-    Location loc = op.getLoc();
-    Emit e{rewriter, loc};
+    Emit e{rewriter, op.getLoc()};
     auto qType = cast<RankedTensorType>(op.getQNope().getType());
     int64_t n = qType.getDimSize(2), dn = qType.getDimSize(3);
     int64_t dr = cast<RankedTensorType>(op.getQPe().getType()).getDimSize(3);
@@ -785,89 +818,62 @@ struct LowerMLA : OpRewritePattern<MLAOp> {
     Value qn = op.getQNope(), qp = op.getQPe(), pos = op.getCachePosition();
     Value kvb = op.getKvBWeight();
     Value batch = e.dim(qn, 0), seq = e.dim(qn, 1);
-    Value capacity = e.dim(op.getCache(), 1);
+    Value cache = appendLatents(op, e, r);
+    Value out = emptyMLAResult(op, rewriter, n, dv);
 
-    Value cache = e.loop(
-        e.index(0), batch, {op.getCache()},
-        [&](OpBuilder &nb, Location nl, Value b, ValueRange acc) {
-          Emit s{nb, nl};
-          Value p = s.toIndex(s.extract(pos, {b}));
-          assertFits(s, p, seq, capacity, MLAOp::getOperationName());
-          Value c = writeCache(s, acc[0], op.getLatent(), b, p, 0);
-          return llvm::SmallVector<Value>{
-              writeCache(s, c, op.getKPe(), b, p, r)};
-        })[0];
-
-    Type et = cast<RankedTensorType>(op.getResult().getType()).getElementType();
-    Value out = tensor::EmptyOp::create(
-        rewriter, loc,
-        llvm::SmallVector<OpFoldResult>{
-            tensor::getMixedSize(rewriter, loc, qn, 0),
-            tensor::getMixedSize(rewriter, loc, qn, 1), rewriter.getIndexAttr(n),
-            rewriter.getIndexAttr(dv)},
-        et);
-    Value result = e.loop(
-        e.index(0), batch, {out},
-        [&](OpBuilder &b1, Location l1, Value b, ValueRange o1) {
-          Emit s1{b1, l1};
-          Value p = s1.toIndex(s1.extract(pos, {b}));
-          Value rows = s1.addi(p, seq);
-          // kv[j, h, :] = kv_b[h*(Dn+Dv) : (h+1)*(Dn+Dv)] * latent_j.
-          Value kv = tensor::EmptyOp::create(
-              b1, l1,
-              llvm::SmallVector<OpFoldResult>{rows, b1.getIndexAttr(n),
-                                              b1.getIndexAttr(dn + dv)},
-              s1.f32());
-          kv = s1.loop(
-              s1.index(0), rows, {kv},
-              [&](OpBuilder &b2, Location l2, Value j, ValueRange a2) {
-                Emit s2{b2, l2};
-                return llvm::SmallVector<Value>{s2.loop(
-                    s2.index(0), s2.index(n * (dn + dv)), {a2[0]},
-                    [&](OpBuilder &b3, Location l3, Value row, ValueRange a3) {
-                      Emit s3{b3, l3};
-                      Value v = sumF32(s3, s3.index(r), [&](Emit &x, Value c) {
-                        return x.mul(x.extractF32(kvb, {row, c}),
-                                     x.extractF32(cache, {b, j, c}));
-                      });
-                      Value h = arith::DivUIOp::create(b3, l3, row,
-                                                       s3.index(dn + dv));
-                      Value i = arith::RemUIOp::create(b3, l3, row,
-                                                       s3.index(dn + dv));
-                      return llvm::SmallVector<Value>{
-                          s3.insert(v, a3[0], {j, h, i})};
-                    })[0]};
-              })[0];
-          return llvm::SmallVector<Value>{s1.loop(
-              s1.index(0), seq, {o1[0]},
-              [&](OpBuilder &b2, Location l2, Value t, ValueRange o2) {
-                Emit s2{b2, l2};
-                Value abs = s2.addi(p, t);
-                return llvm::SmallVector<Value>{s2.loop(
-                    s2.index(0), s2.index(n), {o2[0]},
-                    [&](OpBuilder &b3, Location l3, Value h, ValueRange o3) {
-                      Emit s3{b3, l3};
-                      auto score = [&](Emit &x, Value j) {
-                        Value nope = sumF32(x, x.index(dn), [&](Emit &y, Value i) {
-                          return y.mul(y.extractF32(qn, {b, t, h, i}),
-                                       y.extract(kv, {j, h, i}));
-                        });
-                        Value rope = sumF32(x, x.index(dr), [&](Emit &y, Value i) {
-                          return y.mul(y.extractF32(qp, {b, t, h, i}),
-                                       y.extractF32(cache, {b, j, y.addi(i, y.index(r))}));
-                        });
-                        return x.mul(x.add(nope, rope), x.f(scale));
-                      };
-                      auto accumulate = [&](Emit &x, Value j, Value pr, Value row) {
-                        return axpyRow(x, row, pr, kv, {j, h}, dv, dn);
-                      };
-                      Value o = attend(s3, s3.index(0), abs, Value(), dv, score,
-                                       accumulate);
-                      return llvm::SmallVector<Value>{
-                          storeRow(s3, o3[0], o, {b, t, h}, dv)};
-                    })[0]};
-              })[0]};
-        })[0];
+    // kv[j, h, :] = kv_b[h*(Dn+Dv) : (h+1)*(Dn+Dv)] * latent_j for every
+    // row of the sequence, once per sequence.
+    Value kv;
+    auto expand = [&](Emit &s1, Value b) {
+      Value rows = s1.addi(s1.toIndex(s1.extract(pos, {b})), seq);
+      kv = tensor::EmptyOp::create(
+          s1.b, s1.loc,
+          llvm::SmallVector<OpFoldResult>{rows, s1.b.getIndexAttr(n),
+                                          s1.b.getIndexAttr(dn + dv)},
+          s1.f32());
+      kv = s1.loop(
+          s1.index(0), rows, {kv},
+          [&](OpBuilder &b2, Location l2, Value j, ValueRange a2) {
+            Emit s2{b2, l2};
+            return llvm::SmallVector<Value>{s2.loop(
+                s2.index(0), s2.index(n * (dn + dv)), {a2[0]},
+                [&](OpBuilder &b3, Location l3, Value row, ValueRange a3) {
+                  Emit s3{b3, l3};
+                  Value v = sumF32(s3, s3.index(r), [&](Emit &x, Value c) {
+                    return x.mul(x.extractF32(kvb, {row, c}),
+                                 x.extractF32(cache, {b, j, c}));
+                  });
+                  Value h = arith::DivUIOp::create(b3, l3, row,
+                                                   s3.index(dn + dv));
+                  Value i = arith::RemUIOp::create(b3, l3, row,
+                                                   s3.index(dn + dv));
+                  return llvm::SmallVector<Value>{
+                      s3.insert(v, a3[0], {j, h, i})};
+                })[0]};
+          })[0];
+    };
+    Value result = forEachQueryHead(
+        e, batch, seq, n, pos, out,
+        [&](Emit &s, Value b, Value t, Value h, Value abs, Value o) {
+          auto score = [&](Emit &x, Value j) {
+            Value nope = sumF32(x, x.index(dn), [&](Emit &y, Value i) {
+              return y.mul(y.extractF32(qn, {b, t, h, i}),
+                           y.extract(kv, {j, h, i}));
+            });
+            Value rope = sumF32(x, x.index(dr), [&](Emit &y, Value i) {
+              return y.mul(y.extractF32(qp, {b, t, h, i}),
+                           y.extractF32(cache, {b, j, y.addi(i, y.index(r))}));
+            });
+            return x.mul(x.add(nope, rope), x.f(scale));
+          };
+          auto accumulate = [&](Emit &x, Value j, Value pr, Value row) {
+            return axpyRow(x, row, pr, kv, {j, h}, dv, dn);
+          };
+          Value row = attend(s, s.index(0), abs, Value(), dv, score,
+                             accumulate);
+          return storeRow(s, o, row, {b, t, h}, dv);
+        },
+        expand);
     rewriter.replaceOp(op, {result, cache});
     return success();
   }
@@ -1298,9 +1304,41 @@ struct ExpertFFNs {
   }
 };
 
-/// Weight accessors of one FFN: (row, column) -> f32, and bias(row).
-using MatrixFn = llvm::function_ref<Value(Emit &, Value, Value)>;
-using VectorFn = llvm::function_ref<Value(Emit &, Value)>;
+/// One FFN's weights, read element by element in f32: gate/up (i, h),
+/// down (h, i), and optional biases (row); `width` is its intermediate size.
+struct FFNWeights {
+  std::function<Value(Emit &, Value, Value)> gate, up, down;
+  std::function<Value(Emit &, Value)> gateBias, upBias, downBias;
+  int64_t width;
+  bool clamped;
+};
+
+/// Routed expert `ex` (an index value) of `f`.
+FFNWeights routedWeights(const ExpertFFNs &f, Value ex) {
+  FFNWeights w;
+  w.gate = [&f, ex](Emit &z, Value i, Value h) { return z.extractF32(f.gw, {ex, i, h}); };
+  w.up = [&f, ex](Emit &z, Value i, Value h) { return z.extractF32(f.uw, {ex, i, h}); };
+  w.down = [&f, ex](Emit &z, Value h, Value i) { return z.extractF32(f.dw, {ex, h, i}); };
+  if (f.gb) {
+    w.gateBias = [&f, ex](Emit &z, Value i) { return z.extractF32(f.gb, {ex, i}); };
+    w.upBias = [&f, ex](Emit &z, Value i) { return z.extractF32(f.ub, {ex, i}); };
+    w.downBias = [&f, ex](Emit &z, Value h) { return z.extractF32(f.db, {ex, h}); };
+  }
+  w.width = f.inter;
+  w.clamped = f.clamped;
+  return w;
+}
+
+/// The shared expert of `f`: a plain SwiGLU FFN without biases.
+FFNWeights sharedWeights(const ExpertFFNs &f) {
+  FFNWeights w;
+  w.gate = [&f](Emit &z, Value i, Value h) { return z.extractF32(f.sg, {i, h}); };
+  w.up = [&f](Emit &z, Value i, Value h) { return z.extractF32(f.su, {i, h}); };
+  w.down = [&f](Emit &z, Value h, Value i) { return z.extractF32(f.sd, {h, i}); };
+  w.width = f.sharedWidth;
+  w.clamped = false;
+  return w;
+}
 
 /// The gather-GEMV form: each token runs its k experts' FFNs reading their
 /// weights directly, then the shared expert; one [H] f32 row per token.
@@ -1308,35 +1346,34 @@ Value emitGatherExperts(Emit &e, const ExpertFFNs &f, Value out) {
   Value x = f.x, tokens = e.dim(x, 0);
   int64_t hidden = f.hidden;
   // One SwiGLU FFN on token t: returns the [H] f32 output row.
-  auto ffn = [&](Emit &s, Value t, int64_t width, bool useClamped,
-                 MatrixFn gateW, MatrixFn upW, MatrixFn downW, VectorFn gateB,
-                 VectorFn upB, VectorFn downB) {
+  auto ffn = [&](Emit &s, Value t, const FFNWeights &w) {
+    int64_t width = w.width;
     Value a = s.filled({s.b.getIndexAttr(width)}, s.f32(), s.f(0.0));
     a = s.loop(s.index(0), s.index(width), {a},
                [&](OpBuilder &b2, Location l2, Value i, ValueRange acc) {
                  Emit y{b2, l2};
                  Value g = sumF32(y, y.index(hidden), [&](Emit &z, Value h) {
-                   return z.mul(gateW(z, i, h), z.extractF32(x, {t, h}));
+                   return z.mul(w.gate(z, i, h), z.extractF32(x, {t, h}));
                  });
                  Value u = sumF32(y, y.index(hidden), [&](Emit &z, Value h) {
-                   return z.mul(upW(z, i, h), z.extractF32(x, {t, h}));
+                   return z.mul(w.up(z, i, h), z.extractF32(x, {t, h}));
                  });
-                 if (gateB) {
-                   g = y.add(g, gateB(y, i));
-                   u = y.add(u, upB(y, i));
+                 if (w.gateBias) {
+                   g = y.add(g, w.gateBias(y, i));
+                   u = y.add(u, w.upBias(y, i));
                  }
                  return llvm::SmallVector<Value>{
-                     y.insert(f.act(y, g, u, useClamped), acc[0], {i})};
+                     y.insert(f.act(y, g, u, w.clamped), acc[0], {i})};
                })[0];
     Value row = s.filled({s.b.getIndexAttr(hidden)}, s.f32(), s.f(0.0));
     return s.loop(s.index(0), s.index(hidden), {row},
                   [&](OpBuilder &b2, Location l2, Value h, ValueRange acc) {
                     Emit y{b2, l2};
                     Value v = sumF32(y, y.index(width), [&](Emit &z, Value i) {
-                      return z.mul(downW(z, h, i), z.extract(a, {i}));
+                      return z.mul(w.down(z, h, i), z.extract(a, {i}));
                     });
-                    if (downB)
-                      v = y.add(v, downB(y, h));
+                    if (w.downBias)
+                      v = y.add(v, w.downBias(y, h));
                     return llvm::SmallVector<Value>{y.insert(v, acc[0], {h})};
                   })[0];
   };
@@ -1352,30 +1389,12 @@ Value emitGatherExperts(Emit &e, const ExpertFFNs &f, Value out) {
               Emit y{b2, l2};
               Value ex = f.clampExpert(y, y.extract(f.ids, {t, j}));
               Value weight = y.extract(f.w, {t, j});
-              std::function<Value(Emit &, Value)> gBias, uBias, dBias;
-              if (f.gb) {
-                gBias = [&](Emit &z, Value i) { return z.extractF32(f.gb, {ex, i}); };
-                uBias = [&](Emit &z, Value i) { return z.extractF32(f.ub, {ex, i}); };
-                dBias = [&](Emit &z, Value h) { return z.extractF32(f.db, {ex, h}); };
-              }
-              Value row = ffn(
-                  y, t, f.inter, f.clamped,
-                  [&](Emit &z, Value i, Value h) { return z.extractF32(f.gw, {ex, i, h}); },
-                  [&](Emit &z, Value i, Value h) { return z.extractF32(f.uw, {ex, i, h}); },
-                  [&](Emit &z, Value h, Value i) { return z.extractF32(f.dw, {ex, h, i}); },
-                  gBias ? VectorFn(gBias) : nullptr,
-                  uBias ? VectorFn(uBias) : nullptr,
-                  dBias ? VectorFn(dBias) : nullptr);
+              Value row = ffn(y, t, routedWeights(f, ex));
               return llvm::SmallVector<Value>{
                   axpyRow(y, a[0], weight, row, {}, hidden)};
             })[0];
         if (f.sg) {
-          Value row = ffn(
-              s, t, f.sharedWidth, /*useClamped=*/false,
-              [&](Emit &z, Value i, Value h) { return z.extractF32(f.sg, {i, h}); },
-              [&](Emit &z, Value i, Value h) { return z.extractF32(f.su, {i, h}); },
-              [&](Emit &z, Value h, Value i) { return z.extractF32(f.sd, {h, i}); },
-              nullptr, nullptr, nullptr);
+          Value row = ffn(s, t, sharedWeights(f));
           acc = axpyRow(s, acc, f.sharedScale(s, t), row, {}, hidden);
         }
         return llvm::SmallVector<Value>{storeRow(s, o[0], acc, {t}, hidden)};
@@ -1394,9 +1413,8 @@ struct TileRows {
 /// in scalars), with the activation as their epilogue; the down projection's
 /// epilogue scales each row and adds it into its token's row of `acc`.
 Value emitFFNTile(Emit &e, const ExpertFFNs &f, const TileRows &rows,
-                  int64_t width, bool useClamped, MatrixFn gateW,
-                  MatrixFn upW, MatrixFn downW, VectorFn gateB, VectorFn upB,
-                  VectorFn downB, Value acc) {
+                  const FFNWeights &w, Value acc) {
+  int64_t width = w.width;
   int64_t tile = rows.token.size();
   OpBuilder &b = e.b;
   // act[r, i] for the tile's rows.
@@ -1411,7 +1429,7 @@ Value emitFFNTile(Emit &e, const ExpertFFNs &f, const TileRows &rows,
             s.index(0), s.index(f.hidden), init,
             [&](OpBuilder &b2, Location l2, Value h, ValueRange sums) {
               Emit y{b2, l2};
-              Value wg = gateW(y, i, h), wu = upW(y, i, h);
+              Value wg = w.gate(y, i, h), wu = w.up(y, i, h);
               llvm::SmallVector<Value> next;
               for (int64_t r = 0; r < tile; ++r) {
                 Value xv = y.extractF32(f.x, {rows.token[r], h});
@@ -1426,11 +1444,11 @@ Value emitFFNTile(Emit &e, const ExpertFFNs &f, const TileRows &rows,
         Value t = a[0];
         for (int64_t r = 0; r < tile; ++r) {
           Value g = gu[r], u = gu[tile + r];
-          if (gateB) {
-            g = s.add(g, gateB(s, i));
-            u = s.add(u, upB(s, i));
+          if (w.gateBias) {
+            g = s.add(g, w.gateBias(s, i));
+            u = s.add(u, w.upBias(s, i));
           }
-          t = s.insert(f.act(s, g, u, useClamped), t, {s.index(r), i});
+          t = s.insert(f.act(s, g, u, w.clamped), t, {s.index(r), i});
         }
         return llvm::SmallVector<Value>{t};
       })[0];
@@ -1443,7 +1461,7 @@ Value emitFFNTile(Emit &e, const ExpertFFNs &f, const TileRows &rows,
             s.index(0), s.index(width), init,
             [&](OpBuilder &b2, Location l2, Value i, ValueRange cur) {
               Emit y{b2, l2};
-              Value wd = downW(y, h, i);
+              Value wd = w.down(y, h, i);
               llvm::SmallVector<Value> next;
               for (int64_t r = 0; r < tile; ++r)
                 next.push_back(y.add(
@@ -1453,8 +1471,8 @@ Value emitFFNTile(Emit &e, const ExpertFFNs &f, const TileRows &rows,
         Value out = a[0];
         for (int64_t r = 0; r < tile; ++r) {
           Value v = sums[r];
-          if (downB)
-            v = s.add(v, downB(s, h));
+          if (w.downBias)
+            v = s.add(v, w.downBias(s, h));
           Value old = s.extract(out, {rows.token[r], h});
           Value sum = s.add(old, s.mul(rows.scale[r], v));
           out = s.insert(s.select(rows.valid[r], sum, old), out,
@@ -1501,20 +1519,8 @@ Value emitGroupedExperts(Emit &e, const ExpertFFNs &f, Value offsets,
                     y.select(real, y.extract(f.w, {t, j}), y.f(0.0)));
                 rows.valid.push_back(real);
               }
-              std::function<Value(Emit &, Value)> gBias, uBias, dBias;
-              if (f.gb) {
-                gBias = [&](Emit &z, Value i) { return z.extractF32(f.gb, {ex, i}); };
-                uBias = [&](Emit &z, Value i) { return z.extractF32(f.ub, {ex, i}); };
-                dBias = [&](Emit &z, Value h) { return z.extractF32(f.db, {ex, h}); };
-              }
-              Value next = emitFFNTile(
-                  y, f, rows, f.inter, f.clamped,
-                  [&](Emit &z, Value i, Value h) { return z.extractF32(f.gw, {ex, i, h}); },
-                  [&](Emit &z, Value i, Value h) { return z.extractF32(f.uw, {ex, i, h}); },
-                  [&](Emit &z, Value h, Value i) { return z.extractF32(f.dw, {ex, h, i}); },
-                  gBias ? VectorFn(gBias) : nullptr,
-                  uBias ? VectorFn(uBias) : nullptr,
-                  dBias ? VectorFn(dBias) : nullptr, a2[0]);
+              Value next =
+                  emitFFNTile(y, f, rows, routedWeights(f, ex), a2[0]);
               scf::YieldOp::create(b2, l2, next);
             });
         return llvm::SmallVector<Value>{loop.getResult(0)};
@@ -1536,12 +1542,7 @@ Value emitGroupedExperts(Emit &e, const ExpertFFNs &f, Value offsets,
             rows.scale.push_back(f.sharedScale(y, t));
             rows.valid.push_back(inside);
           }
-          Value next = emitFFNTile(
-              y, f, rows, f.sharedWidth, /*useClamped=*/false,
-              [&](Emit &z, Value i, Value h) { return z.extractF32(f.sg, {i, h}); },
-              [&](Emit &z, Value i, Value h) { return z.extractF32(f.su, {i, h}); },
-              [&](Emit &z, Value h, Value i) { return z.extractF32(f.sd, {h, i}); },
-              nullptr, nullptr, nullptr, a2[0]);
+          Value next = emitFFNTile(y, f, rows, sharedWeights(f), a2[0]);
           scf::YieldOp::create(b2, l2, next);
         });
     acc = loop.getResult(0);
