@@ -91,7 +91,8 @@ static llvm::Error addOptimizationPasses(OpPassManager &pm,
     return llvm::createStringError("-O" + std::to_string(options.level) +
                                    " is not a level (use -O0, -O1 or -O2)");
   for (const std::string &entry : getMoEOptimizationPasses(options)) {
-    auto [name, passOptions] = splitPassOptions(entry);
+    auto parts = splitPassOptions(entry);
+    llvm::StringRef name = parts.first, passOptions = parts.second;
     const OptimizationPass *known =
         llvm::find_if(kOptimizationPasses, [&](const OptimizationPass &pass) {
           return name == pass.flag;

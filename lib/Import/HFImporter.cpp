@@ -694,7 +694,9 @@ void Importer::emitLayerBody(int64_t layer, Emitter &e, Value h,
     auto resultType = RankedTensorType::get({dyn, dyn, n, m.vHeadDim}, ct);
     auto mla = MLAOp::create(b, loc, resultType, caches[0].getType(), qNope,
                              qPe, latent, kPe, get("mla.kv_b"), caches[0],
-                             start, b.getF32FloatAttr(scale));
+                             start, /*positions=*/Value(),
+                             b.getF32FloatAttr(scale),
+                             /*rope_style=*/RopeStyleAttr(), /*rope=*/RopeAttr());
     newCaches.push_back(mla.getNewCache());
     attnOut = e.collapse(mla.getResult(), {{0, 1}, {2, 3}});
   } else {

@@ -74,7 +74,8 @@ struct AbsorbMLA : OpRewritePattern<MLAOp> {
       return MLAAbsorbedOp::create(
           b, l, op.getResult().getType(), op.getNewCache().getType(),
           op.getQNope(), op.getQPe(), op.getLatent(), op.getKPe(), wuk, wuv,
-          op.getCache(), op.getCachePosition(), op.getScaleAttr());
+          op.getCache(), op.getCachePosition(), op.getPositions(),
+          op.getScaleAttr(), op.getRopeStyleAttr(), op.getRopeAttr());
     };
     if (!ShapedType::isDynamic(seq)) {
       rewriter.replaceOp(op, absorbed(rewriter, loc)->getResults());

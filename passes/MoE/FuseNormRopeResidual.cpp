@@ -179,15 +179,49 @@ struct FuseRopeIntoAttention : OpRewritePattern<AttentionOp> {
   }
 };
 
+/// mla(q_pe = rope(x), k_pe = collapse(rope(y))) -> mla(x, collapse(y))
+/// rope(positions), for both MLA forms, when the rotations agree and rotate
+/// whole heads.
+template <typename OpTy>
+struct FuseRopeIntoMLA : OpRewritePattern<OpTy> {
+  using OpRewritePattern<OpTy>::OpRewritePattern;
+  LogicalResult matchAndRewrite(OpTy op,
+                                PatternRewriter &rewriter) const override {
+    if (op.getPositions())
+      return rewriter.notifyMatchFailure(op, "already has a rope prologue");
+    auto q = op.getQPe().template getDefiningOp<RopeOp>();
+    auto collapse = op.getKPe().template getDefiningOp<tensor::CollapseShapeOp>();
+    auto k = collapse ? collapse.getSrc().template getDefiningOp<RopeOp>()
+                      : RopeOp();
+    if (!q || !k)
+      return rewriter.notifyMatchFailure(op, "q_pe or k_pe is not rotated");
+    if (q.getPositions() != k.getPositions() || q.getStyle() != k.getStyle() ||
+        q.getRope() != k.getRope() || q.getRotaryDim() || k.getRotaryDim())
+      return rewriter.notifyMatchFailure(
+          op, "q_pe and k_pe rotations differ or are partial");
+    Value kPe = tensor::CollapseShapeOp::create(
+        rewriter, collapse.getLoc(), k.getInput(),
+        collapse.getReassociationIndices());
+    rewriter.modifyOpInPlace(op, [&] {
+      op.getQPeMutable().assign(q.getInput());
+      op.getKPeMutable().assign(kPe);
+      op.getPositionsMutable().assign(q.getPositions());
+      op.setRopeStyleAttr(q.getStyleAttr());
+      op.setRopeAttr(q.getRopeAttr());
+    });
+    return success();
+  }
+};
+
 struct MoEFuseNormRopeResidualPass
     : impl::MoEFuseNormRopeResidualPassBase<MoEFuseNormRopeResidualPass> {
   using Base::Base;
 
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns
-        .add<FuseNormIntoLinear, FuseResidualIntoLinear, FuseRopeIntoAttention>(
-            &getContext());
+    patterns.add<FuseNormIntoLinear, FuseResidualIntoLinear,
+                 FuseRopeIntoAttention, FuseRopeIntoMLA<MLAOp>,
+                 FuseRopeIntoMLA<MLAAbsorbedOp>>(&getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

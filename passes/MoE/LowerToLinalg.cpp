@@ -375,9 +375,9 @@ struct RopeEmitter {
     attentionFactor = static_cast<float>(table.attentionFactor);
   }
 
-  /// Element `d` of head `x[b, s, h, :]` rotated for integer position
-  /// `pos`, in `et` like moe.rope's result.
-  Value rotate(Emit &s, Value x, Value b, Value t, Value h, Value d,
+  /// Element `d` of the head `x[prefix..., :]` rotated for integer
+  /// position `pos`, in `et` like moe.rope's result.
+  Value rotate(Emit &s, Value x, llvm::ArrayRef<Value> prefix, Value d,
                Value pos) const {
     OpBuilder &nb = s.b;
     Location nl = s.loc;
@@ -406,8 +406,11 @@ struct RopeEmitter {
     Value angle = s.mul(p, s.extract(freqs, {pair}));
     Value c = s.mul(math::CosOp::create(nb, nl, angle), s.f(attentionFactor));
     Value sn = s.mul(math::SinOp::create(nb, nl, angle), s.f(attentionFactor));
-    Value self = s.extractF32(x, {b, t, h, d});
-    Value other = s.extractF32(x, {b, t, h, partner});
+    llvm::SmallVector<Value> at(prefix.begin(), prefix.end());
+    at.push_back(d);
+    Value self = s.extractF32(x, at);
+    at.back() = partner;
+    Value other = s.extractF32(x, at);
     Value rot = s.select(negate, arith::NegFOp::create(nb, nl, other), other);
     Value r = s.add(s.mul(self, c), s.mul(rot, sn));
     r = s.select(inRange, r, self);
@@ -442,7 +445,7 @@ struct LowerRope : OpRewritePattern<RopeOp> {
               Value hi = linalg::IndexOp::create(nb, nl, 2);
               Value d = linalg::IndexOp::create(nb, nl, 3);
               linalg::YieldOp::create(
-                  nb, nl, rope.rotate(s, x, bi, si, hi, d, args[1]));
+                  nb, nl, rope.rotate(s, x, {bi, si, hi}, d, args[1]));
             })
             .getResult(0);
     rewriter.replaceOp(op, result);
@@ -573,7 +576,7 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
       rope.emplace(e, *op.getRope(), *op.getRopeStyle(), d,
                    cast<RankedTensorType>(op.getKey().getType()).getElementType());
     auto readKey = [&](Emit &x, llvm::ArrayRef<Value> idx) {
-      return rope->rotate(x, op.getKey(), idx[0], idx[1], idx[2], idx[3],
+      return rope->rotate(x, op.getKey(), idx.drop_back(), idx.back(),
                           x.extract(positions, {idx[0], idx[1]}));
     };
 
@@ -636,7 +639,7 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
                                 ValueRange a) {
                               Emit s4{b4, l4};
                               Value v = s4.toF32(
-                                  rope->rotate(s4, q, b, t, h, i, at));
+                                  rope->rotate(s4, q, {b, t, h}, i, at));
                               return llvm::SmallVector<Value>{
                                   s4.insert(v, a[0], {i})};
                             })[0];
@@ -701,10 +704,16 @@ Value forEachQueryHead(
 /// keys written to cache rows [p, p + S) of each sequence (with the
 /// overflow check). Returns the updated cache.
 template <typename OpTy>
-Value appendLatents(OpTy op, Emit &e, int64_t r) {
+Value appendLatents(OpTy op, Emit &e, int64_t r,
+                    const std::optional<RopeEmitter> &rope) {
   Value pos = op.getCachePosition(), qn = op.getQNope();
   Value batch = e.dim(qn, 0), seq = e.dim(qn, 1);
   Value capacity = e.dim(op.getCache(), 1);
+  // With a rope prologue, k_pe is rotated (as one head) on its way in.
+  auto readKPe = [&](Emit &x, llvm::ArrayRef<Value> idx) {
+    return rope->rotate(x, op.getKPe(), idx.drop_back(), idx.back(),
+                        x.extract(op.getPositions(), {idx[0], idx[1]}));
+  };
   return e.loop(
       e.index(0), batch, {op.getCache()},
       [&](OpBuilder &nb, Location nl, Value b, ValueRange acc) {
@@ -712,8 +721,46 @@ Value appendLatents(OpTy op, Emit &e, int64_t r) {
         Value p = s.toIndex(s.extract(pos, {b}));
         assertFits(s, p, seq, capacity, OpTy::getOperationName());
         Value c = writeCache(s, acc[0], op.getLatent(), b, p, 0);
-        return llvm::SmallVector<Value>{writeCache(s, c, op.getKPe(), b, p, r)};
+        return llvm::SmallVector<Value>{writeCache(
+            s, c, op.getKPe(), b, p, r,
+            rope ? llvm::function_ref<Value(Emit &, llvm::ArrayRef<Value>)>(
+                       readKPe)
+                 : nullptr)};
       })[0];
+}
+
+/// The rope prologue of an MLA op, if it has one.
+template <typename OpTy>
+std::optional<RopeEmitter> getMLARope(OpTy op, Emit &e) {
+  if (!op.getPositions())
+    return std::nullopt;
+  int64_t dr = cast<RankedTensorType>(op.getQPe().getType()).getDimSize(3);
+  return RopeEmitter(
+      e, *op.getRope(), *op.getRopeStyle(), dr,
+      cast<RankedTensorType>(op.getQPe().getType()).getElementType());
+}
+
+/// q_pe[b, t, h, :] as an f32 [Dr] row, rotated when the op has a rope
+/// prologue; returns an accessor (i) -> f32.
+template <typename OpTy>
+std::function<Value(Emit &, Value)>
+qPeRow(OpTy op, Emit &s, const std::optional<RopeEmitter> &rope, Value b,
+       Value t, Value h) {
+  Value qp = op.getQPe();
+  if (!rope)
+    return [qp, b, t, h](Emit &x, Value i) {
+      return x.extractF32(qp, {b, t, h, i});
+    };
+  int64_t dr = cast<RankedTensorType>(qp.getType()).getDimSize(3);
+  Value at = s.extract(op.getPositions(), {b, t});
+  Value row = s.filled({s.b.getIndexAttr(dr)}, s.f32(), s.f(0.0));
+  row = s.loop(s.index(0), s.index(dr), {row},
+               [&](OpBuilder &nb, Location nl, Value i, ValueRange a) {
+                 Emit x{nb, nl};
+                 Value v = x.toF32(rope->rotate(x, qp, {b, t, h}, i, at));
+                 return llvm::SmallVector<Value>{x.insert(v, a[0], {i})};
+               })[0];
+  return [row](Emit &x, Value i) { return x.extract(row, {i}); };
 }
 
 /// An empty result [B, S, N, Dv] for an MLA op.
@@ -744,14 +791,16 @@ LogicalResult lowerMLA(OpTy op, PatternRewriter &rewriter,
   int64_t dr = cast<RankedTensorType>(op.getQPe().getType()).getDimSize(3);
   int64_t r = cast<RankedTensorType>(op.getLatent().getType()).getDimSize(2);
   double scale = op.getScale().convertToDouble();
-  Value qn = op.getQNope(), qp = op.getQPe(), pos = op.getCachePosition();
+  Value qn = op.getQNope(), pos = op.getCachePosition();
   Value batch = e.dim(qn, 0), seq = e.dim(qn, 1);
-  Value cache = appendLatents(op, e, r);
+  std::optional<RopeEmitter> rope = getMLARope(op, e);
+  Value cache = appendLatents(op, e, r, rope);
   Value out = emptyMLAResult(op, rewriter, n, dv);
   Value result = forEachQueryHead(
       e, batch, seq, n, pos, out,
       [&](Emit &s3, Value b, Value t, Value h, Value abs, Value o) {
         OpBuilder &b3 = s3.b;
+        auto qPe = qPeRow(op, s3, rope, b, t, h);
         // q_lat[c] = sum_i q_nope[i] * W_UK[i, c]
         Value qLat = s3.filled({b3.getIndexAttr(r)}, s3.f32(),
                                s3.f(0.0));
@@ -771,11 +820,11 @@ LogicalResult lowerMLA(OpTy op, PatternRewriter &rewriter,
             return x.mul(x.extract(qLat, {c}),
                          x.extractF32(cache, {b, j, c}));
           });
-          Value rope = sumF32(s, s.index(dr), [&](Emit &x, Value i) {
-            return x.mul(x.extractF32(qp, {b, t, h, i}),
+          Value pe = sumF32(s, s.index(dr), [&](Emit &x, Value i) {
+            return x.mul(qPe(x, i),
                          x.extractF32(cache, {b, j, x.addi(i, x.index(r))}));
           });
-          return s.mul(s.add(nope, rope), s.f(scale));
+          return s.mul(s.add(nope, pe), s.f(scale));
         };
         auto accumulate = [&](Emit &s, Value j, Value pr, Value row) {
           return axpyRow(s, row, pr, cache, {b, j}, r);
@@ -815,10 +864,11 @@ struct LowerMLA : OpRewritePattern<MLAOp> {
     int64_t r = cast<RankedTensorType>(op.getLatent().getType()).getDimSize(2);
     int64_t dv = cast<RankedTensorType>(op.getResult().getType()).getDimSize(3);
     double scale = op.getScale().convertToDouble();
-    Value qn = op.getQNope(), qp = op.getQPe(), pos = op.getCachePosition();
+    Value qn = op.getQNope(), pos = op.getCachePosition();
     Value kvb = op.getKvBWeight();
     Value batch = e.dim(qn, 0), seq = e.dim(qn, 1);
-    Value cache = appendLatents(op, e, r);
+    std::optional<RopeEmitter> rope = getMLARope(op, e);
+    Value cache = appendLatents(op, e, r, rope);
     Value out = emptyMLAResult(op, rewriter, n, dv);
 
     // kv[j, h, :] = kv_b[h*(Dn+Dv) : (h+1)*(Dn+Dv)] * latent_j for every
@@ -855,16 +905,17 @@ struct LowerMLA : OpRewritePattern<MLAOp> {
     Value result = forEachQueryHead(
         e, batch, seq, n, pos, out,
         [&](Emit &s, Value b, Value t, Value h, Value abs, Value o) {
+          auto qPe = qPeRow(op, s, rope, b, t, h);
           auto score = [&](Emit &x, Value j) {
             Value nope = sumF32(x, x.index(dn), [&](Emit &y, Value i) {
               return y.mul(y.extractF32(qn, {b, t, h, i}),
                            y.extract(kv, {j, h, i}));
             });
-            Value rope = sumF32(x, x.index(dr), [&](Emit &y, Value i) {
-              return y.mul(y.extractF32(qp, {b, t, h, i}),
+            Value pe = sumF32(x, x.index(dr), [&](Emit &y, Value i) {
+              return y.mul(qPe(y, i),
                            y.extractF32(cache, {b, j, y.addi(i, y.index(r))}));
             });
-            return x.mul(x.add(nope, rope), x.f(scale));
+            return x.mul(x.add(nope, pe), x.f(scale));
           };
           auto accumulate = [&](Emit &x, Value j, Value pr, Value row) {
             return axpyRow(x, row, pr, kv, {j, h}, dv, dn);

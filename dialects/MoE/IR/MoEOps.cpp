@@ -384,11 +384,11 @@ LogicalResult FusedRouteOp::verify() {
     return failure();
   // P = T * k + E * (tile - 1) when T is known.
   std::optional<int64_t> t = shapes.get("T"), p = shapes.get("P");
-  if (t && p && *p != *t * getTopK() + e * (tile - 1))
+  int64_t k = static_cast<int64_t>(getTopK());
+  if (t && p && *p != *t * k + e * (tile - 1))
     return emitOpError() << "'sorted_slots' must have T * k + E * (tile - 1)"
                             " = "
-                         << *t * getTopK() + e * (tile - 1)
-                         << " entries, got " << *p;
+                         << *t * k + e * (tile - 1) << " entries, got " << *p;
   return success();
 }
 
@@ -533,6 +533,30 @@ LogicalResult GroupedExpertsOp::verify() {
       failed(shapes.check("sorted_slots", getSortedSlots().getType(), {"P"})));
 }
 
+/// The fused rotary embedding of moe.attention and the MLA ops: positions,
+/// style and table come together; positions are [B, S]; `dimName` (the
+/// rotated head dim) is even.
+template <typename OpTy>
+static LogicalResult verifyRopePrologue(OpTy op, ShapeChecker &shapes,
+                                        StringRef dimName) {
+  unsigned parts = (op.getPositions() ? 1 : 0) +
+                   (op.getRopeStyleAttr() ? 1 : 0) + (op.getRopeAttr() ? 1 : 0);
+  if (parts != 0 && parts != 3)
+    return op.emitOpError("a fused rotary embedding needs 'positions', "
+                          "'rope_style' and 'rope' together");
+  if (!op.getPositions())
+    return success();
+  if (failed(shapes.check("positions", op.getPositions().getType(),
+                          {"B", "S"})))
+    return failure();
+  std::optional<int64_t> d = shapes.get(dimName);
+  if (d && *d % 2 != 0)
+    return op.emitOpError() << "a fused rotary embedding needs an even head "
+                               "dim, got "
+                            << dimName << " = " << *d;
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // AttentionOp
 //===----------------------------------------------------------------------===//
@@ -579,21 +603,8 @@ LogicalResult AttentionOp::verify() {
   if (window < 0)
     return emitOpError() << "'sliding_window' must be non-negative, got "
                          << window;
-  unsigned ropeParts = (getPositions() ? 1 : 0) + (getRopeStyleAttr() ? 1 : 0) +
-                       (getRopeAttr() ? 1 : 0);
-  if (ropeParts != 0 && ropeParts != 3)
-    return emitOpError("a fused rotary embedding needs 'positions', "
-                       "'rope_style' and 'rope' together");
-  if (getPositions()) {
-    if (failed(shapes.check("positions", getPositions().getType(),
-                            {"B", "S"})))
-      return failure();
-    std::optional<int64_t> d = shapes.get("D");
-    if (d && *d % 2 != 0)
-      return emitOpError() << "a fused rotary embedding needs an even head "
-                              "dim, got D = "
-                           << *d;
-  }
+  if (failed(verifyRopePrologue(*this, shapes, "D")))
+    return failure();
   return success();
 }
 
@@ -630,7 +641,8 @@ static LogicalResult verifyMLACommon(OpTy op, ShapeChecker &shapes) {
       failed(checkSameElementType(op, "cache", op.getCache().getType(),
                                   "latent", op.getLatent().getType())) ||
       failed(checkSameElementType(op, "result", op.getResult().getType(),
-                                  "q_nope", op.getQNope().getType())))
+                                  "q_nope", op.getQNope().getType())) ||
+      failed(verifyRopePrologue(op, shapes, "Dr")))
     return failure();
   return checkScale(op, op.getScale());
 }

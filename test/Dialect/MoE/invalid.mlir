@@ -1603,3 +1603,12 @@ func.func @attention_rope_positions(%q: tensor<1x4x2x8xf32>, %pos: tensor<1x5xi3
   %a, %kc2, %vc2 = moe.attention %q, %q, %q cache(%kc, %kc) at %p rope(%pos) {scale = 0.35 : f32, rope_style = #moe.rope_style<interleaved>, rope = #moe.rope<theta = 1.0e4>} : (tensor<1x4x2x8xf32>, tensor<1x4x2x8xf32>, tensor<1x4x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1xi32>, tensor<1x5xi32>) -> (tensor<1x4x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1x8x2x8xf32>)
   return
 }
+
+// -----
+
+func.func @mla_rope_parts(%qn: tensor<1x4x2x16xf32>, %qp: tensor<1x4x2x8xf32>, %lat: tensor<1x4x32xf32>, %kp: tensor<1x4x8xf32>, %pos: tensor<1x4xi32>, %c: tensor<1x16x40xf32>, %p: tensor<1xi32>) {
+  %kvb = moe.weight "kv_b" : tensor<64x32xf32>
+  // expected-error @+1 {{a fused rotary embedding needs 'positions', 'rope_style' and 'rope' together}}
+  %o, %c2 = moe.mla %qn, %qp, %lat, %kp kv_b(%kvb) cache(%c) at %p rope(%pos) {scale = 0.2 : f32, rope = #moe.rope<theta = 5.0e4>} : (tensor<1x4x2x16xf32>, tensor<1x4x2x8xf32>, tensor<1x4x32xf32>, tensor<1x4x8xf32>, tensor<64x32xf32>, tensor<1x16x40xf32>, tensor<1xi32>, tensor<1x4xi32>) -> (tensor<1x4x2x16xf32>, tensor<1x16x40xf32>)
+  return
+}

@@ -171,3 +171,13 @@ func.func @attention_rope(%q: tensor<1x4x2x8xf32>, %k: tensor<1x4x2x8xf32>, %v: 
   %a, %kc2, %vc2 = moe.attention %q, %k, %v cache(%kc, %vc) at %p rope(%pos) {scale = 0.35 : f32, rope_style = #moe.rope_style<interleaved>, rope = #moe.rope<theta = 5.0e5>} : (tensor<1x4x2x8xf32>, tensor<1x4x2x8xf32>, tensor<1x4x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1xi32>, tensor<1x4xi32>) -> (tensor<1x4x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1x8x2x8xf32>)
   return %a : tensor<1x4x2x8xf32>
 }
+
+// CHECK-LABEL: func.func @mla_rope
+func.func @mla_rope(%qn: tensor<1x4x2x16xf32>, %qp: tensor<1x4x2x8xf32>, %lat: tensor<1x4x32xf32>, %kp: tensor<1x4x8xf32>, %pos: tensor<1x4xi32>, %c: tensor<1x16x40xf32>, %p: tensor<1xi32>, %uk: tensor<2x16x32xf32>) -> tensor<1x4x2x16xf32> {
+  %kvb = moe.weight "kv_b" : tensor<64x32xf32>
+  // CHECK: moe.mla %{{.+}} kv_b(%{{.+}}) cache(%{{.+}}) at %{{.+}} rope(%{{.+}}) {rope = #moe.rope<theta = 5.000000e+04>, rope_style = #moe.rope_style<interleaved>, scale = 2.000000e-01 : f32}
+  %o, %c2 = moe.mla %qn, %qp, %lat, %kp kv_b(%kvb) cache(%c) at %p rope(%pos) {scale = 0.2 : f32, rope_style = #moe.rope_style<interleaved>, rope = #moe.rope<theta = 5.0e4>} : (tensor<1x4x2x16xf32>, tensor<1x4x2x8xf32>, tensor<1x4x32xf32>, tensor<1x4x8xf32>, tensor<64x32xf32>, tensor<1x16x40xf32>, tensor<1xi32>, tensor<1x4xi32>) -> (tensor<1x4x2x16xf32>, tensor<1x16x40xf32>)
+  // CHECK: moe.mla_absorbed %{{.+}} cache(%{{.+}}) at %{{.+}} rope(%{{.+}}) {rope = #moe.rope<theta = 5.000000e+04>, rope_style = #moe.rope_style<interleaved>, scale = 2.000000e-01 : f32}
+  %o2, %c3 = moe.mla_absorbed %qn, %qp, %lat, %kp w_uk(%uk) w_uv(%uk) cache(%c) at %p rope(%pos) {scale = 0.2 : f32, rope_style = #moe.rope_style<interleaved>, rope = #moe.rope<theta = 5.0e4>} : (tensor<1x4x2x16xf32>, tensor<1x4x2x8xf32>, tensor<1x4x32xf32>, tensor<1x4x8xf32>, tensor<2x16x32xf32>, tensor<2x16x32xf32>, tensor<1x16x40xf32>, tensor<1xi32>, tensor<1x4xi32>) -> (tensor<1x4x2x16xf32>, tensor<1x16x40xf32>)
+  return %o : tensor<1x4x2x16xf32>
+}

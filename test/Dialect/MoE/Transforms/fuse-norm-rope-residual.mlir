@@ -111,3 +111,37 @@ func.func @residual_not_fused(%x: tensor<?x64xf32>, %r: tensor<?x64xf32>) -> (te
   %s2 = arith.addf %late, %y2 : tensor<?x64xf32>
   return %s, %y, %s2 : tensor<?x64xf32>, tensor<?x64xf32>, tensor<?x64xf32>
 }
+
+// -----
+
+// MLA (DeepSeek): q_pe and the shared k_pe (rotated as one head, then
+// collapsed) become the MLA op's rope prologue; k_pe is collapsed unrotated.
+// CHECK-LABEL: func.func @mla_rope
+// CHECK-SAME: (%[[QN:[^:]+]]: {{[^,]+}}, %[[QP:[^:]+]]: {{[^,]+}}, %[[LAT:[^:]+]]: {{[^,]+}}, %[[KP:[^:]+]]: {{[^,]+}}, %[[POS:[^:]+]]: tensor<1x4xi32>
+// CHECK-NOT: moe.rope
+// CHECK: %[[K:.+]] = tensor.collapse_shape %[[KP]] {{\[\[}}0], [1], [2, 3]]
+// CHECK: moe.mla %[[QN]], %[[QP]], %[[LAT]], %[[K]] kv_b(%{{.+}}) cache(%{{.+}}) at %{{.+}} rope(%[[POS]]) {rope = #moe.rope<theta = 5.000000e+04>, rope_style = #moe.rope_style<interleaved>
+func.func @mla_rope(%qn: tensor<1x4x2x16xf32>, %qp: tensor<1x4x2x8xf32>, %lat: tensor<1x4x32xf32>, %kp: tensor<1x4x1x8xf32>, %pos: tensor<1x4xi32>, %c: tensor<1x16x40xf32>, %p: tensor<1xi32>) -> tensor<1x4x2x16xf32> {
+  %kvb = moe.weight "kv_b" : tensor<64x32xf32>
+  %qr = moe.rope %qp, %pos style = <interleaved> rope = <theta = 5.0e4> : tensor<1x4x2x8xf32>, tensor<1x4xi32>
+  %kr = moe.rope %kp, %pos style = <interleaved> rope = <theta = 5.0e4> : tensor<1x4x1x8xf32>, tensor<1x4xi32>
+  %k = tensor.collapse_shape %kr [[0], [1], [2, 3]] : tensor<1x4x1x8xf32> into tensor<1x4x8xf32>
+  %o, %c2 = moe.mla %qn, %qr, %lat, %k kv_b(%kvb) cache(%c) at %p {scale = 0.2 : f32} : (tensor<1x4x2x16xf32>, tensor<1x4x2x8xf32>, tensor<1x4x32xf32>, tensor<1x4x8xf32>, tensor<64x32xf32>, tensor<1x16x40xf32>, tensor<1xi32>) -> (tensor<1x4x2x16xf32>, tensor<1x16x40xf32>)
+  return %o : tensor<1x4x2x16xf32>
+}
+
+// -----
+
+// Different tables on q_pe and k_pe: left alone.
+// CHECK-LABEL: func.func @mla_rope_mismatch
+// CHECK-COUNT-2: moe.rope
+// CHECK: moe.mla
+// CHECK-NOT: rope(
+func.func @mla_rope_mismatch(%qn: tensor<1x4x2x16xf32>, %qp: tensor<1x4x2x8xf32>, %lat: tensor<1x4x32xf32>, %kp: tensor<1x4x1x8xf32>, %pos: tensor<1x4xi32>, %c: tensor<1x16x40xf32>, %p: tensor<1xi32>) -> tensor<1x4x2x16xf32> {
+  %kvb = moe.weight "kv_b" : tensor<64x32xf32>
+  %qr = moe.rope %qp, %pos style = <interleaved> rope = <theta = 5.0e4> : tensor<1x4x2x8xf32>, tensor<1x4xi32>
+  %kr = moe.rope %kp, %pos style = <interleaved> rope = <theta = 1.0e4> : tensor<1x4x1x8xf32>, tensor<1x4xi32>
+  %k = tensor.collapse_shape %kr [[0], [1], [2, 3]] : tensor<1x4x1x8xf32> into tensor<1x4x8xf32>
+  %o, %c2 = moe.mla %qn, %qr, %lat, %k kv_b(%kvb) cache(%c) at %p {scale = 0.2 : f32} : (tensor<1x4x2x16xf32>, tensor<1x4x2x8xf32>, tensor<1x4x32xf32>, tensor<1x4x8xf32>, tensor<64x32xf32>, tensor<1x16x40xf32>, tensor<1xi32>) -> (tensor<1x4x2x16xf32>, tensor<1x16x40xf32>)
+  return %o : tensor<1x4x2x16xf32>
+}

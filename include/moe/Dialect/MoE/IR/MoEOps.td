@@ -598,6 +598,12 @@ class MoE_MLABase<string mnemonic, list<Trait> traits = []>
     `(Dn + Dr)^-0.5 * mscale^2`, where the YaRN `mscale =
     0.1 * mscale_all_dim * ln(factor) + 1` when YaRN scaling is active
     (see `moe::getMLASoftmaxScale`). The softmax runs in f32.
+
+    With `rope(positions)` (`[B, S]`) and the `rope_style` and `rope`
+    attributes, `q_pe` and `k_pe` arrive unrotated and are rotated exactly
+    as `moe.rope` with those operands would (`k_pe` as one head), as the
+    kernel's prologue: `k_pe` on its way into the cache, `q_pe` once per
+    head. `-moe-fuse-norm-rope-residual` folds the `moe.rope` ops in.
   }];
 }
 
@@ -627,11 +633,14 @@ def MoE_MLAOp : MoE_MLABase<"mla"> {
     MoE_FloatTensor:$latent, MoE_FloatTensor:$k_pe,
     MoE_FloatTensor:$kv_b_weight,
     MoE_FloatTensor:$cache, MoE_I32Tensor:$cache_position,
-    F32Attr:$scale);
+    Optional<MoE_IndexTensor>:$positions, F32Attr:$scale,
+    OptionalAttr<MoE_RopeStyleAttr>:$rope_style,
+    OptionalAttr<MoE_RopeAttr>:$rope);
   let results = (outs MoE_FloatTensor:$result, MoE_FloatTensor:$new_cache);
   let assemblyFormat = [{
     $q_nope `,` $q_pe `,` $latent `,` $k_pe `kv_b` `(` $kv_b_weight `)`
-    `cache` `(` $cache `)` `at` $cache_position attr-dict `:`
+    `cache` `(` $cache `)` `at` $cache_position
+    (`rope` `(` $positions^ `)`)? attr-dict `:`
     functional-type(operands, results)
   }];
   let hasVerifier = 1;
@@ -667,12 +676,15 @@ def MoE_MLAAbsorbedOp : MoE_MLABase<"mla_absorbed"> {
     MoE_FloatTensor:$latent, MoE_FloatTensor:$k_pe,
     MoE_FloatTensor:$w_uk, MoE_FloatTensor:$w_uv,
     MoE_FloatTensor:$cache, MoE_I32Tensor:$cache_position,
-    F32Attr:$scale);
+    Optional<MoE_IndexTensor>:$positions, F32Attr:$scale,
+    OptionalAttr<MoE_RopeStyleAttr>:$rope_style,
+    OptionalAttr<MoE_RopeAttr>:$rope);
   let results = (outs MoE_FloatTensor:$result, MoE_FloatTensor:$new_cache);
   let assemblyFormat = [{
     $q_nope `,` $q_pe `,` $latent `,` $k_pe `w_uk` `(` $w_uk `)`
     `w_uv` `(` $w_uv `)` `cache` `(` $cache `)` `at` $cache_position
-    attr-dict `:` functional-type(operands, results)
+    (`rope` `(` $positions^ `)`)? attr-dict `:`
+    functional-type(operands, results)
   }];
   let hasVerifier = 1;
 }

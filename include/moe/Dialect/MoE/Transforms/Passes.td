@@ -172,9 +172,10 @@ def MoEFuseNormRopeResidualPass
     - `moe.rms_norm` whose every user (through collapses that keep the
       normalised dimension) is a `moe.linear` becomes each projection's
       norm prologue. A norm that routing or experts also read stays.
-    - `moe.rope` pairs on the query and key of `moe.attention` (same
-      positions, style and table, whole heads) become the attention's rope
-      prologue: keys are rotated on their way into the cache.
+    - `moe.rope` pairs on the query and key of `moe.attention`, or on
+      `q_pe` and `k_pe` of `moe.mla`/`moe.mla_absorbed` (same positions,
+      style and table, whole heads), become the attention's rope prologue:
+      keys are rotated on their way into the cache.
     - `arith.addf` of a value and a `moe.linear` result (possibly through
       an `expand_shape`) becomes the projection's residual epilogue.
 
