@@ -233,10 +233,10 @@ struct LowerRMSNorm : OpRewritePattern<RMSNormOp> {
   }
 };
 
-/// moe.linear: with a norm prologue, one pass over the input for the
-/// per-row RMS statistics, then one contraction that normalises each input
-/// element as it reads it (so the normalised rows are never stored); the
-/// epilogue (bias, cast, residual) is one elementwise op. Rounding follows
+/// moe.linear: with a norm prologue, a loop over rows that computes each
+/// row's RMS statistics, normalises it into a [K] buffer and multiplies it
+/// by W^T, so the normalised activations are never stored; the epilogue
+/// (bias, cast, residual) is one elementwise op. Rounding follows
 /// moe.rms_norm and a separate residual addf step by step, so fusing
 /// changes no bit.
 struct LowerLinear : OpRewritePattern<LinearOp> {
@@ -261,54 +261,50 @@ struct LowerLinear : OpRewritePattern<LinearOp> {
     };
 
     if (Value normWeight = op.getNormWeight()) {
-      // inv[t] = rsqrt(mean(x[t]^2) + eps), in f32.
-      Value zeros = e.filled({tokens}, e.f32(), e.f(0.0));
-      Value sumSq =
-          linalg::GenericOp::create(
-              rewriter, loc, TypeRange{zeros.getType()}, ValueRange{x},
-              ValueRange{zeros},
-              llvm::ArrayRef<AffineMap>{map({t, o}, 2), map({t}, 2)},
-              llvm::ArrayRef<utils::IteratorType>{
-                  utils::IteratorType::parallel,
-                  utils::IteratorType::reduction},
-              [&](OpBuilder &nb, Location nl, ValueRange args) {
-                Emit s{nb, nl};
-                Value v = s.toF32(args[0]);
-                linalg::YieldOp::create(nb, nl, s.add(args[1], s.mul(v, v)));
-              })
-              .getResult(0);
+      // Row by row: the RMS statistics, the normalised row in a [K] buffer
+      // (moe.rms_norm's arithmetic, element by element), then the row
+      // times W^T. Only one normalised row ever exists.
       double eps = op.getNormEpsAttr().getValueAsDouble();
       bool weightInF32 = op.getNormWeightInF32();
-      acc = linalg::GenericOp::create(
-                rewriter, loc, TypeRange{acc.getType()},
-                ValueRange{x, sumSq, normWeight, w}, ValueRange{acc},
-                llvm::ArrayRef<AffineMap>{map({t, r}, 3), map({t}, 3),
-                                          map({r}, 3), map({o, r}, 3),
-                                          map({t, o}, 3)},
-                llvm::ArrayRef<utils::IteratorType>{
-                    utils::IteratorType::parallel,
-                    utils::IteratorType::parallel,
-                    utils::IteratorType::reduction},
-                [&](OpBuilder &nb, Location nl, ValueRange args) {
-                  Emit s{nb, nl};
-                  // The prologue: moe.rms_norm's arithmetic on one element.
-                  Value mean = s.div(args[1], s.f(static_cast<double>(k)));
-                  Value inv =
-                      math::RsqrtOp::create(nb, nl, s.add(mean, s.f(eps)));
-                  Value normed = s.mul(s.toF32(args[0]), inv);
-                  Value xn;
+      acc = e.loop(
+          e.index(0), e.dim(x, 0), {acc},
+          [&](OpBuilder &b1, Location l1, Value row, ValueRange a1) {
+            Emit s{b1, l1};
+            Value sumSq = sumF32(s, s.index(k), [&](Emit &z, Value i) {
+              Value v = z.extractF32(x, {row, i});
+              return z.mul(v, v);
+            });
+            Value mean = s.div(sumSq, s.f(static_cast<double>(k)));
+            Value inv = math::RsqrtOp::create(b1, l1, s.add(mean, s.f(eps)));
+            Value xn = s.filled({b1.getIndexAttr(k)}, s.f32(), s.f(0.0));
+            xn = s.loop(
+                s.index(0), s.index(k), {xn},
+                [&](OpBuilder &b2, Location l2, Value i, ValueRange a2) {
+                  Emit z{b2, l2};
+                  Value normed = z.mul(z.extractF32(x, {row, i}), inv);
+                  Value nw = z.extractF32(normWeight, {i});
+                  Value v;
                   if (weightInF32) {
-                    xn = s.fromF32(s.mul(normed, s.toF32(args[2])), xt);
+                    v = z.fromF32(z.mul(normed, nw), xt);
                   } else {
-                    Value nw = s.fromF32(s.toF32(args[2]), xt);
-                    xn = arith::MulFOp::create(nb, nl, s.fromF32(normed, xt),
-                                               nw);
+                    v = arith::MulFOp::create(b2, l2, z.fromF32(normed, xt),
+                                              z.fromF32(nw, xt));
                   }
-                  linalg::YieldOp::create(
-                      nb, nl,
-                      s.add(args[4], s.mul(s.toF32(xn), s.toF32(args[3]))));
-                })
-                .getResult(0);
+                  return llvm::SmallVector<Value>{
+                      z.insert(z.toF32(v), a2[0], {i})};
+                })[0];
+            return llvm::SmallVector<Value>{s.loop(
+                s.index(0), s.index(n), {a1[0]},
+                [&](OpBuilder &b2, Location l2, Value col, ValueRange a2) {
+                  Emit z{b2, l2};
+                  Value dot = sumF32(z, z.index(k), [&](Emit &y, Value i) {
+                    return y.mul(y.extract(xn, {i}),
+                                 y.extractF32(w, {col, i}));
+                  });
+                  return llvm::SmallVector<Value>{
+                      z.insert(dot, a2[0], {row, col})};
+                })[0]};
+          })[0];
     } else {
       acc = createMatmulTransposeB(rewriter, loc, x, w, acc);
     }
