@@ -150,7 +150,9 @@ def MoEAbsorbMLAPass : Pass<"moe-absorb-mla", "ModuleOp"> {
     positive); for DeepSeek-V3 that is `S < 170`. With a static `S` the pass
     picks one form; with a dynamic `S` it emits both behind an `scf.if` on
     `S`. `W_UK` and `W_UV` are the per-head row blocks of `kv_b_weight`,
-    taken as views (no copy): absorbing needs no new weights.
+    taken as views (no copy): absorbing needs no new weights. Folding them
+    further into `q_b_proj` and `o_proj` ahead of time would multiply those
+    weights' size by `R / Dn` (4 for DeepSeek-V3), so the pass does not.
     `max-absorbed-tokens` overrides the threshold (-1: the cost model).
   }];
   let options = [
