@@ -152,6 +152,20 @@ struct FuseResidualIntoLinear : OpRewritePattern<arith::AddFOp> {
   }
 };
 
+/// Two rotations one prologue can replace: same positions, style and
+/// table, over whole heads.
+bool sameWholeRotation(RopeOp a, RopeOp b) {
+  return a.getPositions() == b.getPositions() && a.getStyle() == b.getStyle() &&
+         a.getRope() == b.getRope() && !a.getRotaryDim() && !b.getRotaryDim();
+}
+
+/// Gives `op` (attention or MLA) the rope prologue that `rope` performed.
+template <typename OpTy> void setRopePrologue(OpTy op, RopeOp rope) {
+  op.getPositionsMutable().assign(rope.getPositions());
+  op.setRopeStyleAttr(rope.getStyleAttr());
+  op.setRopeAttr(rope.getRopeAttr());
+}
+
 /// attention(rope(q), rope(k), ...) -> attention(q, k, ...) rope(positions)
 /// when both rotations agree and rotate whole heads.
 struct FuseRopeIntoAttention : OpRewritePattern<AttentionOp> {
@@ -164,16 +178,13 @@ struct FuseRopeIntoAttention : OpRewritePattern<AttentionOp> {
     auto k = op.getKey().getDefiningOp<RopeOp>();
     if (!q || !k)
       return rewriter.notifyMatchFailure(op, "query or key is not rotated");
-    if (q.getPositions() != k.getPositions() || q.getStyle() != k.getStyle() ||
-        q.getRope() != k.getRope() || q.getRotaryDim() || k.getRotaryDim())
+    if (!sameWholeRotation(q, k))
       return rewriter.notifyMatchFailure(
           op, "query and key rotations differ or are partial");
     rewriter.modifyOpInPlace(op, [&] {
       op.getQueryMutable().assign(q.getInput());
       op.getKeyMutable().assign(k.getInput());
-      op.getPositionsMutable().assign(q.getPositions());
-      op.setRopeStyleAttr(q.getStyleAttr());
-      op.setRopeAttr(q.getRopeAttr());
+      setRopePrologue(op, q);
     });
     return success();
   }
@@ -182,21 +193,20 @@ struct FuseRopeIntoAttention : OpRewritePattern<AttentionOp> {
 /// mla(q_pe = rope(x), k_pe = collapse(rope(y))) -> mla(x, collapse(y))
 /// rope(positions), for both MLA forms, when the rotations agree and rotate
 /// whole heads.
-template <typename OpTy>
-struct FuseRopeIntoMLA : OpRewritePattern<OpTy> {
+template <typename OpTy> struct FuseRopeIntoMLA : OpRewritePattern<OpTy> {
   using OpRewritePattern<OpTy>::OpRewritePattern;
   LogicalResult matchAndRewrite(OpTy op,
                                 PatternRewriter &rewriter) const override {
     if (op.getPositions())
       return rewriter.notifyMatchFailure(op, "already has a rope prologue");
     auto q = op.getQPe().template getDefiningOp<RopeOp>();
-    auto collapse = op.getKPe().template getDefiningOp<tensor::CollapseShapeOp>();
+    auto collapse =
+        op.getKPe().template getDefiningOp<tensor::CollapseShapeOp>();
     auto k = collapse ? collapse.getSrc().template getDefiningOp<RopeOp>()
                       : RopeOp();
     if (!q || !k)
       return rewriter.notifyMatchFailure(op, "q_pe or k_pe is not rotated");
-    if (q.getPositions() != k.getPositions() || q.getStyle() != k.getStyle() ||
-        q.getRope() != k.getRope() || q.getRotaryDim() || k.getRotaryDim())
+    if (!sameWholeRotation(q, k))
       return rewriter.notifyMatchFailure(
           op, "q_pe and k_pe rotations differ or are partial");
     Value kPe = tensor::CollapseShapeOp::create(
@@ -205,9 +215,7 @@ struct FuseRopeIntoMLA : OpRewritePattern<OpTy> {
     rewriter.modifyOpInPlace(op, [&] {
       op.getQPeMutable().assign(q.getInput());
       op.getKPeMutable().assign(kPe);
-      op.getPositionsMutable().assign(q.getPositions());
-      op.setRopeStyleAttr(q.getStyleAttr());
-      op.setRopeAttr(q.getRopeAttr());
+      setRopePrologue(op, q);
     });
     return success();
   }
@@ -219,9 +227,10 @@ struct MoEFuseNormRopeResidualPass
 
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<FuseNormIntoLinear, FuseResidualIntoLinear,
-                 FuseRopeIntoAttention, FuseRopeIntoMLA<MLAOp>,
-                 FuseRopeIntoMLA<MLAAbsorbedOp>>(&getContext());
+    patterns
+        .add<FuseNormIntoLinear, FuseResidualIntoLinear, FuseRopeIntoAttention,
+             FuseRopeIntoMLA<MLAOp>, FuseRopeIntoMLA<MLAAbsorbedOp>>(
+            &getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }
