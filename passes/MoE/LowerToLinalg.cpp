@@ -1538,26 +1538,43 @@ Value emitGroupedExperts(Emit &e, const ExpertFFNs &f, Value offsets,
   Value acc = e.filled({tensor::getMixedSize(b, e.loc, x, 0),
                         b.getIndexAttr(f.hidden)},
                        e.f32(), e.f(0.0));
+  Value slotCount = e.dim(slots, 0);
+  Value routedSlots = e.muli(tokens, e.index(f.k));
   acc = e.loop(
       e.index(0), e.index(f.numExperts), {acc},
       [&](OpBuilder &b1, Location l1, Value ex, ValueRange a1) {
         Emit s{b1, l1};
-        Value lo = s.toIndex(s.extract(offsets, {ex}));
-        Value hi = s.toIndex(s.extract(offsets, {s.addi(ex, s.index(1))}));
+        // Segment bounds clamped into the slots: a malformed permutation
+        // cannot make the loop run past them.
+        auto clampToSlots = [&](Value v) -> Value {
+          v = arith::MaxSIOp::create(b1, l1, v, s.index(0));
+          return arith::MinSIOp::create(b1, l1, v, slotCount);
+        };
+        Value lo = clampToSlots(s.toIndex(s.extract(offsets, {ex})));
+        Value hi = clampToSlots(
+            s.toIndex(s.extract(offsets, {s.addi(ex, s.index(1))})));
         auto loop = scf::ForOp::create(
             b1, l1, lo, hi, s.index(tile), ValueRange{a1[0]},
             [&](OpBuilder &b2, Location l2, Value r0, ValueRange a2) {
               Emit y{b2, l2};
               TileRows rows;
-              Value last = y.addi(hi, y.index(-1));
               for (int64_t r = 0; r < tile; ++r) {
+                // A row is real when it lies inside the segment and the
+                // slots, and names a slot of this call's T * k; anything
+                // else (padding, or a malformed permutation) reads row 0
+                // and adds nothing, so no read leaves its tensor.
                 Value at = y.addi(r0, y.index(r));
-                Value inside = y.cmpi(arith::CmpIPredicate::slt, at, hi);
-                Value slot = y.toIndex(y.extract(
-                    slots, {arith::MinSIOp::create(b2, l2, at, last)}));
-                Value real = arith::AndIOp::create(
-                    b2, l2, inside,
-                    y.cmpi(arith::CmpIPredicate::sge, slot, y.index(0)));
+                Value inSlots = arith::AndIOp::create(
+                    b2, l2, y.cmpi(arith::CmpIPredicate::sge, at, y.index(0)),
+                    y.cmpi(arith::CmpIPredicate::slt, at, slotCount));
+                Value inside = arith::AndIOp::create(
+                    b2, l2, inSlots, y.cmpi(arith::CmpIPredicate::slt, at, hi));
+                Value slot = y.toIndex(
+                    y.extract(slots, {y.select(inSlots, at, y.index(0))}));
+                Value named = arith::AndIOp::create(
+                    b2, l2, y.cmpi(arith::CmpIPredicate::sge, slot, y.index(0)),
+                    y.cmpi(arith::CmpIPredicate::slt, slot, routedSlots));
+                Value real = arith::AndIOp::create(b2, l2, inside, named);
                 slot = y.select(real, slot, y.index(0));
                 Value t = arith::DivUIOp::create(b2, l2, slot, y.index(f.k));
                 Value j = arith::RemUIOp::create(b2, l2, slot, y.index(f.k));

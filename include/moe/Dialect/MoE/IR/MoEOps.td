@@ -467,7 +467,8 @@ def MoE_GroupedExpertsOp : MoE_Op<"grouped_experts", [Pure,
       is read.
 
     The choice is made at run time on `T`, so one function serves prefill
-    and decode. Operands after the permutation are those of `moe.experts`.
+    and decode. Offsets and slots outside the permutation's bounds (a
+    malformed permutation) are clamped or skipped, never read through. Operands after the permutation are those of `moe.experts`.
     `-moe-fuse-experts` creates this op; it is not meant to be written by
     hand.
 
