@@ -18,6 +18,11 @@ config.test_exec_root = os.path.join(config.moe_obj_root, "test")
 config.substitutions.append(("%PATH%", config.environment["PATH"]))
 config.substitutions.append(("%moe_src_root", config.moe_src_root))
 config.substitutions.append(("%moe_obj_root", config.moe_obj_root))
+# Encodes an ONNX model written as a text proto, so that test models are
+# readable and reviewable: `%onnx-encode < m.textproto > m.onnx`.
+config.substitutions.append(
+    ("%onnx-encode",
+     f"{config.protoc} --encode=onnx.ModelProto -I{config.onnx_proto_dir} onnx/onnx.proto"))
 
 llvm_config.use_default_substitutions()
 # Variables captured in one CHECK-LABEL block must not leak into the next, and

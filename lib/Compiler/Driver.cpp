@@ -10,6 +10,7 @@
 #include "moe/Dialect/MoE/IR/MoE.h"
 #include "moe/Dialect/MoE/Transforms/Passes.h"
 #include "moe/Import/HFImporter.h"
+#include "moe/Import/ONNXModel.h"
 #include "moe/InitAll.h"
 
 #include "mlir/IR/AsmState.h"
@@ -334,9 +335,25 @@ int mlir::moe::moecMain(int argc, char **argv) {
   }
 
   if (StringRef(options.input).ends_with(".onnx")) {
+    llvm::Expected<std::unique_ptr<::moe::ONNXModel>> model =
+        ::moe::ONNXModel::load(options.input);
+    if (!model) {
+      llvm::errs() << "moec: error: " << llvm::toString(model.takeError())
+                   << "\n";
+      return 1;
+    }
+    // The model is valid, but no ONNX op is imported yet: say so, listing
+    // every op kind the graph uses at once.
+    std::vector<::moe::ONNXOpKind> kinds = (*model)->opKinds();
     llvm::errs() << "moec: error: " << options.input
-                 << ": ONNX import is not implemented yet (give a .mlir "
-                    "file)\n";
+                 << ": ONNX op import is not implemented yet; the graph's "
+                 << (*model)->nodes().size() << " nodes use " << kinds.size()
+                 << " op kinds:\n";
+    for (const ::moe::ONNXOpKind &kind : kinds)
+      llvm::errs() << "  " << kind.opType << " ("
+                   << (kind.domain.empty() ? "ai.onnx" : kind.domain)
+                   << " opset " << kind.opset << ") x" << kind.count
+                   << ", first node " << kind.firstNode << "\n";
     return 1;
   }
 

@@ -1,0 +1,104 @@
+//===- ONNXModel.h - Validating ONNX model loader ---------------*- C++ -*-===//
+//
+// Reads an ONNX model (ModelProto, protobuf binary) and checks everything the
+// importer relies on before any op is looked at: IR version >= 7; the
+// default-domain opset in [13, 23] and com.microsoft opset 1; no other
+// domain in use; a graph whose every node input is defined (by a graph
+// input, an initializer or exactly one node output) and which has no
+// cycle; initializers of a known element type whose byte size matches
+// their shape (computed with overflow checks), stored inline or in an
+// external-data file that stays inside the model's folder (relative
+// location, no `..`, no symlink leaving it) with offset and length inside
+// that file. Errors name the file and the node, tensor or field at fault.
+//
+// Only the protobuf message classes of libonnx-dev are used; ONNX's own
+// checker is not, so that every diagnostic is ours.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_IMPORT_ONNXMODEL_H
+#define MOE_IMPORT_ONNXMODEL_H
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/SmallVector.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace onnx {
+class ModelProto;
+class NodeProto;
+} // namespace onnx
+
+namespace moe {
+
+/// Where an initializer's bytes are: inline in the model file (raw_data or
+/// a typed repeated field) or in an external-data file.
+struct ONNXInitializer {
+  std::string name;
+  /// TensorProto::DataType.
+  int32_t dataType = 0;
+  llvm::SmallVector<int64_t> shape;
+  /// Bytes of the data in little-endian element layout.
+  uint64_t byteSize = 0;
+  /// Set for external data: the file (absolute, inside the model's folder)
+  /// and the byte offset in it.
+  std::string externalFile;
+  uint64_t externalOffset = 0;
+};
+
+/// One kind of op the graph uses, with how many nodes use it.
+struct ONNXOpKind {
+  std::string domain; ///< "" for the default (ai.onnx) domain.
+  std::string opType;
+  int64_t opset = 0;
+  unsigned count = 0;
+  std::string firstNode; ///< Name (or index) of the first such node.
+};
+
+/// A validated ONNX model.
+class ONNXModel {
+public:
+  /// Opset bounds this importer accepts for the default domain.
+  static constexpr int64_t kMinOpset = 13, kMaxOpset = 23;
+  static constexpr int64_t kMinIRVersion = 7, kMaxIRVersion = 11;
+
+  /// Loads and validates `path`.
+  static llvm::Expected<std::unique_ptr<ONNXModel>> load(llvm::StringRef path);
+  ~ONNXModel();
+
+  const onnx::ModelProto &proto() const { return *model; }
+  llvm::StringRef path() const { return filePath; }
+  /// The nodes in an order where every node follows its inputs' producers.
+  llvm::ArrayRef<const onnx::NodeProto *> nodes() const { return order; }
+  const llvm::StringMap<ONNXInitializer> &initializers() const {
+    return inits;
+  }
+  /// The opset imported for `domain` ("" and "ai.onnx" are the same), or
+  /// 0 when the model imports none.
+  int64_t opsetFor(llvm::StringRef domain) const;
+  /// The op kinds in use, most used first.
+  std::vector<ONNXOpKind> opKinds() const;
+  /// A name for `node` in diagnostics: its name, or "#i (OpType)".
+  std::string describe(const onnx::NodeProto &node) const;
+
+private:
+  ONNXModel();
+  std::unique_ptr<onnx::ModelProto> model;
+  std::string filePath;
+  llvm::SmallVector<const onnx::NodeProto *> order;
+  llvm::StringMap<ONNXInitializer> inits;
+  llvm::StringMap<int64_t> opsets;
+};
+
+/// The name of an ONNX element type (TensorProto::DataType), e.g. "FLOAT".
+llvm::StringRef onnxDataTypeName(int32_t dataType);
+
+} // namespace moe
+
+#endif // MOE_IMPORT_ONNXMODEL_H
