@@ -30,6 +30,12 @@ Options:
                          then one row per decode step
   --stats                print load time and prefill/decode tokens per second
                          to stderr
+  --device=D             where to run: cpu, cuda, or auto (the default: cuda
+                         when the artifact has GPU code and a device is
+                         present, else cpu). Artifacts carry CPU code only
+                         so far, so auto means cpu
+  --list-devices         list the CPU and the CUDA devices the driver sees
+                         (or why there are none), then exit
   --help                 show this text
   --version              print the runtime version
 
@@ -45,6 +51,32 @@ int fail(const char *format, const char *detail) {
   std::fprintf(stderr, format, detail);
   std::fprintf(stderr, "\n");
   return 1;
+}
+
+/// Prints the devices: the CPU, then each CUDA device or why there is none.
+int listDevices() {
+  std::printf("cpu: the host\n");
+  int count = 0;
+  if (moert_status status = moert_cuda_device_count(&count)) {
+    std::printf("cuda: none (%s)\n", moert_status_message(status));
+    moert_status_free(status);
+    return 0;
+  }
+  for (int i = 0; i < count; ++i) {
+    moert_cuda_device_info info;
+    if (moert_status status = moert_cuda_device_info_get(i, &info)) {
+      std::printf("cuda:%d: unusable (%s)\n", i, moert_status_message(status));
+      moert_status_free(status);
+      continue;
+    }
+    std::printf("cuda:%d: %s, sm_%d%d, %.1f GiB (%.1f GiB free), driver "
+                "%d.%d\n",
+                i, info.name, info.compute_major, info.compute_minor,
+                info.total_memory / 1073741824.0,
+                info.free_memory / 1073741824.0, info.driver_version / 1000,
+                info.driver_version % 1000 / 10);
+  }
+  return 0;
 }
 
 int failStatus(moert_status status) {
@@ -109,6 +141,7 @@ int main(int argc, char **argv) {
   std::vector<int32_t> prompt;
   long generate = 16;
   bool stats = false;
+  std::string device = "auto";
   for (int i = 1; i < argc; ++i) {
     const char *arg = argv[i];
     auto value = [&]() -> const char * {
@@ -142,6 +175,15 @@ int main(int argc, char **argv) {
       dumpPath = v;
     } else if (!std::strcmp(arg, "--stats")) {
       stats = true;
+    } else if (!std::strncmp(arg, "--device=", 9) ||
+               !std::strcmp(arg, "--device")) {
+      const char *v = arg[8] == '=' ? arg + 9 : value();
+      if (!v || (std::strcmp(v, "cpu") && std::strcmp(v, "cuda") &&
+                 std::strcmp(v, "auto")))
+        return fail("--device needs cpu, cuda or auto, got '%s'", v ? v : "");
+      device = v;
+    } else if (!std::strcmp(arg, "--list-devices")) {
+      return listDevices();
     } else if (arg[0] == '-' && arg[1] != '\0') {
       return fail("unknown option '%s' (see --help)", arg);
     } else if (!artifact.empty()) {
@@ -154,6 +196,16 @@ int main(int argc, char **argv) {
     return fail("no artifact given (see --help)%s", "");
   if (prompt.empty())
     return fail("no prompt given: use --tokens IDS (see --help)%s", "");
+  if (device == "cuda") {
+    // Say first whether there is a GPU at all, then that the artifact
+    // cannot use it.
+    int count = 0;
+    if (moert_status status = moert_cuda_device_count(&count))
+      return failStatus(status);
+    return fail("%s has no GPU code (moec --target=cuda is not implemented "
+                "yet); run it with --device=cpu",
+                artifact.c_str());
+  }
 
   moert_model model = nullptr;
   if (moert_status status = moert_model_load(artifact.c_str(), &model))

@@ -95,6 +95,31 @@ moert_status moert_decode(moert_session session, int32_t token,
  * and the code section. */
 uint64_t moert_fingerprint(const void *data, uint64_t size);
 
+/*===----------------------------------------------------------------------===
+ * CUDA devices
+ *
+ * The runtime reaches NVIDIA GPUs through the CUDA driver API only, loaded
+ * at run time (libcuda.so.1, or the library $MOERT_CUDA_DRIVER names), so
+ * it builds and runs where no driver is installed. Without a driver or a
+ * device these return MOERT_NOT_FOUND with a message that suggests
+ * --device=cpu. Artifacts do not carry GPU code yet.
+ *===----------------------------------------------------------------------===*/
+
+typedef struct moert_cuda_device_info {
+  int ordinal;
+  char name[256];
+  int compute_major, compute_minor; /* e.g. 9, 0 for an H200 */
+  uint64_t total_memory, free_memory; /* bytes */
+  int driver_version;                 /* e.g. 12080 for CUDA 12.8 */
+} moert_cuda_device_info;
+
+/* The number of CUDA devices (at least one on success). */
+moert_status moert_cuda_device_count(int *count);
+
+/* Facts about device `ordinal`. */
+moert_status moert_cuda_device_info_get(int ordinal,
+                                        moert_cuda_device_info *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,323 @@
+//===- cuda.cpp - The CUDA driver API, loaded at run time -----------------===//
+
+#include "cuda.h"
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+using namespace moert::cuda;
+
+namespace {
+const char *const kHint = "; run on the CPU with --device=cpu";
+
+/// Resolves `symbol` into `slot`; false when the library lacks it.
+template <typename Fn>
+bool resolve(void *handle, const char *symbol, Fn &slot) {
+  slot = reinterpret_cast<Fn>(dlsym(handle, symbol));
+  return slot != nullptr;
+}
+
+/// Blocks are carved in multiples of this, so that sizes that differ a
+/// little share freed blocks.
+constexpr uint64_t kGranule = 256;
+} // namespace
+
+moert_status Driver::open(const char *path, std::shared_ptr<Driver> *out) {
+  if (!path)
+    path = std::getenv("MOERT_CUDA_DRIVER");
+  if (!path || !*path)
+    path = "libcuda.so.1";
+  void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!handle)
+    return moert_status_make(MOERT_NOT_FOUND,
+                             "no NVIDIA driver: cannot load %s (%s)%s", path,
+                             dlerror(), kHint);
+  auto driver = std::make_shared<Driver>();
+  driver->handle = handle;
+  struct Entry {
+    const char *symbol;
+    bool ok;
+  };
+  Driver &d = *driver;
+  const Entry entries[] = {
+      {"cuInit", resolve(handle, "cuInit", d.cuInit)},
+      {"cuDriverGetVersion",
+       resolve(handle, "cuDriverGetVersion", d.cuDriverGetVersion)},
+      {"cuGetErrorName", resolve(handle, "cuGetErrorName", d.cuGetErrorName)},
+      {"cuGetErrorString",
+       resolve(handle, "cuGetErrorString", d.cuGetErrorString)},
+      {"cuDeviceGetCount",
+       resolve(handle, "cuDeviceGetCount", d.cuDeviceGetCount)},
+      {"cuDeviceGet", resolve(handle, "cuDeviceGet", d.cuDeviceGet)},
+      {"cuDeviceGetName", resolve(handle, "cuDeviceGetName", d.cuDeviceGetName)},
+      {"cuDeviceGetAttribute",
+       resolve(handle, "cuDeviceGetAttribute", d.cuDeviceGetAttribute)},
+      {"cuDeviceTotalMem_v2",
+       resolve(handle, "cuDeviceTotalMem_v2", d.cuDeviceTotalMem)},
+      {"cuDevicePrimaryCtxRetain",
+       resolve(handle, "cuDevicePrimaryCtxRetain", d.cuDevicePrimaryCtxRetain)},
+      {"cuDevicePrimaryCtxRelease_v2",
+       resolve(handle, "cuDevicePrimaryCtxRelease_v2",
+               d.cuDevicePrimaryCtxRelease)},
+      {"cuCtxSetCurrent", resolve(handle, "cuCtxSetCurrent", d.cuCtxSetCurrent)},
+      {"cuMemGetInfo_v2", resolve(handle, "cuMemGetInfo_v2", d.cuMemGetInfo)},
+      {"cuMemAlloc_v2", resolve(handle, "cuMemAlloc_v2", d.cuMemAlloc)},
+      {"cuMemFree_v2", resolve(handle, "cuMemFree_v2", d.cuMemFree)},
+      {"cuMemcpyHtoD_v2", resolve(handle, "cuMemcpyHtoD_v2", d.cuMemcpyHtoD)},
+      {"cuMemcpyDtoH_v2", resolve(handle, "cuMemcpyDtoH_v2", d.cuMemcpyDtoH)},
+      {"cuStreamCreate", resolve(handle, "cuStreamCreate", d.cuStreamCreate)},
+      {"cuStreamDestroy_v2",
+       resolve(handle, "cuStreamDestroy_v2", d.cuStreamDestroy)},
+      {"cuStreamSynchronize",
+       resolve(handle, "cuStreamSynchronize", d.cuStreamSynchronize)},
+      {"cuModuleLoadDataEx",
+       resolve(handle, "cuModuleLoadDataEx", d.cuModuleLoadDataEx)},
+      {"cuModuleUnload", resolve(handle, "cuModuleUnload", d.cuModuleUnload)},
+      {"cuModuleGetFunction",
+       resolve(handle, "cuModuleGetFunction", d.cuModuleGetFunction)},
+  };
+  for (const Entry &entry : entries)
+    if (!entry.ok)
+      return moert_status_make(MOERT_NOT_FOUND,
+                               "the NVIDIA driver %s lacks %s (too old?)%s",
+                               path, entry.symbol, kHint);
+  CUresult init = d.cuInit(0);
+  if (init == CUDA_ERROR_NO_DEVICE)
+    return moert_status_make(MOERT_NOT_FOUND, "no CUDA device%s", kHint);
+  if (moert_status status = d.check(init, "initialising the driver"))
+    return status;
+  *out = std::move(driver);
+  return nullptr;
+}
+
+Driver::~Driver() {
+  if (handle)
+    dlclose(handle);
+}
+
+moert_status Driver::check(CUresult result, const char *what) const {
+  if (result == CUDA_SUCCESS)
+    return nullptr;
+  const char *name = nullptr, *text = nullptr;
+  if (cuGetErrorName(result, &name) != CUDA_SUCCESS || !name)
+    name = "unknown error";
+  if (cuGetErrorString(result, &text) != CUDA_SUCCESS || !text)
+    text = "";
+  moert_status_code code = result == CUDA_ERROR_OUT_OF_MEMORY
+                               ? MOERT_OUT_OF_MEMORY
+                               : MOERT_INTERNAL;
+  return moert_status_make(code, "CUDA: %s failed: %s (%d)%s%s", what, name,
+                           result, *text ? ": " : "", text);
+}
+
+moert_status Context::create(std::shared_ptr<Driver> driver, int ordinal,
+                             std::unique_ptr<Context> *out) {
+  const Driver &d = *driver;
+  int count = 0;
+  if (moert_status status = d.check(d.cuDeviceGetCount(&count),
+                                    "counting devices"))
+    return status;
+  if (count == 0)
+    return moert_status_make(MOERT_NOT_FOUND, "no CUDA device%s", kHint);
+  if (ordinal < 0 || ordinal >= count)
+    return moert_status_make(MOERT_INVALID_ARGUMENT,
+                             "CUDA device %d does not exist (%d device%s)",
+                             ordinal, count, count == 1 ? "" : "s");
+  std::unique_ptr<Context> context(new Context());
+  context->drv = std::move(driver);
+  if (moert_status status =
+          d.check(d.cuDeviceGet(&context->device, ordinal), "cuDeviceGet"))
+    return status;
+  if (moert_status status =
+          d.check(d.cuDevicePrimaryCtxRetain(&context->context,
+                                             context->device),
+                  "creating the device context"))
+    return status;
+  if (moert_status status = d.check(d.cuCtxSetCurrent(context->context),
+                                    "making the context current"))
+    return status;
+  if (moert_status status = d.check(d.cuStreamCreate(&context->stream_, 0),
+                                    "creating the stream"))
+    return status;
+  *out = std::move(context);
+  return nullptr;
+}
+
+Context::~Context() {
+  if (!drv)
+    return;
+  for (auto &[ptr, block] : blocks)
+    drv->cuMemFree(ptr);
+  if (stream_)
+    drv->cuStreamDestroy(stream_);
+  if (context)
+    drv->cuDevicePrimaryCtxRelease(device);
+}
+
+moert_status Context::allocate(uint64_t bytes, CUdeviceptr *out) {
+  uint64_t size = bytes == 0 ? kGranule
+                             : (bytes + kGranule - 1) / kGranule * kGranule;
+  // The smallest free block that fits, if it wastes at most half of itself.
+  auto it = freeBlocks.lower_bound(size);
+  if (it != freeBlocks.end() && it->first <= 2 * size) {
+    *out = it->second;
+    inUse += it->first;
+    blocks[it->second].free = false;
+    freeBlocks.erase(it);
+    return nullptr;
+  }
+  drv->cuCtxSetCurrent(context);
+  CUdeviceptr ptr = 0;
+  CUresult result = drv->cuMemAlloc(&ptr, size);
+  if (result == CUDA_ERROR_OUT_OF_MEMORY && !freeBlocks.empty()) {
+    // Hand the cached blocks back and try once more.
+    for (auto &[blockBytes, block] : freeBlocks) {
+      drv->cuMemFree(block);
+      blocks.erase(block);
+      reserved -= blockBytes;
+    }
+    freeBlocks.clear();
+    result = drv->cuMemAlloc(&ptr, size);
+  }
+  if (result == CUDA_ERROR_OUT_OF_MEMORY) {
+    size_t freeBytes = 0, totalBytes = 0;
+    drv->cuMemGetInfo(&freeBytes, &totalBytes);
+    return moert_status_make(
+        MOERT_OUT_OF_MEMORY,
+        "out of GPU memory: %llu bytes needed, %llu free of %llu (this "
+        "runtime holds %llu)",
+        (unsigned long long)size, (unsigned long long)freeBytes,
+        (unsigned long long)totalBytes, (unsigned long long)reserved);
+  }
+  if (moert_status status = drv->check(result, "cuMemAlloc"))
+    return status;
+  blocks[ptr] = {size, false};
+  reserved += size;
+  inUse += size;
+  *out = ptr;
+  return nullptr;
+}
+
+void Context::release(CUdeviceptr ptr) {
+  auto it = blocks.find(ptr);
+  if (it == blocks.end() || it->second.free)
+    return; // Not ours, or released already.
+  it->second.free = true;
+  inUse -= it->second.size;
+  freeBlocks.insert({it->second.size, ptr});
+}
+
+moert_status Context::upload(CUdeviceptr dst, const void *src, uint64_t bytes) {
+  drv->cuCtxSetCurrent(context);
+  return drv->check(drv->cuMemcpyHtoD(dst, src, bytes), "copying to the GPU");
+}
+
+moert_status Context::download(void *dst, CUdeviceptr src, uint64_t bytes) {
+  drv->cuCtxSetCurrent(context);
+  return drv->check(drv->cuMemcpyDtoH(dst, src, bytes),
+                    "copying from the GPU");
+}
+
+moert_status Context::loadModule(const std::string &ptx, CUmodule *out) {
+  drv->cuCtxSetCurrent(context);
+  std::vector<char> info(16384, '\0'), error(16384, '\0');
+  int options[] = {CU_JIT_INFO_LOG_BUFFER, CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES,
+                   CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+  void *values[] = {info.data(),
+                    reinterpret_cast<void *>(uintptr_t(info.size() - 1)),
+                    error.data(),
+                    reinterpret_cast<void *>(uintptr_t(error.size() - 1))};
+  CUresult result =
+      drv->cuModuleLoadDataEx(out, ptx.c_str(), 4, options, values);
+  if (result == CUDA_SUCCESS)
+    return nullptr;
+  moert_status failure = drv->check(result, "JIT-compiling the PTX");
+  // One line: the JIT log's non-empty lines joined with "; ".
+  std::string log;
+  const char *line = error.data();
+  while (*line) {
+    const char *end = std::strchr(line, '\n');
+    size_t length = end ? size_t(end - line) : std::strlen(line);
+    if (length) {
+      if (!log.empty())
+        log += "; ";
+      log.append(line, length);
+    }
+    line += length + (end ? 1 : 0);
+  }
+  moert_status status = moert_status_make(
+      moert_status_get_code(failure), "%s; JIT log: %s",
+      moert_status_message(failure), log.empty() ? "(empty)" : log.c_str());
+  moert_status_free(failure);
+  return status;
+}
+
+//===----------------------------------------------------------------------===//
+// C API
+//===----------------------------------------------------------------------===//
+
+extern "C" moert_status moert_cuda_device_count(int *count) {
+  if (!count)
+    return moert_status_make(MOERT_INVALID_ARGUMENT, "count is NULL");
+  std::shared_ptr<Driver> driver;
+  if (moert_status status = Driver::open(nullptr, &driver))
+    return status;
+  if (moert_status status =
+          driver->check(driver->cuDeviceGetCount(count), "counting devices"))
+    return status;
+  if (*count == 0)
+    return moert_status_make(MOERT_NOT_FOUND, "no CUDA device%s", kHint);
+  return nullptr;
+}
+
+extern "C" moert_status moert_cuda_device_info_get(int ordinal,
+                                                   moert_cuda_device_info *out) {
+  if (!out)
+    return moert_status_make(MOERT_INVALID_ARGUMENT, "out is NULL");
+  std::shared_ptr<Driver> driver;
+  if (moert_status status = Driver::open(nullptr, &driver))
+    return status;
+  std::unique_ptr<Context> context;
+  if (moert_status status = Context::create(driver, ordinal, &context))
+    return status;
+  const Driver &d = *driver;
+  std::memset(out, 0, sizeof(*out));
+  out->ordinal = ordinal;
+  CUdevice device;
+  size_t total = 0, freeBytes = 0, totalNow = 0;
+  if (moert_status status = d.check(d.cuDeviceGet(&device, ordinal),
+                                    "cuDeviceGet"))
+    return status;
+  if (moert_status status =
+          d.check(d.cuDeviceGetName(out->name, sizeof(out->name) - 1, device),
+                  "cuDeviceGetName"))
+    return status;
+  if (moert_status status = d.check(
+          d.cuDeviceGetAttribute(&out->compute_major,
+                                 CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                                 device),
+          "cuDeviceGetAttribute"))
+    return status;
+  if (moert_status status = d.check(
+          d.cuDeviceGetAttribute(&out->compute_minor,
+                                 CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+                                 device),
+          "cuDeviceGetAttribute"))
+    return status;
+  if (moert_status status =
+          d.check(d.cuDeviceTotalMem(&total, device), "cuDeviceTotalMem"))
+    return status;
+  if (moert_status status =
+          d.check(d.cuMemGetInfo(&freeBytes, &totalNow), "cuMemGetInfo"))
+    return status;
+  if (moert_status status =
+          d.check(d.cuDriverGetVersion(&out->driver_version),
+                  "cuDriverGetVersion"))
+    return status;
+  out->total_memory = total;
+  out->free_memory = freeBytes;
+  return nullptr;
+}

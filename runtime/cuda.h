@@ -1,0 +1,130 @@
+//===- cuda.h - The CUDA driver API, loaded at run time ---------*- C++ -*-===//
+//
+// The runtime reaches NVIDIA GPUs only through the CUDA driver API, which it
+// loads with dlopen (libcuda.so.1, or the file $MOERT_CUDA_DRIVER names), so
+// that it builds and runs where no driver or toolkit is installed. The few
+// driver types and constants used are declared here rather than taken from
+// cuda.h for the same reason. Internal to the runtime; the C API exposes
+// device queries (moert.h) and, later, models placed on a device.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_RUNTIME_CUDA_H
+#define MOE_RUNTIME_CUDA_H
+
+#include "moe/Runtime/moert.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+namespace moert::cuda {
+
+// The driver API's types, as cuda.h declares them (ABI-stable).
+using CUresult = int;
+using CUdevice = int;
+using CUdeviceptr = unsigned long long;
+using CUcontext = struct CUctx_st *;
+using CUmodule = struct CUmod_st *;
+using CUfunction = struct CUfunc_st *;
+using CUstream = struct CUstream_st *;
+
+constexpr CUresult CUDA_SUCCESS = 0;
+constexpr CUresult CUDA_ERROR_OUT_OF_MEMORY = 2;
+constexpr CUresult CUDA_ERROR_NO_DEVICE = 100;
+constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
+constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
+constexpr int CU_JIT_INFO_LOG_BUFFER = 3;
+constexpr int CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES = 4;
+constexpr int CU_JIT_ERROR_LOG_BUFFER = 5;
+constexpr int CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 6;
+
+/// The driver entry points the runtime uses, resolved from the library.
+struct Driver {
+  CUresult (*cuInit)(unsigned);
+  CUresult (*cuDriverGetVersion)(int *);
+  CUresult (*cuGetErrorName)(CUresult, const char **);
+  CUresult (*cuGetErrorString)(CUresult, const char **);
+  CUresult (*cuDeviceGetCount)(int *);
+  CUresult (*cuDeviceGet)(CUdevice *, int);
+  CUresult (*cuDeviceGetName)(char *, int, CUdevice);
+  CUresult (*cuDeviceGetAttribute)(int *, int, CUdevice);
+  CUresult (*cuDeviceTotalMem)(size_t *, CUdevice);
+  CUresult (*cuDevicePrimaryCtxRetain)(CUcontext *, CUdevice);
+  CUresult (*cuDevicePrimaryCtxRelease)(CUdevice);
+  CUresult (*cuCtxSetCurrent)(CUcontext);
+  CUresult (*cuMemGetInfo)(size_t *, size_t *);
+  CUresult (*cuMemAlloc)(CUdeviceptr *, size_t);
+  CUresult (*cuMemFree)(CUdeviceptr);
+  CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void *, size_t);
+  CUresult (*cuMemcpyDtoH)(void *, CUdeviceptr, size_t);
+  CUresult (*cuStreamCreate)(CUstream *, unsigned);
+  CUresult (*cuStreamDestroy)(CUstream);
+  CUresult (*cuStreamSynchronize)(CUstream);
+  CUresult (*cuModuleLoadDataEx)(CUmodule *, const void *, unsigned, int *,
+                                 void **);
+  CUresult (*cuModuleUnload)(CUmodule);
+  CUresult (*cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
+
+  /// Opens the driver library at `path` (NULL: $MOERT_CUDA_DRIVER, else
+  /// libcuda.so.1), resolves every entry point and initialises it. Errors
+  /// say what is missing and suggest --device=cpu.
+  static moert_status open(const char *path, std::shared_ptr<Driver> *out);
+  ~Driver();
+
+  /// NULL for CUDA_SUCCESS, else an error naming `what` and the driver's
+  /// name and description of `result`.
+  moert_status check(CUresult result, const char *what) const;
+
+  void *handle = nullptr;
+};
+
+/// One device in use: its primary context, one stream, and a memory pool
+/// that keeps freed blocks for reuse instead of returning them to the
+/// driver.
+class Context {
+public:
+  static moert_status create(std::shared_ptr<Driver> driver, int ordinal,
+                             std::unique_ptr<Context> *out);
+  ~Context();
+
+  /// `bytes` of device memory, from the pool when a freed block fits. When
+  /// the device is full, the pool's free blocks are returned to the driver
+  /// and the allocation retried once; failing that, the error says how
+  /// much was needed and how much is free.
+  moert_status allocate(uint64_t bytes, CUdeviceptr *out);
+  /// Gives a block back to the pool.
+  void release(CUdeviceptr ptr);
+  moert_status upload(CUdeviceptr dst, const void *src, uint64_t bytes);
+  moert_status download(void *dst, CUdeviceptr src, uint64_t bytes);
+  /// JIT-compiles PTX for this device; on failure the error carries the
+  /// JIT's log.
+  moert_status loadModule(const std::string &ptx, CUmodule *out);
+
+  uint64_t bytesInUse() const { return inUse; }
+  uint64_t bytesReserved() const { return reserved; }
+  CUstream stream() const { return stream_; }
+  const Driver &driver() const { return *drv; }
+
+private:
+  Context() = default;
+  std::shared_ptr<Driver> drv;
+  CUdevice device = 0;
+  CUcontext context = nullptr;
+  CUstream stream_ = nullptr;
+  struct Block {
+    uint64_t size;
+    bool free;
+  };
+  /// Free blocks by size, and every block the pool holds.
+  std::multimap<uint64_t, CUdeviceptr> freeBlocks;
+  std::unordered_map<CUdeviceptr, Block> blocks;
+  uint64_t inUse = 0, reserved = 0;
+};
+
+} // namespace moert::cuda
+
+#endif // MOE_RUNTIME_CUDA_H

@@ -1,0 +1,177 @@
+/*===- CudaDriverStub.c - A fake CUDA driver for host-side tests ----------===
+ *
+ * Implements the driver entry points the runtime resolves, on host memory,
+ * so that the runtime's GPU host logic (driver loading, errors, the memory
+ * pool, JIT logs) is tested where there is no GPU. Behaviour is set per call
+ * through the environment:
+ *   MOERT_STUB_DEVICES  number of devices (default 1; 0: cuInit fails with
+ *                       CUDA_ERROR_NO_DEVICE, as the real driver does)
+ *   MOERT_STUB_MEMORY   device memory in bytes (default 1 GiB)
+ *   MOERT_STUB_JIT_LOG  when set, module loads fail with
+ *                       CUDA_ERROR_INVALID_PTX and this error log
+ *===----------------------------------------------------------------------===*/
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int CUresult;
+typedef unsigned long long CUdeviceptr;
+
+enum {
+  SUCCESS = 0,
+  INVALID_VALUE = 1,
+  OUT_OF_MEMORY = 2,
+  NO_DEVICE = 100,
+  INVALID_DEVICE = 101,
+  INVALID_PTX = 218,
+};
+
+static long env(const char *name, long fallback) {
+  const char *value = getenv(name);
+  return value && *value ? strtol(value, NULL, 10) : fallback;
+}
+
+static unsigned long long used;
+
+CUresult cuInit(unsigned flags) {
+  (void)flags;
+  return env("MOERT_STUB_DEVICES", 1) > 0 ? SUCCESS : NO_DEVICE;
+}
+CUresult cuDriverGetVersion(int *version) {
+  *version = 12080;
+  return SUCCESS;
+}
+CUresult cuGetErrorName(CUresult result, const char **name) {
+  switch (result) {
+  case OUT_OF_MEMORY: *name = "CUDA_ERROR_OUT_OF_MEMORY"; return SUCCESS;
+  case NO_DEVICE: *name = "CUDA_ERROR_NO_DEVICE"; return SUCCESS;
+  case INVALID_DEVICE: *name = "CUDA_ERROR_INVALID_DEVICE"; return SUCCESS;
+  case INVALID_PTX: *name = "CUDA_ERROR_INVALID_PTX"; return SUCCESS;
+  case INVALID_VALUE: *name = "CUDA_ERROR_INVALID_VALUE"; return SUCCESS;
+  default: return INVALID_VALUE;
+  }
+}
+CUresult cuGetErrorString(CUresult result, const char **text) {
+  *text = result == INVALID_PTX ? "a PTX JIT compilation failed" : "stub error";
+  return SUCCESS;
+}
+CUresult cuDeviceGetCount(int *count) {
+  *count = (int)env("MOERT_STUB_DEVICES", 1);
+  return SUCCESS;
+}
+CUresult cuDeviceGet(int *device, int ordinal) {
+  if (ordinal < 0 || ordinal >= env("MOERT_STUB_DEVICES", 1))
+    return INVALID_DEVICE;
+  *device = ordinal;
+  return SUCCESS;
+}
+CUresult cuDeviceGetName(char *name, int length, int device) {
+  (void)device;
+  strncpy(name, "Stub GPU", (size_t)length);
+  return SUCCESS;
+}
+CUresult cuDeviceGetAttribute(int *value, int attribute, int device) {
+  (void)device;
+  *value = attribute == 75 ? 9 : 0; /* compute capability 9.0 */
+  return SUCCESS;
+}
+CUresult cuDeviceTotalMem_v2(size_t *bytes, int device) {
+  (void)device;
+  *bytes = (size_t)env("MOERT_STUB_MEMORY", 1L << 30);
+  return SUCCESS;
+}
+CUresult cuDevicePrimaryCtxRetain(void **context, int device) {
+  (void)device;
+  static int token;
+  *context = &token;
+  return SUCCESS;
+}
+CUresult cuDevicePrimaryCtxRelease_v2(int device) {
+  (void)device;
+  return SUCCESS;
+}
+CUresult cuCtxSetCurrent(void *context) {
+  (void)context;
+  return SUCCESS;
+}
+CUresult cuMemGetInfo_v2(size_t *freeBytes, size_t *total) {
+  *total = (size_t)env("MOERT_STUB_MEMORY", 1L << 30);
+  *freeBytes = *total - used;
+  return SUCCESS;
+}
+/* Each block is preceded by its size, so that frees can be counted. */
+CUresult cuMemAlloc_v2(CUdeviceptr *ptr, size_t bytes) {
+  unsigned long long total = (unsigned long long)env("MOERT_STUB_MEMORY", 1L << 30);
+  if (used + bytes > total)
+    return OUT_OF_MEMORY;
+  uint64_t *block = malloc(bytes + sizeof(uint64_t));
+  if (!block)
+    return OUT_OF_MEMORY;
+  block[0] = bytes;
+  used += bytes;
+  *ptr = (CUdeviceptr)(uintptr_t)(block + 1);
+  return SUCCESS;
+}
+CUresult cuMemFree_v2(CUdeviceptr ptr) {
+  uint64_t *block = (uint64_t *)(uintptr_t)ptr - 1;
+  used -= block[0];
+  free(block);
+  return SUCCESS;
+}
+CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t bytes) {
+  memcpy((void *)(uintptr_t)dst, src, bytes);
+  return SUCCESS;
+}
+CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes) {
+  memcpy(dst, (const void *)(uintptr_t)src, bytes);
+  return SUCCESS;
+}
+CUresult cuStreamCreate(void **stream, unsigned flags) {
+  (void)flags;
+  static int token;
+  *stream = &token;
+  return SUCCESS;
+}
+CUresult cuStreamDestroy_v2(void *stream) {
+  (void)stream;
+  return SUCCESS;
+}
+CUresult cuStreamSynchronize(void *stream) {
+  (void)stream;
+  return SUCCESS;
+}
+CUresult cuModuleLoadDataEx(void **module, const void *image, unsigned count,
+                            int *options, void **values) {
+  (void)image;
+  const char *log = getenv("MOERT_STUB_JIT_LOG");
+  if (!log) {
+    static int token;
+    *module = &token;
+    return SUCCESS;
+  }
+  char *buffer = NULL;
+  size_t size = 0;
+  for (unsigned i = 0; i < count; ++i) {
+    if (options[i] == 5) /* CU_JIT_ERROR_LOG_BUFFER */
+      buffer = values[i];
+    if (options[i] == 6) /* CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES */
+      size = (size_t)(uintptr_t)values[i];
+  }
+  if (buffer && size) {
+    strncpy(buffer, log, size - 1);
+    buffer[size - 1] = '\0';
+  }
+  return INVALID_PTX;
+}
+CUresult cuModuleUnload(void *module) {
+  (void)module;
+  return SUCCESS;
+}
+CUresult cuModuleGetFunction(void **function, void *module, const char *name) {
+  (void)module;
+  (void)name;
+  static int token;
+  *function = &token;
+  return SUCCESS;
+}

@@ -1,0 +1,171 @@
+//===- CudaRuntimeTest.cpp - The runtime's CUDA host logic, on a stub -----===//
+//
+// Runs the runtime's driver loading, error reporting, memory pool and JIT
+// error path against CudaDriverStub.c, a fake driver on host memory, so
+// that they are tested where there is no GPU. On a machine with a GPU,
+// scripts/gpu-check.sh (issue 6) runs the real driver.
+//
+//===----------------------------------------------------------------------===//
+
+#include "cuda.h"
+
+#include "gtest/gtest.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+using namespace moert::cuda;
+
+namespace {
+/// Takes ownership of a status: its code and message, and frees it.
+struct Result {
+  moert_status_code code;
+  std::string message;
+  explicit Result(moert_status status)
+      : code(moert_status_get_code(status)),
+        message(moert_status_message(status)) {
+    moert_status_free(status);
+  }
+};
+
+class CudaRuntimeTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    unsetenv("MOERT_STUB_DEVICES");
+    unsetenv("MOERT_STUB_MEMORY");
+    unsetenv("MOERT_STUB_JIT_LOG");
+  }
+  std::shared_ptr<Driver> openStub() {
+    std::shared_ptr<Driver> driver;
+    Result r(Driver::open(MOERT_CUDA_STUB_PATH, &driver));
+    EXPECT_EQ(r.code, MOERT_OK) << r.message;
+    return driver;
+  }
+  std::unique_ptr<Context> context() {
+    std::unique_ptr<Context> ctx;
+    Result r(Context::create(openStub(), 0, &ctx));
+    EXPECT_EQ(r.code, MOERT_OK) << r.message;
+    return ctx;
+  }
+};
+
+TEST_F(CudaRuntimeTest, NoDriverSuggestsTheCPU) {
+  std::shared_ptr<Driver> driver;
+  Result r(Driver::open("/nonexistent/libcuda.so.1", &driver));
+  EXPECT_EQ(r.code, MOERT_NOT_FOUND);
+  EXPECT_NE(r.message.find("no NVIDIA driver: cannot load "
+                           "/nonexistent/libcuda.so.1"),
+            std::string::npos)
+      << r.message;
+  EXPECT_NE(r.message.find("run on the CPU with --device=cpu"),
+            std::string::npos);
+  EXPECT_EQ(driver, nullptr);
+}
+
+TEST_F(CudaRuntimeTest, NoDeviceSuggestsTheCPU) {
+  setenv("MOERT_STUB_DEVICES", "0", 1);
+  std::shared_ptr<Driver> driver;
+  Result r(Driver::open(MOERT_CUDA_STUB_PATH, &driver));
+  EXPECT_EQ(r.code, MOERT_NOT_FOUND);
+  EXPECT_EQ(r.message, "no CUDA device; run on the CPU with --device=cpu");
+}
+
+TEST_F(CudaRuntimeTest, DeviceInfoThroughTheCAPI) {
+  setenv("MOERT_CUDA_DRIVER", MOERT_CUDA_STUB_PATH, 1);
+  setenv("MOERT_STUB_MEMORY", "8192", 1);
+  int count = 0;
+  Result c(moert_cuda_device_count(&count));
+  ASSERT_EQ(c.code, MOERT_OK) << c.message;
+  EXPECT_EQ(count, 1);
+  moert_cuda_device_info info;
+  Result r(moert_cuda_device_info_get(0, &info));
+  ASSERT_EQ(r.code, MOERT_OK) << r.message;
+  EXPECT_STREQ(info.name, "Stub GPU");
+  EXPECT_EQ(info.compute_major, 9);
+  EXPECT_EQ(info.compute_minor, 0);
+  EXPECT_EQ(info.total_memory, 8192u);
+  EXPECT_EQ(info.free_memory, 8192u);
+  EXPECT_EQ(info.driver_version, 12080);
+  Result bad(moert_cuda_device_info_get(3, &info));
+  EXPECT_EQ(bad.code, MOERT_INVALID_ARGUMENT);
+  EXPECT_EQ(bad.message, "CUDA device 3 does not exist (1 device)");
+  unsetenv("MOERT_CUDA_DRIVER");
+}
+
+TEST_F(CudaRuntimeTest, PoolReusesFreedBlocks) {
+  std::unique_ptr<Context> ctx = context();
+  ASSERT_TRUE(ctx);
+  CUdeviceptr a = 0, b = 0, c = 0;
+  ASSERT_EQ(Result(ctx->allocate(1000, &a)).code, MOERT_OK);
+  EXPECT_EQ(ctx->bytesInUse(), 1024u); // rounded up to the 256-byte granule
+  ctx->release(a);
+  ctx->release(a); // a second release is ignored
+  EXPECT_EQ(ctx->bytesInUse(), 0u);
+  ASSERT_EQ(Result(ctx->allocate(900, &b)).code, MOERT_OK);
+  EXPECT_EQ(b, a); // the freed block, not a new one
+  ASSERT_EQ(Result(ctx->allocate(900, &c)).code, MOERT_OK);
+  EXPECT_NE(c, a); // in use: a new block
+  EXPECT_EQ(ctx->bytesReserved(), 2048u);
+  // A freed block more than twice the request is not handed out.
+  ctx->release(b);
+  CUdeviceptr small = 0;
+  ASSERT_EQ(Result(ctx->allocate(256, &small)).code, MOERT_OK);
+  EXPECT_NE(small, b);
+}
+
+TEST_F(CudaRuntimeTest, OutOfMemoryTrimsThePoolThenSaysWhatWasNeeded) {
+  setenv("MOERT_STUB_MEMORY", "4096", 1);
+  std::unique_ptr<Context> ctx = context();
+  ASSERT_TRUE(ctx);
+  CUdeviceptr a = 0, b = 0, c = 0;
+  ASSERT_EQ(Result(ctx->allocate(2048, &a)).code, MOERT_OK);
+  ctx->release(a); // cached by the pool, still held from the driver
+  // 4096 only fits once the cached block is returned to the driver.
+  Result big(ctx->allocate(4096, &b));
+  ASSERT_EQ(big.code, MOERT_OK) << big.message;
+  EXPECT_EQ(ctx->bytesReserved(), 4096u);
+  Result none(ctx->allocate(1, &c));
+  EXPECT_EQ(none.code, MOERT_OUT_OF_MEMORY);
+  EXPECT_EQ(none.message, "out of GPU memory: 256 bytes needed, 0 free of "
+                          "4096 (this runtime holds 4096)");
+}
+
+TEST_F(CudaRuntimeTest, CopiesRoundTrip) {
+  std::unique_ptr<Context> ctx = context();
+  ASSERT_TRUE(ctx);
+  CUdeviceptr p = 0;
+  ASSERT_EQ(Result(ctx->allocate(64, &p)).code, MOERT_OK);
+  char in[64], out[64] = {};
+  for (int i = 0; i < 64; ++i)
+    in[i] = static_cast<char>(i * 3);
+  ASSERT_EQ(Result(ctx->upload(p, in, sizeof(in))).code, MOERT_OK);
+  ASSERT_EQ(Result(ctx->download(out, p, sizeof(out))).code, MOERT_OK);
+  EXPECT_EQ(std::memcmp(in, out, sizeof(in)), 0);
+}
+
+TEST_F(CudaRuntimeTest, JitFailureCarriesTheLog) {
+  setenv("MOERT_STUB_JIT_LOG",
+         "ptxas fatal   : Unresolved extern function 'moe_kernel'\n"
+         "ptxas info    : 0 bytes gmem\n",
+         1);
+  std::unique_ptr<Context> ctx = context();
+  ASSERT_TRUE(ctx);
+  CUmodule module = nullptr;
+  Result r(ctx->loadModule(".version 8.0\n.target sm_90\n", &module));
+  EXPECT_EQ(r.code, MOERT_INTERNAL);
+  EXPECT_EQ(r.message,
+            "CUDA: JIT-compiling the PTX failed: CUDA_ERROR_INVALID_PTX (218): "
+            "a PTX JIT compilation failed; JIT log: ptxas fatal   : "
+            "Unresolved extern function 'moe_kernel'; ptxas info    : 0 bytes "
+            "gmem");
+}
+
+TEST_F(CudaRuntimeTest, JitSuccess) {
+  std::unique_ptr<Context> ctx = context();
+  ASSERT_TRUE(ctx);
+  CUmodule module = nullptr;
+  EXPECT_EQ(Result(ctx->loadModule(".version 8.0\n", &module)).code, MOERT_OK);
+  EXPECT_NE(module, nullptr);
+}
+} // namespace
