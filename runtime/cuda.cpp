@@ -52,7 +52,8 @@ moert_status Driver::open(const char *path, std::shared_ptr<Driver> *out) {
       {"cuDeviceGetCount",
        resolve(handle, "cuDeviceGetCount", d.cuDeviceGetCount)},
       {"cuDeviceGet", resolve(handle, "cuDeviceGet", d.cuDeviceGet)},
-      {"cuDeviceGetName", resolve(handle, "cuDeviceGetName", d.cuDeviceGetName)},
+      {"cuDeviceGetName",
+       resolve(handle, "cuDeviceGetName", d.cuDeviceGetName)},
       {"cuDeviceGetAttribute",
        resolve(handle, "cuDeviceGetAttribute", d.cuDeviceGetAttribute)},
       {"cuDeviceTotalMem_v2",
@@ -62,7 +63,8 @@ moert_status Driver::open(const char *path, std::shared_ptr<Driver> *out) {
       {"cuDevicePrimaryCtxRelease_v2",
        resolve(handle, "cuDevicePrimaryCtxRelease_v2",
                d.cuDevicePrimaryCtxRelease)},
-      {"cuCtxSetCurrent", resolve(handle, "cuCtxSetCurrent", d.cuCtxSetCurrent)},
+      {"cuCtxSetCurrent",
+       resolve(handle, "cuCtxSetCurrent", d.cuCtxSetCurrent)},
       {"cuMemGetInfo_v2", resolve(handle, "cuMemGetInfo_v2", d.cuMemGetInfo)},
       {"cuMemAlloc_v2", resolve(handle, "cuMemAlloc_v2", d.cuMemAlloc)},
       {"cuMemFree_v2", resolve(handle, "cuMemFree_v2", d.cuMemFree)},
@@ -106,9 +108,8 @@ moert_status Driver::check(CUresult result, const char *what) const {
     name = "unknown error";
   if (cuGetErrorString(result, &text) != CUDA_SUCCESS || !text)
     text = "";
-  moert_status_code code = result == CUDA_ERROR_OUT_OF_MEMORY
-                               ? MOERT_OUT_OF_MEMORY
-                               : MOERT_INTERNAL;
+  moert_status_code code =
+      result == CUDA_ERROR_OUT_OF_MEMORY ? MOERT_OUT_OF_MEMORY : MOERT_INTERNAL;
   return moert_status_make(code, "CUDA: %s failed: %s (%d)%s%s", what, name,
                            result, *text ? ": " : "", text);
 }
@@ -117,8 +118,8 @@ moert_status Context::create(std::shared_ptr<Driver> driver, int ordinal,
                              std::unique_ptr<Context> *out) {
   const Driver &d = *driver;
   int count = 0;
-  if (moert_status status = d.check(d.cuDeviceGetCount(&count),
-                                    "counting devices"))
+  if (moert_status status =
+          d.check(d.cuDeviceGetCount(&count), "counting devices"))
     return status;
   if (count == 0)
     return moert_status_make(MOERT_NOT_FOUND, "no CUDA device%s", kHint);
@@ -131,10 +132,9 @@ moert_status Context::create(std::shared_ptr<Driver> driver, int ordinal,
   if (moert_status status =
           d.check(d.cuDeviceGet(&context->device, ordinal), "cuDeviceGet"))
     return status;
-  if (moert_status status =
-          d.check(d.cuDevicePrimaryCtxRetain(&context->context,
-                                             context->device),
-                  "creating the device context"))
+  if (moert_status status = d.check(
+          d.cuDevicePrimaryCtxRetain(&context->context, context->device),
+          "creating the device context"))
     return status;
   if (moert_status status = d.check(d.cuCtxSetCurrent(context->context),
                                     "making the context current"))
@@ -158,8 +158,8 @@ Context::~Context() {
 }
 
 moert_status Context::allocate(uint64_t bytes, CUdeviceptr *out) {
-  uint64_t size = bytes == 0 ? kGranule
-                             : (bytes + kGranule - 1) / kGranule * kGranule;
+  uint64_t size =
+      bytes == 0 ? kGranule : (bytes + kGranule - 1) / kGranule * kGranule;
   // The smallest free block that fits, if it wastes at most half of itself.
   auto it = freeBlocks.lower_bound(size);
   if (it != freeBlocks.end() && it->first <= 2 * size) {
@@ -217,8 +217,7 @@ moert_status Context::upload(CUdeviceptr dst, const void *src, uint64_t bytes) {
 
 moert_status Context::download(void *dst, CUdeviceptr src, uint64_t bytes) {
   drv->cuCtxSetCurrent(context);
-  return drv->check(drv->cuMemcpyDtoH(dst, src, bytes),
-                    "copying from the GPU");
+  return drv->check(drv->cuMemcpyDtoH(dst, src, bytes), "copying from the GPU");
 }
 
 moert_status Context::loadModule(const std::string &ptx, CUmodule *out) {
@@ -226,10 +225,9 @@ moert_status Context::loadModule(const std::string &ptx, CUmodule *out) {
   std::vector<char> info(16384, '\0'), error(16384, '\0');
   int options[] = {CU_JIT_INFO_LOG_BUFFER, CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES,
                    CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
-  void *values[] = {info.data(),
-                    reinterpret_cast<void *>(uintptr_t(info.size() - 1)),
-                    error.data(),
-                    reinterpret_cast<void *>(uintptr_t(error.size() - 1))};
+  void *values[] = {
+      info.data(), reinterpret_cast<void *>(uintptr_t(info.size() - 1)),
+      error.data(), reinterpret_cast<void *>(uintptr_t(error.size() - 1))};
   CUresult result =
       drv->cuModuleLoadDataEx(out, ptx.c_str(), 4, options, values);
   if (result == CUDA_SUCCESS)
@@ -273,8 +271,8 @@ extern "C" moert_status moert_cuda_device_count(int *count) {
   return nullptr;
 }
 
-extern "C" moert_status moert_cuda_device_info_get(int ordinal,
-                                                   moert_cuda_device_info *out) {
+extern "C" moert_status
+moert_cuda_device_info_get(int ordinal, moert_cuda_device_info *out) {
   if (!out)
     return moert_status_make(MOERT_INVALID_ARGUMENT, "out is NULL");
   std::shared_ptr<Driver> driver;
@@ -288,24 +286,24 @@ extern "C" moert_status moert_cuda_device_info_get(int ordinal,
   out->ordinal = ordinal;
   CUdevice device;
   size_t total = 0, freeBytes = 0, totalNow = 0;
-  if (moert_status status = d.check(d.cuDeviceGet(&device, ordinal),
-                                    "cuDeviceGet"))
+  if (moert_status status =
+          d.check(d.cuDeviceGet(&device, ordinal), "cuDeviceGet"))
     return status;
   if (moert_status status =
           d.check(d.cuDeviceGetName(out->name, sizeof(out->name) - 1, device),
                   "cuDeviceGetName"))
     return status;
-  if (moert_status status = d.check(
-          d.cuDeviceGetAttribute(&out->compute_major,
-                                 CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
-                                 device),
-          "cuDeviceGetAttribute"))
+  if (moert_status status =
+          d.check(d.cuDeviceGetAttribute(
+                      &out->compute_major,
+                      CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device),
+                  "cuDeviceGetAttribute"))
     return status;
-  if (moert_status status = d.check(
-          d.cuDeviceGetAttribute(&out->compute_minor,
-                                 CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
-                                 device),
-          "cuDeviceGetAttribute"))
+  if (moert_status status =
+          d.check(d.cuDeviceGetAttribute(
+                      &out->compute_minor,
+                      CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device),
+                  "cuDeviceGetAttribute"))
     return status;
   if (moert_status status =
           d.check(d.cuDeviceTotalMem(&total, device), "cuDeviceTotalMem"))
@@ -313,9 +311,8 @@ extern "C" moert_status moert_cuda_device_info_get(int ordinal,
   if (moert_status status =
           d.check(d.cuMemGetInfo(&freeBytes, &totalNow), "cuMemGetInfo"))
     return status;
-  if (moert_status status =
-          d.check(d.cuDriverGetVersion(&out->driver_version),
-                  "cuDriverGetVersion"))
+  if (moert_status status = d.check(d.cuDriverGetVersion(&out->driver_version),
+                                    "cuDriverGetVersion"))
     return status;
   out->total_memory = total;
   out->free_memory = freeBytes;

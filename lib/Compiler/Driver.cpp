@@ -10,6 +10,7 @@
 #include "moe/Dialect/MoE/IR/MoE.h"
 #include "moe/Dialect/MoE/Transforms/Passes.h"
 #include "moe/Import/HFImporter.h"
+#include "moe/Import/ONNXImporter.h"
 #include "moe/Import/ONNXModel.h"
 #include "moe/InitAll.h"
 
@@ -180,7 +181,8 @@ struct MoecOptions {
   llvm::cl::OptionCategory category{"moec options"};
   llvm::cl::opt<std::string> input{
       llvm::cl::Positional,
-      llvm::cl::desc("<checkpoint folder | input.mlir>"), llvm::cl::Required,
+      llvm::cl::desc("<checkpoint folder | model.onnx | input.mlir>"),
+      llvm::cl::Required,
       llvm::cl::cat(category)};
   llvm::cl::opt<std::string> output{
       "o", llvm::cl::desc("Output file ('-' for stdout, the default); "
@@ -234,6 +236,11 @@ struct MoecOptions {
                      "--passes=moe-absorb-mla; empty for none)"),
       llvm::cl::CommaSeparated, llvm::cl::value_desc("pass,..."),
       llvm::cl::cat(category)};
+  llvm::cl::opt<bool> report{
+      "report",
+      llvm::cl::desc("For an ONNX model, list each MoE block found on "
+                     "stderr: raised to moe ops, or not and why"),
+      llvm::cl::init(false), llvm::cl::cat(category)};
   llvm::cl::opt<bool> printPipeline{
       "print-pipeline",
       llvm::cl::desc("Print the pass pipeline for --emit and exit"),
@@ -246,8 +253,9 @@ static constexpr const char *kOverview = R"(moec: the MoE compiler driver
 Compiles a Mixture-of-Experts model through moec's pipeline. The input is a
 Hugging Face checkpoint folder (config.json plus model.safetensors or shards
 with model.safetensors.index.json; families deepseek_v3, deepseek_v2,
-mixtral, qwen2_moe, qwen3_moe, olmoe, llama, qwen2) or a program in the moe
-dialect (.mlir). --emit picks the stage to stop after; an artifact runs with
+mixtral, qwen2_moe, qwen3_moe, olmoe, llama, qwen2), an ONNX model (.onnx;
+so far com.microsoft.MoE, MatMul, Add and SimplifiedLayerNormalization, no
+artifacts yet) or a program in the moe dialect (.mlir). --emit picks the stage to stop after; an artifact runs with
 moe-run or the runtime's C API.
 
 Examples:
@@ -334,35 +342,39 @@ int mlir::moe::moecMain(int argc, char **argv) {
     return 0;
   }
 
-  if (StringRef(options.input).ends_with(".onnx")) {
-    llvm::Expected<std::unique_ptr<::moe::ONNXModel>> model =
-        ::moe::ONNXModel::load(options.input);
-    if (!model) {
-      llvm::errs() << "moec: error: " << llvm::toString(model.takeError())
-                   << "\n";
-      return 1;
-    }
-    // The model is valid, but no ONNX op is imported yet: say so, listing
-    // every op kind the graph uses at once.
-    std::vector<::moe::ONNXOpKind> kinds = (*model)->opKinds();
-    llvm::errs() << "moec: error: " << options.input
-                 << ": ONNX op import is not implemented yet; the graph's "
-                 << (*model)->nodes().size() << " nodes use " << kinds.size()
-                 << " op kinds:\n";
-    for (const ::moe::ONNXOpKind &kind : kinds)
-      llvm::errs() << "  " << kind.opType << " ("
-                   << (kind.domain.empty() ? "ai.onnx" : kind.domain)
-                   << " opset " << kind.opset << ") x" << kind.count
-                   << ", first node " << kind.firstNode << "\n";
-    return 1;
-  }
-
   std::string errorMessage;
   std::shared_ptr<::moe::Checkpoint> artifactCheckpoint;
   llvm::SourceMgr sourceMgr;
   SourceMgrDiagnosticHandler diagHandler(sourceMgr, &context);
   OwningOpRef<ModuleOp> module;
-  if (options.input != "-" && llvm::sys::fs::is_directory(options.input)) {
+  if (StringRef(options.input).ends_with(".onnx")) {
+    llvm::Expected<std::unique_ptr<::moe::ONNXModel>> onnx =
+        ::moe::ONNXModel::load(options.input);
+    if (!onnx) {
+      llvm::errs() << "moec: error: " << llvm::toString(onnx.takeError())
+                   << "\n";
+      return 1;
+    }
+    std::vector<ONNXMoEBlock> blocks;
+    llvm::Expected<OwningOpRef<ModuleOp>> imported =
+        importONNXModel(&context, **onnx, &blocks);
+    if (options.report) {
+      llvm::errs() << "moec: " << blocks.size() << " MoE block"
+                   << (blocks.size() == 1 ? "" : "s") << " found\n";
+      for (const ONNXMoEBlock &block : blocks)
+        llvm::errs() << "  " << block.form << " " << block.node << ": "
+                     << (block.raised ? "raised to moe.route + moe.experts"
+                                      : "not raised: " + block.reason)
+                     << "\n";
+    }
+    if (!imported) {
+      llvm::errs() << "moec: error: " << llvm::toString(imported.takeError())
+                   << "\n";
+      return 1;
+    }
+    module = std::move(*imported);
+  } else if (options.input != "-" &&
+             llvm::sys::fs::is_directory(options.input)) {
     HFImportOptions importOptions;
     importOptions.maxSeqLen = options.maxSeqLen;
     importOptions.openedCheckpoint = &artifactCheckpoint;

@@ -68,8 +68,8 @@ llvm::Expected<std::string> resolveExternal(StringRef modelPath, StringRef dir,
                                             StringRef location) {
   auto bad = [&](const Twine &why) {
     return fail(modelPath, "initializer '" + tensor +
-                               "' external data location '" + location +
-                               "' " + why);
+                               "' external data location '" + location + "' " +
+                               why);
   };
   if (location.empty())
     return bad("is empty");
@@ -127,38 +127,6 @@ std::string ONNXModel::describe(const onnx::NodeProto &node) const {
     if (&all.Get(i) == &node)
       return "#" + std::to_string(i) + " (" + node.op_type() + ")";
   return "(" + node.op_type() + ")";
-}
-
-std::vector<ONNXOpKind> ONNXModel::opKinds() const {
-  std::vector<ONNXOpKind> result;
-  llvm::StringMap<size_t> index; // "domain\0op_type" -> position
-  for (const onnx::NodeProto *node : order) {
-    std::string domain = normalizeDomain(node->domain()).str();
-    auto [it, inserted] =
-        index.insert({domain + '\0' + node->op_type(), result.size()});
-    if (inserted) {
-      ONNXOpKind kind;
-      kind.domain = domain;
-      kind.opType = node->op_type();
-      kind.opset = opsetFor(domain);
-      kind.firstNode = describe(*node);
-      result.push_back(std::move(kind));
-    }
-    ++result[it->second].count;
-  }
-  // Most used first; ties in order of first use.
-  std::vector<size_t> rank(result.size());
-  for (size_t i = 0; i < rank.size(); ++i)
-    rank[i] = i;
-  std::sort(rank.begin(), rank.end(), [&](size_t a, size_t b) {
-    return result[a].count != result[b].count
-               ? result[a].count > result[b].count
-               : a < b;
-  });
-  std::vector<ONNXOpKind> sorted;
-  for (size_t i : rank)
-    sorted.push_back(std::move(result[i]));
-  return sorted;
 }
 
 llvm::Expected<std::unique_ptr<ONNXModel>> ONNXModel::load(StringRef path) {
@@ -278,7 +246,8 @@ llvm::Expected<std::unique_ptr<ONNXModel>> ONNXModel::load(StringRef path) {
                                  "shape and type need {1} bytes",
                                  *length, init.byteSize));
       uint64_t end;
-      if (__builtin_add_overflow(*offset, init.byteSize, &end) || end > fileSize)
+      if (__builtin_add_overflow(*offset, init.byteSize, &end) ||
+          end > fileSize)
         return bad(llvm::formatv("external data [{0}, +{1}) lies past the end "
                                  "of '{2}' ({3} bytes)",
                                  *offset, init.byteSize, location, fileSize));
@@ -344,9 +313,9 @@ llvm::Expected<std::unique_ptr<ONNXModel>> ONNXModel::load(StringRef path) {
         continue;
       auto [it, inserted] = producer.insert({output, i});
       if (!inserted) {
-        std::string by = it->second < 0
-                             ? std::string("a graph input or initializer")
-                             : "node " + result->describe(nodes.Get(it->second));
+        std::string by =
+            it->second < 0 ? std::string("a graph input or initializer")
+                           : "node " + result->describe(nodes.Get(it->second));
         return fail(path, "node " + result->describe(node) + " output '" +
                               output + "' is already defined by " + by);
       }
@@ -406,7 +375,8 @@ llvm::Expected<std::unique_ptr<ONNXModel>> ONNXModel::load(StringRef path) {
     }
     std::string cycle;
     for (unsigned i = seen[at]; i < walk.size(); ++i)
-      cycle += (i == seen[at] ? "" : " <- ") + result->describe(nodes.Get(walk[i]));
+      cycle +=
+          (i == seen[at] ? "" : " <- ") + result->describe(nodes.Get(walk[i]));
     return fail(path, "the graph has a cycle: " + cycle);
   }
   for (const onnx::ValueInfoProto &output : graph.output())

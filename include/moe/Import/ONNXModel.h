@@ -52,15 +52,6 @@ struct ONNXInitializer {
   uint64_t externalOffset = 0;
 };
 
-/// One kind of op the graph uses, with how many nodes use it.
-struct ONNXOpKind {
-  std::string domain; ///< "" for the default (ai.onnx) domain.
-  std::string opType;
-  int64_t opset = 0;
-  unsigned count = 0;
-  std::string firstNode; ///< Name (or index) of the first such node.
-};
-
 /// A validated ONNX model.
 class ONNXModel {
 public:
@@ -76,14 +67,10 @@ public:
   llvm::StringRef path() const { return filePath; }
   /// The nodes in an order where every node follows its inputs' producers.
   llvm::ArrayRef<const onnx::NodeProto *> nodes() const { return order; }
-  const llvm::StringMap<ONNXInitializer> &initializers() const {
-    return inits;
-  }
+  const llvm::StringMap<ONNXInitializer> &initializers() const { return inits; }
   /// The opset imported for `domain` ("" and "ai.onnx" are the same), or
   /// 0 when the model imports none.
   int64_t opsetFor(llvm::StringRef domain) const;
-  /// The op kinds in use, most used first.
-  std::vector<ONNXOpKind> opKinds() const;
   /// A name for `node` in diagnostics: its name, or "#i (OpType)".
   std::string describe(const onnx::NodeProto &node) const;
 

@@ -1,0 +1,505 @@
+//===- ONNXImporter.cpp - ONNX graphs into the moe dialect ----------------===//
+
+#include "moe/Import/ONNXImporter.h"
+#include "moe/Import/ONNXModel.h"
+
+#include "moe/Dialect/MoE/IR/MoE.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Verifier.h"
+
+#include "onnx/onnx_pb.h"
+
+#include "llvm/ADT/StringMap.h"
+#include "llvm/Support/FormatVariadic.h"
+
+#include <cfloat>
+#include <map>
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+/// The MLIR element type of an ONNX one, or null.
+Type elementType(MLIRContext *ctx, int32_t type) {
+  using T = onnx::TensorProto;
+  switch (type) {
+  case T::FLOAT:
+    return Float32Type::get(ctx);
+  case T::FLOAT16:
+    return Float16Type::get(ctx);
+  case T::BFLOAT16:
+    return BFloat16Type::get(ctx);
+  case T::DOUBLE:
+    return Float64Type::get(ctx);
+  case T::INT64:
+    return IntegerType::get(ctx, 64);
+  case T::INT32:
+    return IntegerType::get(ctx, 32);
+  case T::BOOL:
+    return IntegerType::get(ctx, 1);
+  default:
+    return nullptr;
+  }
+}
+
+const onnx::AttributeProto *findAttr(const onnx::NodeProto &node,
+                                     llvm::StringRef name) {
+  for (const onnx::AttributeProto &attr : node.attribute())
+    if (attr.name() == name)
+      return &attr;
+  return nullptr;
+}
+
+int64_t intAttr(const onnx::NodeProto &node, llvm::StringRef name,
+                int64_t fallback) {
+  const onnx::AttributeProto *attr = findAttr(node, name);
+  return attr ? attr->i() : fallback;
+}
+
+std::optional<float> floatAttr(const onnx::NodeProto &node,
+                               llvm::StringRef name) {
+  const onnx::AttributeProto *attr = findAttr(node, name);
+  if (!attr)
+    return std::nullopt;
+  return attr->f();
+}
+
+std::string stringAttr(const onnx::NodeProto &node, llvm::StringRef name,
+                       llvm::StringRef fallback) {
+  const onnx::AttributeProto *attr = findAttr(node, name);
+  return attr ? attr->s() : fallback.str();
+}
+
+/// Why a node was not imported: "op kind" -> count, first node, reason.
+struct Missing {
+  std::string kind;
+  unsigned count = 0;
+  std::string firstNode;
+  std::string reason;
+};
+
+class Importer {
+public:
+  Importer(MLIRContext *ctx, const ::moe::ONNXModel &model,
+           std::vector<ONNXMoEBlock> *blocks)
+      : ctx(ctx), model(model), builder(ctx), blocks(blocks),
+        fileLoc(FileLineColLoc::get(ctx, model.path(), 0, 0)) {}
+
+  llvm::Expected<OwningOpRef<ModuleOp>> run();
+
+private:
+  Location locOf(const onnx::NodeProto &node) {
+    return NameLoc::get(builder.getStringAttr(model.describe(node)), fileLoc);
+  }
+  /// The value named `name`: a graph input, a node result or an
+  /// initializer (as a moe.weight, created at first use).
+  Value lookup(const std::string &name);
+  /// Imports one node; on failure returns the reason.
+  std::optional<std::string> importNode(const onnx::NodeProto &node);
+  std::optional<std::string> importMatMul(const onnx::NodeProto &node);
+  std::optional<std::string> importAdd(const onnx::NodeProto &node);
+  std::optional<std::string>
+  importSimplifiedLayerNorm(const onnx::NodeProto &node);
+  std::optional<std::string> importMoE(const onnx::NodeProto &node);
+  void note(const onnx::NodeProto &node, const std::string &reason);
+  llvm::Error fail(const llvm::Twine &message) {
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   model.path() + ": " + message);
+  }
+
+  MLIRContext *ctx;
+  const ::moe::ONNXModel &model;
+  OpBuilder builder;
+  std::vector<ONNXMoEBlock> *blocks;
+  Location fileLoc;
+  llvm::StringMap<Value> values;
+  std::vector<Missing> missing;
+  llvm::StringMap<size_t> missingIndex;
+};
+
+void Importer::note(const onnx::NodeProto &node, const std::string &reason) {
+  std::string domain = node.domain().empty() || node.domain() == "ai.onnx"
+                           ? "ai.onnx"
+                           : node.domain();
+  std::string kind = llvm::formatv("{0} ({1} opset {2})", node.op_type(),
+                                   domain, model.opsetFor(node.domain()));
+  auto [it, inserted] = missingIndex.insert({kind, missing.size()});
+  if (inserted)
+    missing.push_back({kind, 0, model.describe(node), reason});
+  ++missing[it->second].count;
+}
+
+Value Importer::lookup(const std::string &name) {
+  auto it = values.find(name);
+  if (it != values.end())
+    return it->second;
+  auto init = model.initializers().find(name);
+  if (init == model.initializers().end())
+    return nullptr;
+  Type element = elementType(ctx, init->second.dataType);
+  if (!element)
+    return nullptr;
+  OpBuilder::InsertionGuard guard(builder);
+  // Weights at the top of the function, in first-use order.
+  Block *body = builder.getInsertionBlock();
+  builder.setInsertionPointToStart(body);
+  for (Operation &op : *body)
+    if (isa<WeightOp>(op))
+      builder.setInsertionPointAfter(&op);
+  auto type = RankedTensorType::get(init->second.shape, element);
+  Value weight =
+      WeightOp::create(builder, fileLoc, type, builder.getStringAttr(name));
+  values[name] = weight;
+  return weight;
+}
+
+std::optional<std::string> Importer::importNode(const onnx::NodeProto &node) {
+  llvm::StringRef domain = node.domain();
+  if (domain == "ai.onnx")
+    domain = "";
+  const std::string &op = node.op_type();
+  if (domain.empty() && op == "MatMul")
+    return importMatMul(node);
+  if (domain.empty() && op == "Add")
+    return importAdd(node);
+  if (domain == "com.microsoft" && op == "SimplifiedLayerNormalization")
+    return importSimplifiedLayerNorm(node);
+  if (domain == "com.microsoft" && op == "MoE")
+    return importMoE(node);
+  return std::string("not imported yet");
+}
+
+std::optional<std::string> Importer::importMatMul(const onnx::NodeProto &node) {
+  if (node.input_size() != 2 || node.output_size() != 1)
+    return std::string("needs 2 inputs and 1 output");
+  Value a = lookup(node.input(0)), b = lookup(node.input(1));
+  if (!a || !b)
+    return std::string("an input has an unsupported type");
+  auto at = cast<RankedTensorType>(a.getType());
+  auto bt = cast<RankedTensorType>(b.getType());
+  if (at.getRank() != 2 || bt.getRank() != 2 ||
+      at.getElementType() != bt.getElementType())
+    return std::string("only 2-D x 2-D MatMul of one element type is "
+                       "imported yet");
+  if (!ShapedType::isDynamic(at.getDimSize(1)) &&
+      !ShapedType::isDynamic(bt.getDimSize(0)) &&
+      at.getDimSize(1) != bt.getDimSize(0))
+    return llvm::formatv("inner dimensions differ ({0} and {1})",
+                         at.getDimSize(1), bt.getDimSize(0))
+        .str();
+  Location loc = locOf(node);
+  llvm::SmallVector<OpFoldResult> sizes = {
+      tensor::getMixedSize(builder, loc, a, 0),
+      tensor::getMixedSize(builder, loc, b, 1)};
+  Value empty =
+      tensor::EmptyOp::create(builder, loc, sizes, at.getElementType());
+  Value zero = arith::ConstantOp::create(
+      builder, loc, builder.getZeroAttr(at.getElementType()));
+  Value init = linalg::FillOp::create(builder, loc, zero, empty).getResult(0);
+  values[node.output(0)] =
+      linalg::MatmulOp::create(builder, loc, ValueRange{a, b}, ValueRange{init})
+          .getResult(0);
+  return std::nullopt;
+}
+
+std::optional<std::string> Importer::importAdd(const onnx::NodeProto &node) {
+  if (node.input_size() != 2 || node.output_size() != 1)
+    return std::string("needs 2 inputs and 1 output");
+  Value a = lookup(node.input(0)), b = lookup(node.input(1));
+  if (!a || !b)
+    return std::string("an input has an unsupported type");
+  if (a.getType() != b.getType() ||
+      !isa<FloatType>(cast<RankedTensorType>(a.getType()).getElementType()))
+    return std::string("only Add of two float tensors of one type is "
+                       "imported yet (no broadcasting)");
+  values[node.output(0)] = arith::AddFOp::create(builder, locOf(node), a, b);
+  return std::nullopt;
+}
+
+std::optional<std::string>
+Importer::importSimplifiedLayerNorm(const onnx::NodeProto &node) {
+  if (node.input_size() < 2 || node.output_size() < 1)
+    return std::string("needs input and scale");
+  if (node.output_size() > 1)
+    return std::string("the optional inv_std_var output is not supported");
+  int64_t axis = intAttr(node, "axis", -1);
+  Value x = lookup(node.input(0)), scale = lookup(node.input(1));
+  if (!x || !scale)
+    return std::string("an input has an unsupported type");
+  auto xt = cast<RankedTensorType>(x.getType());
+  if (axis != -1 && axis != xt.getRank() - 1)
+    return std::string("only normalisation over the last axis is supported");
+  if (scale.getType() !=
+      RankedTensorType::get({xt.getShape().back()}, xt.getElementType()))
+    return std::string("scale must be [last dim] of the input's type");
+  float eps = floatAttr(node, "epsilon").value_or(1e-5f);
+  values[node.output(0)] =
+      RMSNormOp::create(builder, locOf(node), x.getType(), x, scale,
+                        builder.getF32FloatAttr(eps), UnitAttr());
+  return std::nullopt;
+}
+
+/// com.microsoft.MoE -> moe.route + moe.experts. The routing follows the
+/// op's CUDA kernel: `router_probs` are logits, softmax over all experts,
+/// top-k, then optional renormalisation.
+std::optional<std::string> Importer::importMoE(const onnx::NodeProto &node) {
+  ONNXMoEBlock block;
+  block.node = model.describe(node);
+  block.form = "com.microsoft.MoE";
+  auto notRaised = [&](const std::string &why) -> std::optional<std::string> {
+    block.reason = why;
+    if (blocks)
+      blocks->push_back(block);
+    return "MoE block not raised: " + why;
+  };
+  auto input = [&](int i) -> Value {
+    if (i >= node.input_size() || node.input(i).empty())
+      return nullptr;
+    return lookup(node.input(i));
+  };
+  if (node.output_size() != 1)
+    return notRaised("expects one output");
+  std::string activation = stringAttr(node, "activation_type", "relu");
+  int64_t k = intAttr(node, "k", 1);
+  bool normalize = intAttr(node, "normalize_routing_weights", 0) != 0;
+  int64_t fusion = intAttr(node, "swiglu_fusion", 0);
+  if (intAttr(node, "use_sparse_mixer", 0))
+    return notRaised("use_sparse_mixer (Phi-3.5 SparseMixer routing) has no "
+                     "moe.route form");
+  Value x = input(0), fc1 = input(2), fc2 = input(4), fc3 = input(6);
+  Value fc1Bias = input(3), fc2Bias = input(5), fc3Bias = input(7);
+  if (!x || !fc1 || !fc2)
+    return notRaised("input, fc1_experts_weights and fc2_experts_weights are "
+                     "required");
+  auto xt = cast<RankedTensorType>(x.getType());
+  if (xt.getRank() != 2)
+    return notRaised("only a [T, H] input is raised yet");
+  if (!fc1.getDefiningOp<WeightOp>() || !fc2.getDefiningOp<WeightOp>() ||
+      (fc3 && !fc3.getDefiningOp<WeightOp>()))
+    return notRaised("expert weights must be initializers");
+
+  // The router: router_probs must be MatMul(input, W) with W an [H, E]
+  // initializer, so that moe.route computes the logits itself.
+  Value probs = input(1);
+  auto matmul = probs ? probs.getDefiningOp<linalg::MatmulOp>() : nullptr;
+  Value router = matmul ? matmul.getInputs()[1] : Value();
+  if (!matmul || matmul.getInputs()[0] != x ||
+      !router.getDefiningOp<WeightOp>())
+    return notRaised("router_probs is not MatMul(input, initializer)");
+  auto routerType = cast<RankedTensorType>(router.getType());
+  int64_t hidden = xt.getDimSize(1), numExperts = routerType.getDimSize(1);
+  if (k < 1 || k > numExperts)
+    return notRaised(
+        llvm::formatv("k = {0} is not in [1, {1}]", k, numExperts));
+
+  // Expert weights, [E, I, H] gate/up and [E, H, I] down.
+  auto fc1Type = cast<RankedTensorType>(fc1.getType());
+  auto fc2Type = cast<RankedTensorType>(fc2.getType());
+  if (fc1Type.getRank() != 3 || fc2Type.getRank() != 3)
+    return notRaised("expert weights must be 3-D");
+  int64_t inter = fc2Type.getDimSize(2);
+  int64_t factor = activation == "swiglu" && fusion != 0 ? 2 : 1;
+  if (fc2Type.getDimSize(1) != hidden ||
+      fc1Type.getDimSize(1) != factor * inter ||
+      fc1Type.getDimSize(2) != hidden)
+    return notRaised(llvm::formatv(
+        "weights are not in the [E, I, H] / [E, H, I] layout (legacy "
+        "[E, H, I] fc1 layouts are not raised yet): fc1 {0}, fc2 {1}",
+        fc1Type, fc2Type));
+  if (fc1Type.getDimSize(0) != numExperts ||
+      fc2Type.getDimSize(0) != numExperts)
+    return notRaised("the router and the expert weights disagree on the "
+                     "number of experts (expert parallelism is not raised)");
+
+  Location loc = locOf(node);
+  Type et = fc1Type.getElementType();
+  // Rows of fc1 (and its bias): every row (stride 1) or every other.
+  auto rows = [&](Value t, int64_t first, int64_t stride) -> Value {
+    auto type = cast<RankedTensorType>(t.getType());
+    llvm::SmallVector<int64_t> offsets(type.getRank(), 0),
+        strides(type.getRank(), 1);
+    llvm::SmallVector<int64_t> sizes(type.getShape());
+    offsets[1] = first;
+    strides[1] = stride;
+    sizes[1] = inter;
+    auto result = RankedTensorType::get(sizes, type.getElementType());
+    return tensor::ExtractSliceOp::create(
+        builder, loc, result, t, ValueRange{}, ValueRange{}, ValueRange{},
+        builder.getDenseI64ArrayAttr(offsets),
+        builder.getDenseI64ArrayAttr(sizes),
+        builder.getDenseI64ArrayAttr(strides));
+  };
+  Value gate, up, gateBias, upBias;
+  if (activation == "swiglu" && fusion == 1) {
+    gate = rows(fc1, 0, 2); // interleaved g0, u0, g1, u1, ...
+    up = rows(fc1, 1, 2);
+    if (fc1Bias) {
+      gateBias = rows(fc1Bias, 0, 2);
+      upBias = rows(fc1Bias, 1, 2);
+    }
+  } else if (activation == "swiglu" && fusion == 2) {
+    gate = rows(fc1, 0, 1); // concatenated [gate; up]
+    up = rows(fc1, inter, 1);
+    if (fc1Bias) {
+      gateBias = rows(fc1Bias, 0, 1);
+      upBias = rows(fc1Bias, inter, 1);
+    }
+  } else if ((activation == "swiglu" || activation == "silu") && fusion == 0 &&
+             fc3) {
+    gate = fc1; // FC1 gate, FC3 linear
+    up = fc3;
+    gateBias = fc1Bias;
+    upBias = fc3Bias;
+  } else {
+    return notRaised("activation_type '" + activation + "'" +
+                     (fc3 ? "" : " without fc3") +
+                     " is not a gated FFN that moe.experts expresses");
+  }
+  if (cast<RankedTensorType>(up.getType()) !=
+      cast<RankedTensorType>(gate.getType()))
+    return notRaised("fc3 does not match fc1");
+
+  // Activation parameters: SwiGLU with alpha 1, beta 0 and no limit is
+  // moe.experts' plain swiglu; anything else its clamped form.
+  float alpha = floatAttr(node, "activation_alpha").value_or(1.0f);
+  float beta = floatAttr(node, "activation_beta").value_or(0.0f);
+  std::optional<float> limit = floatAttr(node, "swiglu_limit");
+  bool plain =
+      activation == "silu" || (alpha == 1.0f && beta == 0.0f && !limit);
+  // Biases come in threes; a missing one is zero.
+  bool anyBias = gateBias || upBias || fc2Bias;
+  auto zeros = [&](llvm::ArrayRef<int64_t> shape) -> Value {
+    auto type = RankedTensorType::get(shape, et);
+    return arith::ConstantOp::create(
+        builder, loc, DenseElementsAttr::get(type, builder.getZeroAttr(et)));
+  };
+  if (anyBias) {
+    if (!gateBias)
+      gateBias = zeros({numExperts, inter});
+    if (!upBias)
+      upBias = zeros({numExperts, inter});
+    if (!fc2Bias)
+      fc2Bias = zeros({numExperts, hidden});
+  }
+
+  auto idsType =
+      RankedTensorType::get({xt.getDimSize(0), k}, builder.getI32Type());
+  auto weightsType =
+      RankedTensorType::get({xt.getDimSize(0), k}, builder.getF32Type());
+  // moe.route wants the router as [E, H].
+  Value routerEH =
+      linalg::TransposeOp::create(
+          builder, loc, router,
+          tensor::EmptyOp::create(builder, loc,
+                                  llvm::ArrayRef<int64_t>{numExperts, hidden},
+                                  routerType.getElementType()),
+          llvm::ArrayRef<int64_t>{1, 0})
+          .getResult()[0];
+  auto route = RouteOp::create(
+      builder, loc, idsType, weightsType, x, routerEH, Value(), Value(),
+      builder.getI64IntegerAttr(k), ScoreFuncAttr::get(ctx, ScoreFunc::Softmax),
+      RouteOrderAttr::get(ctx, RouteOrder::ScoreThenTopK),
+      builder.getI64IntegerAttr(1), builder.getI64IntegerAttr(1),
+      GroupScoreAttr::get(ctx, GroupScore::Max),
+      RenormAttr::get(ctx, normalize ? Renorm::Sum : Renorm::None),
+      builder.getF32FloatAttr(0.0f), builder.getF32FloatAttr(1.0f));
+  auto experts = ExpertsOp::create(
+      builder, loc, x.getType(), x, route.getExpertIds(),
+      route.getExpertWeights(), gate, up, fc2, gateBias, upBias,
+      anyBias ? fc2Bias : Value(), Value(), Value(), Value(), Value(),
+      ActivationAttr::get(ctx, plain ? Activation::SwiGLU
+                                     : Activation::SwiGLUClamped),
+      builder.getF32FloatAttr(plain ? 1.702f : alpha),
+      builder.getF32FloatAttr(plain ? 7.0f : limit.value_or(FLT_MAX)),
+      builder.getF32FloatAttr(plain ? 1.0f : beta));
+  values[node.output(0)] = experts.getResult();
+  block.raised = true;
+  if (blocks)
+    blocks->push_back(block);
+  return std::nullopt;
+}
+
+llvm::Expected<OwningOpRef<ModuleOp>> Importer::run() {
+  OwningOpRef<ModuleOp> module = ModuleOp::create(fileLoc);
+  const onnx::GraphProto &graph = model.proto().graph();
+  llvm::SmallVector<Type> inputTypes;
+  llvm::SmallVector<std::string> inputNames;
+  for (const onnx::ValueInfoProto &input : graph.input()) {
+    if (model.initializers().count(input.name()))
+      continue; // Old exporters list initializers as inputs too.
+    const onnx::TypeProto &type = input.type();
+    if (!type.has_tensor_type() || !type.tensor_type().has_shape())
+      return fail("graph input '" + input.name() +
+                  "' is not a tensor of known rank");
+    Type element = elementType(ctx, type.tensor_type().elem_type());
+    if (!element)
+      return fail("graph input '" + input.name() + "' has element type " +
+                  ::moe::onnxDataTypeName(type.tensor_type().elem_type()) +
+                  ", which is not supported");
+    llvm::SmallVector<int64_t> shape;
+    for (const onnx::TensorShapeProto::Dimension &dim :
+         type.tensor_type().shape().dim())
+      shape.push_back(dim.has_dim_value() && dim.dim_value() >= 0
+                          ? dim.dim_value()
+                          : ShapedType::kDynamic);
+    inputTypes.push_back(RankedTensorType::get(shape, element));
+    inputNames.push_back(input.name());
+  }
+
+  builder.setInsertionPointToEnd(module->getBody());
+  auto fn = func::FuncOp::create(builder, fileLoc, "main",
+                                 builder.getFunctionType(inputTypes, {}));
+  Block *body = fn.addEntryBlock();
+  builder.setInsertionPointToStart(body);
+  for (auto [name, arg] : llvm::zip(inputNames, body->getArguments()))
+    values[name] = arg;
+
+  for (const onnx::NodeProto *node : model.nodes())
+    if (std::optional<std::string> reason = importNode(*node))
+      note(*node, *reason);
+
+  if (!missing.empty()) {
+    unsigned nodes = 0;
+    for (const Missing &m : missing)
+      nodes += m.count;
+    std::string text =
+        llvm::formatv("{0} of the graph's {1} nodes ({2} op "
+                      "kinds) cannot be imported:",
+                      nodes, model.nodes().size(), missing.size());
+    for (const Missing &m : missing)
+      text += llvm::formatv("\n  {0} x{1}, first node {2}: {3}", m.kind,
+                            m.count, m.firstNode, m.reason)
+                  .str();
+    return fail(text);
+  }
+
+  llvm::SmallVector<Value> results;
+  for (const onnx::ValueInfoProto &output : graph.output()) {
+    Value v = lookup(output.name());
+    if (!v)
+      return fail("graph output '" + output.name() + "' has no value");
+    results.push_back(v);
+  }
+  func::ReturnOp::create(builder, fileLoc, results);
+  fn.setFunctionType(
+      builder.getFunctionType(inputTypes, ValueRange(results).getTypes()));
+  if (failed(verify(*module)))
+    return fail("the imported program does not verify (see above)");
+  return module;
+}
+} // namespace
+
+llvm::Expected<OwningOpRef<ModuleOp>>
+mlir::moe::importONNXModel(MLIRContext *context, const ::moe::ONNXModel &model,
+                           std::vector<ONNXMoEBlock> *blocks) {
+  context->loadDialect<MoEDialect, arith::ArithDialect, func::FuncDialect,
+                       linalg::LinalgDialect, tensor::TensorDialect>();
+  Importer importer(context, model, blocks);
+  return importer.run();
+}
