@@ -168,7 +168,10 @@ std::optional<std::string> Importer::importNode(const onnx::NodeProto &node) {
     return importMatMul(node);
   if (domain.empty() && op == "Add")
     return importAdd(node);
-  if (domain == "com.microsoft" && op == "SimplifiedLayerNormalization")
+  // onnxruntime registers it in the default domain; some exporters write
+  // com.microsoft.
+  if ((domain.empty() || domain == "com.microsoft") &&
+      op == "SimplifiedLayerNormalization")
     return importSimplifiedLayerNorm(node);
   if (domain == "com.microsoft" && op == "MoE")
     return importMoE(node);

@@ -262,6 +262,7 @@ llvm::Expected<std::unique_ptr<ONNXModel>> ONNXModel::load(StringRef path) {
           return bad(llvm::formatv("has {0} bytes of raw_data, but its shape "
                                    "and type need {1}",
                                    stored, init.byteSize));
+        init.inlineData = tensor.raw_data().data();
       } else {
         if (tensor.float_data_size()) {
           field = "float_data";
@@ -285,6 +286,15 @@ llvm::Expected<std::unique_ptr<ONNXModel>> ONNXModel::load(StringRef path) {
           return bad(llvm::formatv("has {0} values in {1}, but its shape "
                                    "needs {2}",
                                    stored, field, count));
+        using T = onnx::TensorProto;
+        if (init.dataType == T::FLOAT && tensor.float_data_size())
+          init.inlineData = tensor.float_data().data();
+        else if (init.dataType == T::INT32 && tensor.int32_data_size())
+          init.inlineData = tensor.int32_data().data();
+        else if (init.dataType == T::INT64 && tensor.int64_data_size())
+          init.inlineData = tensor.int64_data().data();
+        else if (init.dataType == T::DOUBLE && tensor.double_data_size())
+          init.inlineData = tensor.double_data().data();
       }
     }
     result->inits[name] = std::move(init);

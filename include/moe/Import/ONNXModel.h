@@ -50,6 +50,11 @@ struct ONNXInitializer {
   /// and the byte offset in it.
   std::string externalFile;
   uint64_t externalOffset = 0;
+  /// For inline data already in the element layout (raw_data, or the typed
+  /// field that stores this type natively: float_data for FLOAT, ...): the
+  /// bytes inside the loaded proto, valid while the model lives. Null for
+  /// external data and for types stored widened (FLOAT16 in int32_data).
+  const void *inlineData = nullptr;
 };
 
 /// A validated ONNX model.

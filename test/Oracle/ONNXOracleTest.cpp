@@ -1,0 +1,220 @@
+//===- ONNXOracleTest.cpp - Imported ONNX models vs onnxruntime -----------===//
+//
+// For every fixture in test/fixtures/onnx (made by
+// scripts/fixtures/make_onnx_fixtures.py): import model.onnx (its
+// com.microsoft.MoE raised to moe.route + moe.experts), compile @main for
+// the CPU through moec's pipeline at -O0 and at -O2, JIT it, bind each
+// weight to its initializer's bytes, run it on input.npy and compare with
+// onnxruntime's output (expected.npy) within 1e-4 x max|expected| (f32).
+//
+// This is the ONNX path's numerical check until ONNX artifacts exist.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Compiler/Driver.h"
+#include "moe/Import/ONNXImporter.h"
+#include "moe/Import/ONNXModel.h"
+#include "moe/InitAll.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/ExecutionEngine/CRunnerUtils.h"
+#include "mlir/ExecutionEngine/ExecutionEngine.h"
+#include "mlir/ExecutionEngine/OptUtils.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
+#include "llvm/ExecutionEngine/Orc/Mangling.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/TargetSelect.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <functional>
+
+using namespace mlir;
+
+namespace {
+
+/// A float32 .npy array (format v1, little-endian, C order), 2-D.
+struct Npy {
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+
+std::optional<Npy> readNpy(const std::string &path) {
+  auto buffer = llvm::MemoryBuffer::getFile(path);
+  if (!buffer)
+    return std::nullopt;
+  llvm::StringRef bytes = (*buffer)->getBuffer();
+  if (!bytes.starts_with("\x93NUMPY") || bytes.size() < 10)
+    return std::nullopt;
+  unsigned headerLen = uint8_t(bytes[8]) | (uint8_t(bytes[9]) << 8);
+  llvm::StringRef header = bytes.substr(10, headerLen);
+  if (!header.contains("'<f4'") || header.contains("'fortran_order': True"))
+    return std::nullopt;
+  Npy npy;
+  llvm::StringRef dims = header.split("'shape': (").second.split(")").first;
+  int64_t count = 1;
+  for (llvm::StringRef dim : llvm::split(dims, ',')) {
+    dim = dim.trim();
+    if (dim.empty())
+      continue;
+    int64_t d;
+    if (dim.getAsInteger(10, d))
+      return std::nullopt;
+    npy.shape.push_back(d);
+    count *= d;
+  }
+  llvm::StringRef payload = bytes.substr(10 + headerLen);
+  if (payload.size() != size_t(count) * 4)
+    return std::nullopt;
+  npy.data.resize(count);
+  std::memcpy(npy.data.data(), payload.data(), payload.size());
+  return npy;
+}
+
+std::string fixturePath(llvm::StringRef name, llvm::StringRef file) {
+  llvm::SmallString<256> path(MOE_ONNX_FIXTURES_DIR);
+  llvm::sys::path::append(path, name, file);
+  return std::string(path);
+}
+
+/// Imports, compiles at `level`, binds and runs one fixture on `input`;
+/// returns the output or records a gtest failure naming the stage.
+std::optional<std::vector<float>> run(llvm::StringRef name, unsigned level,
+                                      const Npy &input) {
+  auto model = ::moe::ONNXModel::load(fixturePath(name, "model.onnx"));
+  if (!model) {
+    ADD_FAILURE() << "load: " << llvm::toString(model.takeError());
+    return std::nullopt;
+  }
+  DialectRegistry registry;
+  mlir::moe::registerAllMoEDialects(registry);
+  registerAllToLLVMIRTranslations(registry);
+  MLIRContext context(registry);
+  std::vector<mlir::moe::ONNXMoEBlock> blocks;
+  auto imported = mlir::moe::importONNXModel(&context, **model, &blocks);
+  if (!imported) {
+    ADD_FAILURE() << "import: " << llvm::toString(imported.takeError());
+    return std::nullopt;
+  }
+  EXPECT_EQ(blocks.size(), 1u);
+  for (const mlir::moe::ONNXMoEBlock &block : blocks)
+    EXPECT_TRUE(block.raised) << block.node << ": " << block.reason;
+  ModuleOp module = **imported;
+  module.lookupSymbol<func::FuncOp>("main")->setAttr("llvm.emit_c_interface",
+                                                     UnitAttr::get(&context));
+
+  PassManager pm(&context);
+  mlir::moe::MoEOptimizationOptions options;
+  options.level = level;
+  mlir::moe::buildMoECompilePipeline(pm, mlir::moe::EmitStage::LLVM, options);
+  if (failed(pm.run(module))) {
+    ADD_FAILURE() << "the CPU pipeline failed";
+    return std::nullopt;
+  }
+  auto manifest = module->getAttrOfType<DictionaryAttr>("moe.weights");
+  if (!manifest) {
+    ADD_FAILURE() << "no moe.weights manifest";
+    return std::nullopt;
+  }
+  std::vector<std::pair<std::string, void *>> symbols;
+  for (NamedAttribute entry : manifest) {
+    auto names = cast<ArrayAttr>(entry.getValue());
+    llvm::StringRef tensor = cast<StringAttr>(names[0]).getValue();
+    auto it = (*model)->initializers().find(tensor);
+    if (names.size() != 1 || it == (*model)->initializers().end() ||
+        !it->second.inlineData) {
+      ADD_FAILURE() << "weight '" << tensor.str()
+                    << "' is not an inline initializer";
+      return std::nullopt;
+    }
+    symbols.emplace_back(entry.getName().getValue().str(),
+                         const_cast<void *>(it->second.inlineData));
+  }
+
+  ExecutionEngineOptions engineOptions;
+  std::function<llvm::Error(llvm::Module *)> optimize =
+      makeOptimizingTransformer(/*optLevel=*/2, /*sizeLevel=*/0, nullptr);
+  engineOptions.transformer = optimize;
+  llvm::SmallVector<llvm::StringRef> libs = {MOE_C_RUNNER_UTILS};
+  engineOptions.sharedLibPaths = libs;
+  auto engine = ExecutionEngine::create(module, engineOptions);
+  if (!engine) {
+    ADD_FAILURE() << "JIT: " << llvm::toString(engine.takeError());
+    return std::nullopt;
+  }
+  (*engine)->registerSymbols([&](llvm::orc::MangleAndInterner interner) {
+    llvm::orc::SymbolMap map;
+    for (auto &[symbol, address] : symbols)
+      map[interner(symbol)] = {llvm::orc::ExecutorAddr::fromPtr(address),
+                               llvm::JITSymbolFlags::Exported};
+    return map;
+  });
+
+  std::vector<float> x = input.data;
+  int64_t t = input.shape[0], h = input.shape[1];
+  StridedMemRefType<float, 2> in{x.data(), x.data(), 0, {t, h}, {h, 1}};
+  StridedMemRefType<float, 2> out{};
+  void *inP = &in, *outP = &out;
+  llvm::SmallVector<void *> args = {&outP, &inP};
+  if (llvm::Error err = (*engine)->invokePacked("_mlir_ciface_main", args)) {
+    ADD_FAILURE() << "run: " << llvm::toString(std::move(err));
+    return std::nullopt;
+  }
+  std::vector<float> y(t * h, NAN);
+  if (out.sizes[0] != t || out.sizes[1] != h) {
+    ADD_FAILURE() << "output shape " << out.sizes[0] << "x" << out.sizes[1];
+    return std::nullopt;
+  }
+  for (int64_t i = 0; i < t; ++i)
+    for (int64_t j = 0; j < h; ++j)
+      y[i * h + j] =
+          out.data[out.offset + i * out.strides[0] + j * out.strides[1]];
+  std::free(out.basePtr);
+  return y;
+}
+
+class ONNXOracle
+    : public ::testing::TestWithParam<std::tuple<const char *, unsigned>> {
+protected:
+  static void SetUpTestSuite() {
+    llvm::InitializeNativeTarget();
+    llvm::InitializeNativeTargetAsmPrinter();
+  }
+};
+
+TEST_P(ONNXOracle, MatchesOnnxruntime) {
+  auto [name, level] = GetParam();
+  std::optional<Npy> input = readNpy(fixturePath(name, "input.npy"));
+  std::optional<Npy> expected = readNpy(fixturePath(name, "expected.npy"));
+  ASSERT_TRUE(input && expected) << "fixture " << name << " is incomplete";
+  ASSERT_EQ(input->shape.size(), 2u);
+  std::optional<std::vector<float>> y = run(name, level, *input);
+  ASSERT_TRUE(y);
+  float scale = 0, error = 0;
+  for (size_t i = 0; i < y->size(); ++i) {
+    scale = std::max(scale, std::fabs(expected->data[i]));
+    error = std::max(error, std::fabs((*y)[i] - expected->data[i]));
+  }
+  EXPECT_LE(error, 1e-4f * scale)
+      << name << " at -O" << level << ": max error " << error
+      << " against max|expected| " << scale;
+  std::printf("%s -O%u: max error %.3g = %.3g x max|expected|\n", name, level,
+              error, error / scale);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, ONNXOracle,
+                         ::testing::Combine(::testing::Values("moe_gptoss",
+                                                              "moe_plain_top1",
+                                                              "moe_top3"),
+                                            ::testing::Values(0u, 2u)),
+                         [](const auto &info) {
+                           return std::string(std::get<0>(info.param)) + "_O" +
+                                  std::to_string(std::get<1>(info.param));
+                         });
+
+} // namespace
