@@ -405,6 +405,12 @@ int mlir::moe::moecMain(int argc, char **argv) {
   bool isDirectory =
       options.input != "-" && llvm::sys::fs::is_directory(options.input);
   if (options.emit == EmitStage::Artifact) {
+    if (StringRef(options.input).ends_with(".onnx")) {
+      llvm::errs() << "moec: error: " << options.input
+                   << ": artifacts of ONNX models are not supported yet "
+                      "(--emit=moe|linalg|llvm are)\n";
+      return 1;
+    }
     if (!isDirectory || options.output == "-") {
       llvm::errs() << "moec: error: --emit=artifact needs a checkpoint folder "
                       "as input and -o FILE\n";
