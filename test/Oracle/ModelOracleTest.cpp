@@ -27,6 +27,8 @@
 #include "moe/Import/SafeTensors.h"
 #include "moe/InitAll.h"
 
+#include "Npy.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -66,46 +68,8 @@ std::string fixtureDir(llvm::StringRef name) {
   return std::string(path);
 }
 
-/// A float32 .npy array (format v1, little-endian, C order).
-struct Npy {
-  std::vector<int64_t> shape;
-  std::vector<float> data;
-};
-
-std::optional<Npy> readNpy(const std::string &path) {
-  auto buffer = llvm::MemoryBuffer::getFile(path);
-  if (!buffer)
-    return std::nullopt;
-  llvm::StringRef bytes = (*buffer)->getBuffer();
-  if (!bytes.starts_with("\x93NUMPY") || bytes.size() < 10)
-    return std::nullopt;
-  size_t headerLen = uint8_t(bytes[8]) | (uint8_t(bytes[9]) << 8);
-  std::string header = bytes.substr(10, headerLen).str();
-  if (header.find("'<f4'") == std::string::npos ||
-      header.find("'fortran_order': False") == std::string::npos)
-    return std::nullopt;
-  std::smatch m;
-  if (!std::regex_search(header, m, std::regex("'shape': \\(([0-9, ]*)\\)")))
-    return std::nullopt;
-  Npy out;
-  int64_t count = 1;
-  for (llvm::StringRef dim : llvm::split(llvm::StringRef(m[1].str()), ',')) {
-    dim = dim.trim();
-    if (dim.empty())
-      continue;
-    int64_t v;
-    if (dim.getAsInteger(10, v))
-      return std::nullopt;
-    out.shape.push_back(v);
-    count *= v;
-  }
-  llvm::StringRef payload = bytes.substr(10 + headerLen);
-  if (payload.size() != size_t(count) * 4)
-    return std::nullopt;
-  out.data.resize(count);
-  std::memcpy(out.data.data(), payload.data(), payload.size());
-  return out;
-}
+using ::moe::test::Npy;
+using ::moe::test::readNpy;
 
 struct Expected {
   std::vector<int32_t> prompt;

@@ -16,6 +16,8 @@
 #include "moe/Import/ONNXModel.h"
 #include "moe/InitAll.h"
 
+#include "Npy.h"
+
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/ExecutionEngine/CRunnerUtils.h"
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
@@ -38,43 +40,8 @@ using namespace mlir;
 
 namespace {
 
-/// A float32 .npy array (format v1, little-endian, C order), 2-D.
-struct Npy {
-  std::vector<int64_t> shape;
-  std::vector<float> data;
-};
-
-std::optional<Npy> readNpy(const std::string &path) {
-  auto buffer = llvm::MemoryBuffer::getFile(path);
-  if (!buffer)
-    return std::nullopt;
-  llvm::StringRef bytes = (*buffer)->getBuffer();
-  if (!bytes.starts_with("\x93NUMPY") || bytes.size() < 10)
-    return std::nullopt;
-  unsigned headerLen = uint8_t(bytes[8]) | (uint8_t(bytes[9]) << 8);
-  llvm::StringRef header = bytes.substr(10, headerLen);
-  if (!header.contains("'<f4'") || header.contains("'fortran_order': True"))
-    return std::nullopt;
-  Npy npy;
-  llvm::StringRef dims = header.split("'shape': (").second.split(")").first;
-  int64_t count = 1;
-  for (llvm::StringRef dim : llvm::split(dims, ',')) {
-    dim = dim.trim();
-    if (dim.empty())
-      continue;
-    int64_t d;
-    if (dim.getAsInteger(10, d))
-      return std::nullopt;
-    npy.shape.push_back(d);
-    count *= d;
-  }
-  llvm::StringRef payload = bytes.substr(10 + headerLen);
-  if (payload.size() != size_t(count) * 4)
-    return std::nullopt;
-  npy.data.resize(count);
-  std::memcpy(npy.data.data(), payload.data(), payload.size());
-  return npy;
-}
+using ::moe::test::Npy;
+using ::moe::test::readNpy;
 
 std::string fixturePath(llvm::StringRef name, llvm::StringRef file) {
   llvm::SmallString<256> path(MOE_ONNX_FIXTURES_DIR);

@@ -1,0 +1,64 @@
+//===- Npy.h - Reading the oracles' float32 .npy files ----------*- C++ -*-===//
+//
+// The oracle tests compare with arrays that Python wrote with numpy.save.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_TEST_ORACLE_NPY_H
+#define MOE_TEST_ORACLE_NPY_H
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/MemoryBuffer.h"
+
+#include <cstring>
+#include <optional>
+#include <regex>
+#include <string>
+#include <vector>
+
+namespace moe::test {
+
+/// A float32 .npy array (format v1, little-endian, C order).
+struct Npy {
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+
+inline std::optional<Npy> readNpy(const std::string &path) {
+  auto buffer = llvm::MemoryBuffer::getFile(path);
+  if (!buffer)
+    return std::nullopt;
+  llvm::StringRef bytes = (*buffer)->getBuffer();
+  if (!bytes.starts_with("\x93NUMPY") || bytes.size() < 10)
+    return std::nullopt;
+  size_t headerLen = uint8_t(bytes[8]) | (uint8_t(bytes[9]) << 8);
+  std::string header = bytes.substr(10, headerLen).str();
+  if (header.find("'<f4'") == std::string::npos ||
+      header.find("'fortran_order': False") == std::string::npos)
+    return std::nullopt;
+  std::smatch m;
+  if (!std::regex_search(header, m, std::regex("'shape': \\(([0-9, ]*)\\)")))
+    return std::nullopt;
+  Npy out;
+  int64_t count = 1;
+  for (llvm::StringRef dim : llvm::split(llvm::StringRef(m[1].str()), ',')) {
+    dim = dim.trim();
+    if (dim.empty())
+      continue;
+    int64_t v;
+    if (dim.getAsInteger(10, v))
+      return std::nullopt;
+    out.shape.push_back(v);
+    count *= v;
+  }
+  llvm::StringRef payload = bytes.substr(10 + headerLen);
+  if (payload.size() != size_t(count) * 4)
+    return std::nullopt;
+  out.data.resize(count);
+  std::memcpy(out.data.data(), payload.data(), payload.size());
+  return out;
+}
+
+} // namespace moe::test
+
+#endif // MOE_TEST_ORACLE_NPY_H
