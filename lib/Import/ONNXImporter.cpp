@@ -320,6 +320,20 @@ std::optional<std::string> Importer::importMoE(const onnx::NodeProto &node) {
     return notRaised("the router and the expert weights disagree on the "
                      "number of experts (expert parallelism is not raised)");
 
+  auto hasShape = [](Value v, llvm::ArrayRef<int64_t> shape) {
+    return !v || cast<RankedTensorType>(v.getType()).getShape() == shape;
+  };
+  if (!hasShape(fc1Bias, {numExperts, factor * inter}) ||
+      !hasShape(fc2Bias, {numExperts, hidden}) ||
+      !hasShape(fc3Bias, {numExperts, inter}) ||
+      !hasShape(fc3, {numExperts, inter, hidden}))
+    return notRaised(llvm::formatv("a bias or fc3 does not match the expert "
+                                   "weights (E = {0}, I = {1}, H = {2})",
+                                   numExperts, inter, hidden));
+  if (fc1Type.getElementType() != xt.getElementType() ||
+      fc2Type.getElementType() != xt.getElementType())
+    return notRaised("expert weights and input differ in element type");
+
   Location loc = locOf(node);
   Type et = fc1Type.getElementType();
   // Rows of fc1 (and its bias): every row (stride 1) or every other.
