@@ -254,8 +254,8 @@ Compiles a Mixture-of-Experts model through moec's pipeline. The input is a
 Hugging Face checkpoint folder (config.json plus model.safetensors or shards
 with model.safetensors.index.json; families deepseek_v3, deepseek_v2,
 mixtral, qwen2_moe, qwen3_moe, olmoe, llama, qwen2), an ONNX model (.onnx;
-so far com.microsoft.MoE, MatMul, Add and SimplifiedLayerNormalization, no
-artifacts yet) or a program in the moe dialect (.mlir). --emit picks the stage to stop after; an artifact runs with
+so far com.microsoft.MoE, MatMul, elementwise ops, Softmax and
+SimplifiedLayerNormalization; no artifacts yet) or a program in the moe dialect (.mlir). --emit picks the stage to stop after; an artifact runs with
 moe-run or the runtime's C API.
 
 Examples:

@@ -8,6 +8,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
@@ -19,6 +20,7 @@
 #include "llvm/Support/FormatVariadic.h"
 
 #include <cfloat>
+#include <cmath>
 #include <map>
 
 using namespace mlir;
@@ -103,7 +105,8 @@ private:
   /// Imports one node; on failure returns the reason.
   std::optional<std::string> importNode(const onnx::NodeProto &node);
   std::optional<std::string> importMatMul(const onnx::NodeProto &node);
-  std::optional<std::string> importAdd(const onnx::NodeProto &node);
+  std::optional<std::string> importElementwise(const onnx::NodeProto &node);
+  std::optional<std::string> importSoftmax(const onnx::NodeProto &node);
   std::optional<std::string>
   importSimplifiedLayerNorm(const onnx::NodeProto &node);
   std::optional<std::string> importMoE(const onnx::NodeProto &node);
@@ -166,8 +169,13 @@ std::optional<std::string> Importer::importNode(const onnx::NodeProto &node) {
   const std::string &op = node.op_type();
   if (domain.empty() && op == "MatMul")
     return importMatMul(node);
-  if (domain.empty() && op == "Add")
-    return importAdd(node);
+  if (domain.empty() &&
+      llvm::is_contained({"Add", "Sub", "Mul", "Div", "Sigmoid", "Relu", "Neg",
+                          "Exp", "Sqrt", "Reciprocal", "Tanh"},
+                         op))
+    return importElementwise(node);
+  if (domain.empty() && op == "Softmax")
+    return importSoftmax(node);
   // onnxruntime registers it in the default domain; some exporters write
   // com.microsoft.
   if ((domain.empty() || domain == "com.microsoft") &&
@@ -211,17 +219,187 @@ std::optional<std::string> Importer::importMatMul(const onnx::NodeProto &node) {
   return std::nullopt;
 }
 
-std::optional<std::string> Importer::importAdd(const onnx::NodeProto &node) {
-  if (node.input_size() != 2 || node.output_size() != 1)
-    return std::string("needs 2 inputs and 1 output");
-  Value a = lookup(node.input(0)), b = lookup(node.input(1));
-  if (!a || !b)
-    return std::string("an input has an unsupported type");
-  if (a.getType() != b.getType() ||
-      !isa<FloatType>(cast<RankedTensorType>(a.getType()).getElementType()))
-    return std::string("only Add of two float tensors of one type is "
-                       "imported yet (no broadcasting)");
-  values[node.output(0)] = arith::AddFOp::create(builder, locOf(node), a, b);
+/// Float elementwise ops with numpy-style broadcasting, as one
+/// linalg.generic: a size-1 (or missing leading) dimension is broadcast; a
+/// dynamic dimension must match the others at run time.
+std::optional<std::string>
+Importer::importElementwise(const onnx::NodeProto &node) {
+  const std::string &op = node.op_type();
+  bool binary = op == "Add" || op == "Sub" || op == "Mul" || op == "Div";
+  if (node.input_size() != (binary ? 2 : 1) || node.output_size() != 1)
+    return llvm::formatv("needs {0} input(s) and 1 output", binary ? 2 : 1)
+        .str();
+  llvm::SmallVector<Value> operands;
+  for (const std::string &name : node.input())
+    if (Value v = lookup(name))
+      operands.push_back(v);
+    else
+      return std::string("an input has an unsupported type");
+  Type et = cast<RankedTensorType>(operands[0].getType()).getElementType();
+  for (Value v : operands)
+    if (cast<RankedTensorType>(v.getType()).getElementType() != et ||
+        !isa<FloatType>(et))
+      return std::string("only float operands of one element type are "
+                         "imported yet");
+
+  // The broadcast result shape, right-aligned.
+  int64_t rank = 0;
+  for (Value v : operands)
+    rank = std::max(rank, cast<RankedTensorType>(v.getType()).getRank());
+  llvm::SmallVector<int64_t> shape(rank, 1);
+  llvm::SmallVector<std::pair<Value, int64_t>> dynamicSource(rank);
+  for (Value v : operands) {
+    auto type = cast<RankedTensorType>(v.getType());
+    for (int64_t j = 0; j < type.getRank(); ++j) {
+      int64_t d = j + rank - type.getRank(), size = type.getDimSize(j);
+      if (ShapedType::isDynamic(size)) {
+        if (shape[d] == 1) {
+          shape[d] = ShapedType::kDynamic;
+          dynamicSource[d] = {v, j};
+        }
+      } else if (size != 1) {
+        if (!ShapedType::isDynamic(shape[d]) && shape[d] != 1 &&
+            shape[d] != size)
+          return llvm::formatv("dimension {0} cannot broadcast ({1} vs {2})", d,
+                               shape[d], size)
+              .str();
+        shape[d] = size;
+      }
+    }
+  }
+  Location loc = locOf(node);
+  llvm::SmallVector<Value> dynamicSizes;
+  for (int64_t d = 0; d < rank; ++d)
+    if (ShapedType::isDynamic(shape[d]))
+      dynamicSizes.push_back(tensor::DimOp::create(
+          builder, loc, dynamicSource[d].first, dynamicSource[d].second));
+  auto resultType = RankedTensorType::get(shape, et);
+  Value init = tensor::EmptyOp::create(builder, loc, resultType, dynamicSizes);
+  llvm::SmallVector<AffineMap> maps;
+  for (Value v : operands) {
+    auto type = cast<RankedTensorType>(v.getType());
+    llvm::SmallVector<AffineExpr> exprs;
+    for (int64_t j = 0; j < type.getRank(); ++j) {
+      int64_t d = j + rank - type.getRank();
+      bool broadcast = type.getDimSize(j) == 1 && shape[d] != 1;
+      exprs.push_back(broadcast ? builder.getAffineConstantExpr(0)
+                                : builder.getAffineDimExpr(d));
+    }
+    maps.push_back(AffineMap::get(rank, 0, exprs, ctx));
+  }
+  maps.push_back(builder.getMultiDimIdentityMap(rank));
+  auto generic = linalg::GenericOp::create(
+      builder, loc, TypeRange{resultType}, operands, ValueRange{init}, maps,
+      llvm::SmallVector<utils::IteratorType>(rank,
+                                             utils::IteratorType::parallel),
+      [&](OpBuilder &b, Location l, ValueRange args) {
+        Value x = args[0], r;
+        auto one = [&] {
+          return arith::ConstantOp::create(b, l, b.getFloatAttr(et, 1.0));
+        };
+        if (op == "Add")
+          r = arith::AddFOp::create(b, l, x, args[1]);
+        else if (op == "Sub")
+          r = arith::SubFOp::create(b, l, x, args[1]);
+        else if (op == "Mul")
+          r = arith::MulFOp::create(b, l, x, args[1]);
+        else if (op == "Div")
+          r = arith::DivFOp::create(b, l, x, args[1]);
+        else if (op == "Neg")
+          r = arith::NegFOp::create(b, l, x);
+        else if (op == "Relu")
+          r = arith::MaximumFOp::create(
+              b, l, x,
+              arith::ConstantOp::create(b, l, b.getFloatAttr(et, 0.0)));
+        else if (op == "Exp")
+          r = math::ExpOp::create(b, l, x);
+        else if (op == "Sqrt")
+          r = math::SqrtOp::create(b, l, x);
+        else if (op == "Tanh")
+          r = math::TanhOp::create(b, l, x);
+        else if (op == "Reciprocal")
+          r = arith::DivFOp::create(b, l, one(), x);
+        else // Sigmoid
+          r = arith::DivFOp::create(
+              b, l, one(),
+              arith::AddFOp::create(
+                  b, l, one(),
+                  math::ExpOp::create(b, l, arith::NegFOp::create(b, l, x))));
+        linalg::YieldOp::create(b, l, r);
+      });
+  values[node.output(0)] = generic.getResult(0);
+  return std::nullopt;
+}
+
+/// Softmax over the last axis (opset 13 semantics), in three passes: the
+/// row maximum, the sum of exponentials, the quotient.
+std::optional<std::string>
+Importer::importSoftmax(const onnx::NodeProto &node) {
+  if (node.input_size() != 1 || node.output_size() != 1)
+    return std::string("needs 1 input and 1 output");
+  Value x = lookup(node.input(0));
+  if (!x)
+    return std::string("the input has an unsupported type");
+  auto type = cast<RankedTensorType>(x.getType());
+  int64_t rank = type.getRank();
+  int64_t axis = intAttr(node, "axis", -1);
+  if (axis != -1 && axis != rank - 1)
+    return std::string("only the last axis is imported yet");
+  if (!type.getElementType().isF32() || rank < 1)
+    return std::string("only f32 tensors are imported yet");
+  Location loc = locOf(node);
+  Type f32 = type.getElementType();
+  llvm::SmallVector<OpFoldResult> rowSizes =
+      tensor::getMixedSizes(builder, loc, x);
+  rowSizes.pop_back();
+  auto fill = [&](double value) {
+    Value empty = tensor::EmptyOp::create(builder, loc, rowSizes, f32);
+    Value c = arith::ConstantOp::create(builder, loc,
+                                        builder.getFloatAttr(f32, value));
+    return linalg::FillOp::create(builder, loc, c, empty).getResult(0);
+  };
+  AffineMap id = builder.getMultiDimIdentityMap(rank);
+  AffineMap row = id.getMajorSubMap(rank - 1);
+  llvm::SmallVector<utils::IteratorType> reduce(rank,
+                                                utils::IteratorType::parallel);
+  reduce.back() = utils::IteratorType::reduction;
+  llvm::SmallVector<utils::IteratorType> parallel(
+      rank, utils::IteratorType::parallel);
+  Value max =
+      linalg::GenericOp::create(
+          builder, loc, TypeRange{fill(0).getType()}, ValueRange{x},
+          ValueRange{fill(-INFINITY)}, llvm::ArrayRef<AffineMap>{id, row},
+          reduce,
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            linalg::YieldOp::create(
+                b, l, Value(arith::MaximumFOp::create(b, l, args[0], args[1])));
+          })
+          .getResult(0);
+  Value sum =
+      linalg::GenericOp::create(
+          builder, loc, TypeRange{max.getType()}, ValueRange{x, max},
+          ValueRange{fill(0)}, llvm::ArrayRef<AffineMap>{id, row, row}, reduce,
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            Value e = math::ExpOp::create(
+                b, l, arith::SubFOp::create(b, l, args[0], args[1]));
+            linalg::YieldOp::create(
+                b, l, Value(arith::AddFOp::create(b, l, args[2], e)));
+          })
+          .getResult(0);
+  Value init = tensor::EmptyOp::create(
+      builder, loc, tensor::getMixedSizes(builder, loc, x), f32);
+  values[node.output(0)] =
+      linalg::GenericOp::create(
+          builder, loc, TypeRange{type}, ValueRange{x, max, sum},
+          ValueRange{init}, llvm::ArrayRef<AffineMap>{id, row, row, id},
+          parallel,
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            Value e = math::ExpOp::create(
+                b, l, arith::SubFOp::create(b, l, args[0], args[1]));
+            linalg::YieldOp::create(
+                b, l, Value(arith::DivFOp::create(b, l, e, args[2])));
+          })
+          .getResult(0);
   return std::nullopt;
 }
 
@@ -516,7 +694,8 @@ llvm::Expected<OwningOpRef<ModuleOp>>
 mlir::moe::importONNXModel(MLIRContext *context, const ::moe::ONNXModel &model,
                            std::vector<ONNXMoEBlock> *blocks) {
   context->loadDialect<MoEDialect, arith::ArithDialect, func::FuncDialect,
-                       linalg::LinalgDialect, tensor::TensorDialect>();
+                       linalg::LinalgDialect, math::MathDialect,
+                       tensor::TensorDialect>();
   Importer importer(context, model, blocks);
   return importer.run();
 }

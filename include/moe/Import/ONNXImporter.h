@@ -11,9 +11,10 @@
 // dense and gathered forms) are not recognised yet. Every MoE block found is
 // reported with whether it was raised and, if not, why.
 //
-// Only a few standard ops are imported so far (MatMul, Add,
-// com.microsoft.SimplifiedLayerNormalization); a graph using others is
-// refused with the full list of what is missing.
+// Standard ops imported so far: MatMul (2-D), the float elementwise ops
+// Add/Sub/Mul/Div (numpy broadcasting), Sigmoid/Relu/Neg/Exp/Sqrt/
+// Reciprocal/Tanh, Softmax (last axis) and SimplifiedLayerNormalization; a
+// graph using others is refused with the full list of what is missing.
 //
 //===----------------------------------------------------------------------===//
 
