@@ -21,6 +21,7 @@
 
 #include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <map>
 
 using namespace mlir;
@@ -107,6 +108,15 @@ private:
   std::optional<std::string> importMatMul(const onnx::NodeProto &node);
   std::optional<std::string> importElementwise(const onnx::NodeProto &node);
   std::optional<std::string> importSoftmax(const onnx::NodeProto &node);
+  std::optional<std::string> importConstant(const onnx::NodeProto &node);
+  std::optional<std::string> importTranspose(const onnx::NodeProto &node);
+  std::optional<std::string> importReshape(const onnx::NodeProto &node);
+  std::optional<std::string> importReduce(const onnx::NodeProto &node);
+  std::optional<std::string> importCast(const onnx::NodeProto &node);
+  /// The int64 values of a constant input (an initializer or a Constant
+  /// node), for shapes and axes.
+  std::optional<llvm::SmallVector<int64_t>>
+  constantInts(const std::string &name);
   std::optional<std::string>
   importSimplifiedLayerNorm(const onnx::NodeProto &node);
   std::optional<std::string> importMoE(const onnx::NodeProto &node);
@@ -122,6 +132,8 @@ private:
   std::vector<ONNXMoEBlock> *blocks;
   Location fileLoc;
   llvm::StringMap<Value> values;
+  /// int64 tensors known at import time, by value name.
+  llvm::StringMap<llvm::SmallVector<int64_t>> intConstants;
   std::vector<Missing> missing;
   llvm::StringMap<size_t> missingIndex;
 };
@@ -170,10 +182,20 @@ std::optional<std::string> Importer::importNode(const onnx::NodeProto &node) {
   if (domain.empty() && op == "MatMul")
     return importMatMul(node);
   if (domain.empty() &&
-      llvm::is_contained({"Add", "Sub", "Mul", "Div", "Sigmoid", "Relu", "Neg",
-                          "Exp", "Sqrt", "Reciprocal", "Tanh"},
+      llvm::is_contained({"Add", "Sub", "Mul", "Div", "Pow", "Sigmoid", "Relu",
+                          "Neg", "Exp", "Sqrt", "Reciprocal", "Tanh"},
                          op))
     return importElementwise(node);
+  if (domain.empty() && op == "Constant")
+    return importConstant(node);
+  if (domain.empty() && op == "Transpose")
+    return importTranspose(node);
+  if (domain.empty() && op == "Reshape")
+    return importReshape(node);
+  if (domain.empty() && (op == "ReduceMean" || op == "ReduceSum"))
+    return importReduce(node);
+  if (domain.empty() && op == "Cast")
+    return importCast(node);
   if (domain.empty() && op == "Softmax")
     return importSoftmax(node);
   // onnxruntime registers it in the default domain; some exporters write
@@ -225,7 +247,8 @@ std::optional<std::string> Importer::importMatMul(const onnx::NodeProto &node) {
 std::optional<std::string>
 Importer::importElementwise(const onnx::NodeProto &node) {
   const std::string &op = node.op_type();
-  bool binary = op == "Add" || op == "Sub" || op == "Mul" || op == "Div";
+  bool binary =
+      op == "Add" || op == "Sub" || op == "Mul" || op == "Div" || op == "Pow";
   if (node.input_size() != (binary ? 2 : 1) || node.output_size() != 1)
     return llvm::formatv("needs {0} input(s) and 1 output", binary ? 2 : 1)
         .str();
@@ -305,6 +328,8 @@ Importer::importElementwise(const onnx::NodeProto &node) {
           r = arith::MulFOp::create(b, l, x, args[1]);
         else if (op == "Div")
           r = arith::DivFOp::create(b, l, x, args[1]);
+        else if (op == "Pow")
+          r = math::PowFOp::create(b, l, x, args[1]);
         else if (op == "Neg")
           r = arith::NegFOp::create(b, l, x);
         else if (op == "Relu")
@@ -423,6 +448,312 @@ Importer::importSimplifiedLayerNorm(const onnx::NodeProto &node) {
   values[node.output(0)] =
       RMSNormOp::create(builder, locOf(node), x.getType(), x, scale,
                         builder.getF32FloatAttr(eps), UnitAttr());
+  return std::nullopt;
+}
+
+std::optional<llvm::SmallVector<int64_t>>
+Importer::constantInts(const std::string &name) {
+  auto known = intConstants.find(name);
+  if (known != intConstants.end())
+    return known->second;
+  auto init = model.initializers().find(name);
+  if (init == model.initializers().end() || !init->second.inlineData ||
+      init->second.dataType != onnx::TensorProto::INT64)
+    return std::nullopt;
+  auto *data = static_cast<const int64_t *>(init->second.inlineData);
+  llvm::SmallVector<int64_t> result(data, data + init->second.byteSize / 8);
+  intConstants[name] = result;
+  return result;
+}
+
+/// A Constant node's `value` tensor (float or int64, inline) as an
+/// arith.constant; int64 values are also remembered for shapes and axes.
+std::optional<std::string>
+Importer::importConstant(const onnx::NodeProto &node) {
+  const onnx::AttributeProto *attr = findAttr(node, "value");
+  if (!attr || !attr->has_t() || node.output_size() != 1)
+    return std::string("only the 'value' tensor form is imported yet");
+  const onnx::TensorProto &t = attr->t();
+  llvm::SmallVector<int64_t> shape(t.dims().begin(), t.dims().end());
+  int64_t count = 1;
+  for (int64_t d : shape)
+    count *= d;
+  Location loc = locOf(node);
+  if (t.data_type() == onnx::TensorProto::INT64) {
+    llvm::SmallVector<int64_t> v;
+    if (!t.raw_data().empty()) {
+      if (t.raw_data().size() != size_t(count) * 8)
+        return std::string("value has the wrong number of bytes");
+      v.resize(count);
+      std::memcpy(v.data(), t.raw_data().data(), count * 8);
+    } else {
+      v.assign(t.int64_data().begin(), t.int64_data().end());
+    }
+    if (int64_t(v.size()) != count)
+      return std::string("value has the wrong number of elements");
+    auto type = RankedTensorType::get(shape, builder.getI64Type());
+    values[node.output(0)] = arith::ConstantOp::create(
+        builder, loc, DenseElementsAttr::get(type, llvm::ArrayRef<int64_t>(v)));
+    intConstants[node.output(0)] = v;
+    return std::nullopt;
+  }
+  if (t.data_type() == onnx::TensorProto::FLOAT) {
+    llvm::SmallVector<float> v;
+    if (!t.raw_data().empty()) {
+      if (t.raw_data().size() != size_t(count) * 4)
+        return std::string("value has the wrong number of bytes");
+      v.resize(count);
+      std::memcpy(v.data(), t.raw_data().data(), count * 4);
+    } else {
+      v.assign(t.float_data().begin(), t.float_data().end());
+    }
+    if (int64_t(v.size()) != count)
+      return std::string("value has the wrong number of elements");
+    auto type = RankedTensorType::get(shape, builder.getF32Type());
+    values[node.output(0)] = arith::ConstantOp::create(
+        builder, loc, DenseElementsAttr::get(type, llvm::ArrayRef<float>(v)));
+    return std::nullopt;
+  }
+  return "value of type " + ::moe::onnxDataTypeName(t.data_type()).str() +
+         " is not imported yet";
+}
+
+std::optional<std::string>
+Importer::importTranspose(const onnx::NodeProto &node) {
+  if (node.input_size() != 1 || node.output_size() != 1)
+    return std::string("needs 1 input and 1 output");
+  Value x = lookup(node.input(0));
+  if (!x)
+    return std::string("the input has an unsupported type");
+  auto type = cast<RankedTensorType>(x.getType());
+  int64_t rank = type.getRank();
+  llvm::SmallVector<int64_t> perm;
+  if (const onnx::AttributeProto *attr = findAttr(node, "perm"))
+    perm.assign(attr->ints().begin(), attr->ints().end());
+  else
+    for (int64_t i = rank - 1; i >= 0; --i)
+      perm.push_back(i);
+  llvm::SmallVector<bool> seen(rank, false);
+  if (int64_t(perm.size()) != rank)
+    return std::string("perm does not list every dimension");
+  for (int64_t p : perm) {
+    if (p < 0 || p >= rank || seen[p])
+      return std::string("perm is not a permutation");
+    seen[p] = true;
+  }
+  Location loc = locOf(node);
+  llvm::SmallVector<OpFoldResult> sizes;
+  for (int64_t p : perm)
+    sizes.push_back(tensor::getMixedSize(builder, loc, x, p));
+  Value init =
+      tensor::EmptyOp::create(builder, loc, sizes, type.getElementType());
+  values[node.output(0)] =
+      linalg::TransposeOp::create(builder, loc, x, init, perm).getResult()[0];
+  return std::nullopt;
+}
+
+/// Reshape to a shape known at import time (0 copies the input's size,
+/// -1 takes what is left), through tensor.reshape.
+std::optional<std::string>
+Importer::importReshape(const onnx::NodeProto &node) {
+  if (node.input_size() != 2 || node.output_size() != 1)
+    return std::string("needs data and shape");
+  Value x = lookup(node.input(0));
+  std::optional<llvm::SmallVector<int64_t>> target =
+      constantInts(node.input(1));
+  if (!x)
+    return std::string("the input has an unsupported type");
+  if (!target)
+    return std::string("the shape is not a constant (an initializer or a "
+                       "Constant node)");
+  if (intAttr(node, "allowzero", 0))
+    return std::string("allowzero = 1 is not imported yet");
+  auto type = cast<RankedTensorType>(x.getType());
+  Location loc = locOf(node);
+  Type index = builder.getIndexType();
+  auto c = [&](int64_t v) -> Value {
+    return arith::ConstantIndexOp::create(builder, loc, v);
+  };
+  Value total = c(1);
+  for (int64_t i = 0; i < type.getRank(); ++i)
+    total = arith::MulIOp::create(builder, loc, total,
+                                  tensor::DimOp::create(builder, loc, x, i));
+  llvm::SmallVector<Value> dims;
+  llvm::SmallVector<int64_t> shape;
+  int64_t inferred = -1;
+  Value known = c(1);
+  for (auto [i, d] : llvm::enumerate(*target)) {
+    if (d == -1) {
+      if (inferred >= 0)
+        return std::string("the shape has more than one -1");
+      inferred = i;
+      dims.push_back(Value());
+      shape.push_back(ShapedType::kDynamic);
+      continue;
+    }
+    if (d < -1)
+      return llvm::formatv("the shape has a negative size ({0})", d).str();
+    Value v;
+    if (d == 0) {
+      if (int64_t(i) >= type.getRank())
+        return std::string("a 0 in the shape has no input dimension to copy");
+      v = tensor::DimOp::create(builder, loc, x, i);
+      shape.push_back(type.getDimSize(i));
+    } else {
+      v = c(d);
+      shape.push_back(d);
+    }
+    known = arith::MulIOp::create(builder, loc, known, v);
+    dims.push_back(v);
+  }
+  if (inferred >= 0)
+    dims[inferred] = arith::DivUIOp::create(builder, loc, total, known);
+  auto shapeType = RankedTensorType::get({int64_t(dims.size())}, index);
+  Value shapeTensor =
+      tensor::FromElementsOp::create(builder, loc, shapeType, dims);
+  auto resultType = RankedTensorType::get(shape, type.getElementType());
+  values[node.output(0)] =
+      tensor::ReshapeOp::create(builder, loc, resultType, x, shapeTensor);
+  return std::nullopt;
+}
+
+/// ReduceMean/ReduceSum of f32 over constant axes (attribute before opset
+/// 18 for ReduceMean, input from opset 13 for ReduceSum and 18 for
+/// ReduceMean), keepdims as given.
+std::optional<std::string> Importer::importReduce(const onnx::NodeProto &node) {
+  bool mean = node.op_type() == "ReduceMean";
+  Value x = node.input_size() ? lookup(node.input(0)) : Value();
+  if (!x || node.output_size() != 1)
+    return std::string("needs an input of a supported type and 1 output");
+  auto type = cast<RankedTensorType>(x.getType());
+  if (!type.getElementType().isF32())
+    return std::string("only f32 tensors are imported yet");
+  int64_t rank = type.getRank();
+  llvm::SmallVector<int64_t> axes;
+  if (const onnx::AttributeProto *attr = findAttr(node, "axes")) {
+    axes.assign(attr->ints().begin(), attr->ints().end());
+  } else if (node.input_size() > 1 && !node.input(1).empty()) {
+    std::optional<llvm::SmallVector<int64_t>> given =
+        constantInts(node.input(1));
+    if (!given)
+      return std::string("the axes are not a constant");
+    axes = *given;
+  }
+  if (axes.empty()) {
+    if (intAttr(node, "noop_with_empty_axes", 0))
+      return std::string("noop_with_empty_axes is not imported yet");
+    for (int64_t i = 0; i < rank; ++i)
+      axes.push_back(i);
+  }
+  llvm::SmallVector<bool> reduced(rank, false);
+  for (int64_t a : axes) {
+    if (a < -rank || a >= rank)
+      return llvm::formatv("axis {0} is out of range", a).str();
+    reduced[a < 0 ? a + rank : a] = true;
+  }
+  bool keep = intAttr(node, "keepdims", 1) != 0;
+  Location loc = locOf(node);
+  llvm::SmallVector<OpFoldResult> accSizes;
+  llvm::SmallVector<int64_t> resultShape;
+  llvm::SmallVector<AffineExpr> accExprs;
+  llvm::SmallVector<utils::IteratorType> iters;
+  Value count =
+      arith::ConstantOp::create(builder, loc, builder.getF32FloatAttr(1.0f));
+  for (int64_t i = 0; i < rank; ++i) {
+    iters.push_back(reduced[i] ? utils::IteratorType::reduction
+                               : utils::IteratorType::parallel);
+    if (reduced[i]) {
+      Value n = arith::UIToFPOp::create(
+          builder, loc, builder.getF32Type(),
+          arith::IndexCastUIOp::create(
+              builder, loc, builder.getI64Type(),
+              tensor::DimOp::create(builder, loc, x, i)));
+      count = arith::MulFOp::create(builder, loc, count, n);
+      if (keep) {
+        accSizes.push_back(builder.getIndexAttr(1));
+        resultShape.push_back(1);
+        accExprs.push_back(builder.getAffineConstantExpr(0));
+      }
+      continue;
+    }
+    accSizes.push_back(tensor::getMixedSize(builder, loc, x, i));
+    resultShape.push_back(type.getDimSize(i));
+    accExprs.push_back(builder.getAffineDimExpr(i));
+  }
+  Type f32 = builder.getF32Type();
+  Value zero =
+      arith::ConstantOp::create(builder, loc, builder.getF32FloatAttr(0.0f));
+  Value empty = tensor::EmptyOp::create(builder, loc, accSizes, f32);
+  Value acc = linalg::FillOp::create(builder, loc, zero, empty).getResult(0);
+  auto resultType = RankedTensorType::get(resultShape, f32);
+  Value sum =
+      linalg::GenericOp::create(
+          builder, loc, TypeRange{acc.getType()}, ValueRange{x},
+          ValueRange{acc},
+          llvm::ArrayRef<AffineMap>{builder.getMultiDimIdentityMap(rank),
+                                    AffineMap::get(rank, 0, accExprs, ctx)},
+          iters,
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            linalg::YieldOp::create(
+                b, l, Value(arith::AddFOp::create(b, l, args[0], args[1])));
+          })
+          .getResult(0);
+  if (sum.getType() != resultType)
+    sum = tensor::CastOp::create(builder, loc, resultType, sum);
+  if (mean) {
+    int64_t outRank = resultType.getRank();
+    AffineMap id = builder.getMultiDimIdentityMap(outRank);
+    Value init = tensor::EmptyOp::create(
+        builder, loc, tensor::getMixedSizes(builder, loc, sum), f32);
+    sum = linalg::GenericOp::create(
+              builder, loc, TypeRange{resultType}, ValueRange{sum},
+              ValueRange{init}, llvm::ArrayRef<AffineMap>{id, id},
+              llvm::SmallVector<utils::IteratorType>(
+                  outRank, utils::IteratorType::parallel),
+              [&](OpBuilder &b, Location l, ValueRange args) {
+                linalg::YieldOp::create(
+                    b, l, Value(arith::DivFOp::create(b, l, args[0], count)));
+              })
+              .getResult(0);
+  }
+  values[node.output(0)] = sum;
+  return std::nullopt;
+}
+
+/// Cast between float types (f32, f16, bf16, f64).
+std::optional<std::string> Importer::importCast(const onnx::NodeProto &node) {
+  if (node.input_size() != 1 || node.output_size() != 1)
+    return std::string("needs 1 input and 1 output");
+  Value x = lookup(node.input(0));
+  Type to = elementType(ctx, intAttr(node, "to", 0));
+  if (!x || !to)
+    return std::string("the input or target type is not supported");
+  auto type = cast<RankedTensorType>(x.getType());
+  Type from = type.getElementType();
+  if (!isa<FloatType>(from) || !isa<FloatType>(to))
+    return std::string("only casts between float types are imported yet");
+  Location loc = locOf(node);
+  if (from == to) {
+    values[node.output(0)] = x;
+    return std::nullopt;
+  }
+  auto resultType = type.clone(to);
+  Value init = tensor::EmptyOp::create(
+      builder, loc, tensor::getMixedSizes(builder, loc, x), to);
+  AffineMap id = builder.getMultiDimIdentityMap(type.getRank());
+  values[node.output(0)] =
+      linalg::GenericOp::create(
+          builder, loc, TypeRange{resultType}, ValueRange{x}, ValueRange{init},
+          llvm::ArrayRef<AffineMap>{id, id},
+          llvm::SmallVector<utils::IteratorType>(type.getRank(),
+                                                 utils::IteratorType::parallel),
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            Value v = from.getIntOrFloatBitWidth() < to.getIntOrFloatBitWidth()
+                          ? Value(arith::ExtFOp::create(b, l, to, args[0]))
+                          : Value(arith::TruncFOp::create(b, l, to, args[0]));
+            linalg::YieldOp::create(b, l, v);
+          })
+          .getResult(0);
   return std::nullopt;
 }
 

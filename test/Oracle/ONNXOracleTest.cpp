@@ -178,7 +178,8 @@ TEST_P(ONNXOracle, MatchesOnnxruntime) {
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, ONNXOracle,
     ::testing::Combine(::testing::Values("moe_gptoss", "moe_plain_top1",
-                                         "moe_top3", "ops_mix"),
+                                         "moe_top3", "ops_mix",
+                                         "norm_and_shapes"),
                        ::testing::Values(0u, 2u)),
     [](const auto &info) {
       return std::string(std::get<0>(info.param)) + "_O" +

@@ -12,9 +12,11 @@
 // reported with whether it was raised and, if not, why.
 //
 // Standard ops imported so far: MatMul (2-D), the float elementwise ops
-// Add/Sub/Mul/Div (numpy broadcasting), Sigmoid/Relu/Neg/Exp/Sqrt/
-// Reciprocal/Tanh, Softmax (last axis) and SimplifiedLayerNormalization; a
-// graph using others is refused with the full list of what is missing.
+// Add/Sub/Mul/Div/Pow (numpy broadcasting), Sigmoid/Relu/Neg/Exp/Sqrt/
+// Reciprocal/Tanh, Softmax (last axis), Constant, Reshape (constant shape),
+// Transpose, ReduceMean/ReduceSum (constant axes), Cast (float types) and
+// SimplifiedLayerNormalization; a graph using others is refused with the
+// full list of what is missing.
 //
 //===----------------------------------------------------------------------===//
 
