@@ -6,6 +6,7 @@
 #include "moe/Dialect/MoE/IR/MoE.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -113,6 +114,11 @@ private:
   std::optional<std::string> importReshape(const onnx::NodeProto &node);
   std::optional<std::string> importReduce(const onnx::NodeProto &node);
   std::optional<std::string> importCast(const onnx::NodeProto &node);
+  std::optional<std::string> importGather(const onnx::NodeProto &node);
+  std::optional<std::string> importSqueeze(const onnx::NodeProto &node);
+  /// `x` reshaped to `shape`, where a kDynamic size is `dims[i]`.
+  Value reshapeTo(Location loc, Value x, llvm::ArrayRef<int64_t> shape,
+                  llvm::ArrayRef<OpFoldResult> dims);
   /// The int64 values of a constant input (an initializer or a Constant
   /// node), for shapes and axes.
   std::optional<llvm::SmallVector<int64_t>>
@@ -196,6 +202,10 @@ std::optional<std::string> Importer::importNode(const onnx::NodeProto &node) {
     return importReduce(node);
   if (domain.empty() && op == "Cast")
     return importCast(node);
+  if (domain.empty() && op == "Gather")
+    return importGather(node);
+  if (domain.empty() && (op == "Squeeze" || op == "Unsqueeze"))
+    return importSqueeze(node);
   if (domain.empty() && op == "Softmax")
     return importSoftmax(node);
   // onnxruntime registers it in the default domain; some exporters write
@@ -216,10 +226,41 @@ std::optional<std::string> Importer::importMatMul(const onnx::NodeProto &node) {
     return std::string("an input has an unsupported type");
   auto at = cast<RankedTensorType>(a.getType());
   auto bt = cast<RankedTensorType>(b.getType());
-  if (at.getRank() != 2 || bt.getRank() != 2 ||
+  if (at.getRank() < 2 || bt.getRank() != 2 ||
       at.getElementType() != bt.getElementType())
-    return std::string("only 2-D x 2-D MatMul of one element type is "
-                       "imported yet");
+    return std::string("only [..., K] x [K, N] MatMul of one element type "
+                       "is imported yet");
+  if (at.getRank() > 2) {
+    // [..., K] x [K, N]: the leading dims as rows, then split back.
+    Location loc = locOf(node);
+    llvm::SmallVector<OpFoldResult> lead =
+        tensor::getMixedSizes(builder, loc, a);
+    lead.pop_back();
+    ReassociationIndices rows;
+    for (int64_t i = 0; i + 1 < at.getRank(); ++i)
+      rows.push_back(i);
+    Value flat = tensor::CollapseShapeOp::create(
+        builder, loc, a,
+        llvm::ArrayRef<ReassociationIndices>{rows, {at.getRank() - 1}});
+    Value flatB = b;
+    auto ft = cast<RankedTensorType>(flat.getType());
+    llvm::SmallVector<OpFoldResult> sizes = {
+        tensor::getMixedSize(builder, loc, flat, 0),
+        tensor::getMixedSize(builder, loc, flatB, 1)};
+    Value empty =
+        tensor::EmptyOp::create(builder, loc, sizes, ft.getElementType());
+    Value zero = arith::ConstantOp::create(
+        builder, loc, builder.getZeroAttr(ft.getElementType()));
+    Value init = linalg::FillOp::create(builder, loc, zero, empty).getResult(0);
+    Value product = linalg::MatmulOp::create(
+                        builder, loc, ValueRange{flat, flatB}, ValueRange{init})
+                        .getResult(0);
+    llvm::SmallVector<int64_t> shape(at.getShape().drop_back());
+    shape.push_back(bt.getDimSize(1));
+    lead.push_back(tensor::getMixedSize(builder, loc, flatB, 1));
+    values[node.output(0)] = reshapeTo(loc, product, shape, lead);
+    return std::nullopt;
+  }
   if (!ShapedType::isDynamic(at.getDimSize(1)) &&
       !ShapedType::isDynamic(bt.getDimSize(0)) &&
       at.getDimSize(1) != bt.getDimSize(0))
@@ -754,6 +795,131 @@ std::optional<std::string> Importer::importCast(const onnx::NodeProto &node) {
             linalg::YieldOp::create(b, l, v);
           })
           .getResult(0);
+  return std::nullopt;
+}
+
+Value Importer::reshapeTo(Location loc, Value x, llvm::ArrayRef<int64_t> shape,
+                          llvm::ArrayRef<OpFoldResult> dims) {
+  llvm::SmallVector<Value> sizes;
+  for (OpFoldResult d : dims)
+    sizes.push_back(getValueOrCreateConstantIndexOp(builder, loc, d));
+  auto shapeType =
+      RankedTensorType::get({int64_t(sizes.size())}, builder.getIndexType());
+  Value shapeTensor =
+      tensor::FromElementsOp::create(builder, loc, shapeType, sizes);
+  auto type = RankedTensorType::get(
+      shape, cast<RankedTensorType>(x.getType()).getElementType());
+  return tensor::ReshapeOp::create(builder, loc, type, x, shapeTensor);
+}
+
+/// Gather along axis 0 of a 2-D float tensor: moe.embedding, after mapping
+/// ONNX's negative indices (counted from the end) to positive ones.
+std::optional<std::string> Importer::importGather(const onnx::NodeProto &node) {
+  if (node.input_size() != 2 || node.output_size() != 1)
+    return std::string("needs data and indices");
+  Value data = lookup(node.input(0)), ids = lookup(node.input(1));
+  if (!data || !ids)
+    return std::string("an input has an unsupported type");
+  auto dt = cast<RankedTensorType>(data.getType());
+  auto it = cast<RankedTensorType>(ids.getType());
+  if (intAttr(node, "axis", 0) != 0 || dt.getRank() != 2 ||
+      !isa<FloatType>(dt.getElementType()) ||
+      !it.getElementType().isSignlessInteger() ||
+      (it.getElementType().getIntOrFloatBitWidth() != 32 &&
+       it.getElementType().getIntOrFloatBitWidth() != 64))
+    return std::string("only axis-0 gathers of rows of a 2-D float tensor by "
+                       "int32/int64 indices are imported yet");
+  Location loc = locOf(node);
+  Type idType = it.getElementType();
+  Value rowsIdx = tensor::DimOp::create(builder, loc, data, 0);
+  Value rows = arith::IndexCastOp::create(builder, loc, idType, rowsIdx);
+  AffineMap id = builder.getMultiDimIdentityMap(it.getRank());
+  Value init = tensor::EmptyOp::create(
+      builder, loc, tensor::getMixedSizes(builder, loc, ids), idType);
+  Value positive =
+      linalg::GenericOp::create(
+          builder, loc, TypeRange{it}, ValueRange{ids}, ValueRange{init},
+          llvm::ArrayRef<AffineMap>{id, id},
+          llvm::SmallVector<utils::IteratorType>(it.getRank(),
+                                                 utils::IteratorType::parallel),
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            Value zero =
+                arith::ConstantOp::create(b, l, b.getIntegerAttr(idType, 0));
+            Value negative = arith::CmpIOp::create(
+                b, l, arith::CmpIPredicate::slt, args[0], zero);
+            Value shifted = arith::AddIOp::create(b, l, args[0], rows);
+            linalg::YieldOp::create(b, l,
+                                    Value(arith::SelectOp::create(
+                                        b, l, negative, shifted, args[0])));
+          })
+          .getResult(0);
+  llvm::SmallVector<int64_t> shape(it.getShape());
+  shape.push_back(dt.getDimSize(1));
+  values[node.output(0)] = EmbeddingOp::create(
+      builder, loc, RankedTensorType::get(shape, dt.getElementType()), data,
+      positive);
+  return std::nullopt;
+}
+
+/// Squeeze/Unsqueeze with constant axes (the opset-13 input form), as a
+/// reshape.
+std::optional<std::string>
+Importer::importSqueeze(const onnx::NodeProto &node) {
+  bool squeeze = node.op_type() == "Squeeze";
+  Value x = node.input_size() ? lookup(node.input(0)) : Value();
+  if (!x || node.output_size() != 1)
+    return std::string("needs an input of a supported type and 1 output");
+  auto type = cast<RankedTensorType>(x.getType());
+  int64_t rank = type.getRank();
+  std::optional<llvm::SmallVector<int64_t>> axes;
+  if (node.input_size() > 1 && !node.input(1).empty())
+    axes = constantInts(node.input(1));
+  else if (const onnx::AttributeProto *attr = findAttr(node, "axes"))
+    axes = llvm::SmallVector<int64_t>(attr->ints().begin(), attr->ints().end());
+  Location loc = locOf(node);
+  llvm::SmallVector<int64_t> shape;
+  llvm::SmallVector<OpFoldResult> dims;
+  if (squeeze) {
+    llvm::SmallVector<bool> drop(rank, false);
+    if (!axes) {
+      for (int64_t i = 0; i < rank; ++i)
+        drop[i] = type.getDimSize(i) == 1;
+    } else {
+      for (int64_t a : *axes) {
+        if (a < -rank || a >= rank)
+          return llvm::formatv("axis {0} is out of range", a).str();
+        int64_t d = a < 0 ? a + rank : a;
+        if (type.getDimSize(d) != 1)
+          return llvm::formatv("dimension {0} is not statically 1", d).str();
+        drop[d] = true;
+      }
+    }
+    for (int64_t i = 0; i < rank; ++i)
+      if (!drop[i]) {
+        shape.push_back(type.getDimSize(i));
+        dims.push_back(tensor::getMixedSize(builder, loc, x, i));
+      }
+  } else {
+    if (!axes)
+      return std::string("the axes are not a constant");
+    int64_t outRank = rank + int64_t(axes->size());
+    llvm::SmallVector<bool> added(outRank, false);
+    for (int64_t a : *axes) {
+      if (a < -outRank || a >= outRank)
+        return llvm::formatv("axis {0} is out of range", a).str();
+      added[a < 0 ? a + outRank : a] = true;
+    }
+    for (int64_t i = 0, j = 0; i < outRank; ++i) {
+      if (added[i]) {
+        shape.push_back(1);
+        dims.push_back(builder.getIndexAttr(1));
+      } else {
+        shape.push_back(type.getDimSize(j));
+        dims.push_back(tensor::getMixedSize(builder, loc, x, j++));
+      }
+    }
+  }
+  values[node.output(0)] = reshapeTo(loc, x, shape, dims);
   return std::nullopt;
 }
 

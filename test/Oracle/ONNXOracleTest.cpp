@@ -52,7 +52,8 @@ std::string fixturePath(llvm::StringRef name, llvm::StringRef file) {
 /// Imports, compiles at `level`, binds and runs one fixture on `input`;
 /// returns the output or records a gtest failure naming the stage.
 std::optional<std::vector<float>> run(llvm::StringRef name, unsigned level,
-                                      const Npy &input) {
+                                      const Npy &input,
+                                      llvm::ArrayRef<int64_t> outShape) {
   auto model = ::moe::ONNXModel::load(fixturePath(name, "model.onnx"));
   if (!model) {
     ADD_FAILURE() << "load: " << llvm::toString(model.takeError());
@@ -133,14 +134,17 @@ std::optional<std::vector<float>> run(llvm::StringRef name, unsigned level,
     ADD_FAILURE() << "run: " << llvm::toString(std::move(err));
     return std::nullopt;
   }
-  std::vector<float> y(t * h, NAN);
-  if (out.sizes[0] != t || out.sizes[1] != h) {
-    ADD_FAILURE() << "output shape " << out.sizes[0] << "x" << out.sizes[1];
+  // The output is 2-D like onnxruntime's.
+  int64_t rows = outShape[0], cols = outShape[1];
+  if (out.sizes[0] != rows || out.sizes[1] != cols) {
+    ADD_FAILURE() << "output shape " << out.sizes[0] << "x" << out.sizes[1]
+                  << ", onnxruntime's " << rows << "x" << cols;
     return std::nullopt;
   }
-  for (int64_t i = 0; i < t; ++i)
-    for (int64_t j = 0; j < h; ++j)
-      y[i * h + j] =
+  std::vector<float> y(rows * cols, NAN);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      y[i * cols + j] =
           out.data[out.offset + i * out.strides[0] + j * out.strides[1]];
   std::free(out.basePtr);
   return y;
@@ -161,7 +165,9 @@ TEST_P(ONNXOracle, MatchesOnnxruntime) {
   std::optional<Npy> expected = readNpy(fixturePath(name, "expected.npy"));
   ASSERT_TRUE(input && expected) << "fixture " << name << " is incomplete";
   ASSERT_EQ(input->shape.size(), 2u);
-  std::optional<std::vector<float>> y = run(name, level, *input);
+  ASSERT_EQ(expected->shape.size(), 2u);
+  std::optional<std::vector<float>> y =
+      run(name, level, *input, expected->shape);
   ASSERT_TRUE(y);
   float scale = 0, error = 0;
   for (size_t i = 0; i < y->size(); ++i) {
@@ -179,7 +185,7 @@ INSTANTIATE_TEST_SUITE_P(
     Fixtures, ONNXOracle,
     ::testing::Combine(::testing::Values("moe_gptoss", "moe_plain_top1",
                                          "moe_top3", "ops_mix",
-                                         "norm_and_shapes"),
+                                         "norm_and_shapes", "gather_batched"),
                        ::testing::Values(0u, 2u)),
     [](const auto &info) {
       return std::string(std::get<0>(info.param)) + "_O" +

@@ -11,7 +11,8 @@
 // dense and gathered forms) are not recognised yet. Every MoE block found is
 // reported with whether it was raised and, if not, why.
 //
-// Standard ops imported so far: MatMul (2-D), the float elementwise ops
+// Standard ops imported so far: MatMul ([..., K] x [K, N]), Gather (rows),
+// Squeeze/Unsqueeze, the float elementwise ops
 // Add/Sub/Mul/Div/Pow (numpy broadcasting), Sigmoid/Relu/Neg/Exp/Sqrt/
 // Reciprocal/Tanh, Softmax (last axis), Constant, Reshape (constant shape),
 // Transpose, ReduceMean/ReduceSum (constant axes), Cast (float types) and
