@@ -115,6 +115,7 @@ private:
   std::optional<std::string> importReduce(const onnx::NodeProto &node);
   std::optional<std::string> importCast(const onnx::NodeProto &node);
   std::optional<std::string> importGather(const onnx::NodeProto &node);
+  std::optional<std::string> importGemm(const onnx::NodeProto &node);
   std::optional<std::string> importSqueeze(const onnx::NodeProto &node);
   /// `x` reshaped to `shape`, where a kDynamic size is `dims[i]`.
   Value reshapeTo(Location loc, Value x, llvm::ArrayRef<int64_t> shape,
@@ -188,8 +189,9 @@ std::optional<std::string> Importer::importNode(const onnx::NodeProto &node) {
   if (domain.empty() && op == "MatMul")
     return importMatMul(node);
   if (domain.empty() &&
-      llvm::is_contained({"Add", "Sub", "Mul", "Div", "Pow", "Sigmoid", "Relu",
-                          "Neg", "Exp", "Sqrt", "Reciprocal", "Tanh"},
+      llvm::is_contained({"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min",
+                          "Sigmoid", "Relu", "Neg", "Exp", "Sqrt", "Reciprocal",
+                          "Tanh"},
                          op))
     return importElementwise(node);
   if (domain.empty() && op == "Constant")
@@ -204,6 +206,8 @@ std::optional<std::string> Importer::importNode(const onnx::NodeProto &node) {
     return importCast(node);
   if (domain.empty() && op == "Gather")
     return importGather(node);
+  if (domain.empty() && op == "Gemm")
+    return importGemm(node);
   if (domain.empty() && (op == "Squeeze" || op == "Unsqueeze"))
     return importSqueeze(node);
   if (domain.empty() && op == "Softmax")
@@ -288,8 +292,8 @@ std::optional<std::string> Importer::importMatMul(const onnx::NodeProto &node) {
 std::optional<std::string>
 Importer::importElementwise(const onnx::NodeProto &node) {
   const std::string &op = node.op_type();
-  bool binary =
-      op == "Add" || op == "Sub" || op == "Mul" || op == "Div" || op == "Pow";
+  bool binary = op == "Add" || op == "Sub" || op == "Mul" || op == "Div" ||
+                op == "Pow" || op == "Max" || op == "Min";
   if (node.input_size() != (binary ? 2 : 1) || node.output_size() != 1)
     return llvm::formatv("needs {0} input(s) and 1 output", binary ? 2 : 1)
         .str();
@@ -371,6 +375,10 @@ Importer::importElementwise(const onnx::NodeProto &node) {
           r = arith::DivFOp::create(b, l, x, args[1]);
         else if (op == "Pow")
           r = math::PowFOp::create(b, l, x, args[1]);
+        else if (op == "Max")
+          r = arith::MaximumFOp::create(b, l, x, args[1]);
+        else if (op == "Min")
+          r = arith::MinimumFOp::create(b, l, x, args[1]);
         else if (op == "Neg")
           r = arith::NegFOp::create(b, l, x);
         else if (op == "Relu")
@@ -920,6 +928,63 @@ Importer::importSqueeze(const onnx::NodeProto &node) {
     }
   }
   values[node.output(0)] = reshapeTo(loc, x, shape, dims);
+  return std::nullopt;
+}
+
+/// Gemm with alpha = beta = 1 and no transposed A: Y = A B' + C, C absent
+/// or a row bias ([N] or [1, N]). With transB = 1 (torch.nn.Linear's
+/// export) it is moe.linear, so the projection passes see it.
+std::optional<std::string> Importer::importGemm(const onnx::NodeProto &node) {
+  if (node.input_size() < 2 || node.output_size() != 1)
+    return std::string("needs A and B");
+  if (intAttr(node, "transA", 0) != 0 ||
+      floatAttr(node, "alpha").value_or(1.0f) != 1.0f ||
+      floatAttr(node, "beta").value_or(1.0f) != 1.0f)
+    return std::string("only alpha = beta = 1 without transA is imported yet");
+  bool transB = intAttr(node, "transB", 0) != 0;
+  Value a = lookup(node.input(0)), b = lookup(node.input(1));
+  Value c = node.input_size() > 2 && !node.input(2).empty()
+                ? lookup(node.input(2))
+                : Value();
+  if (!a || !b || (node.input_size() > 2 && !node.input(2).empty() && !c))
+    return std::string("an input has an unsupported type");
+  auto at = cast<RankedTensorType>(a.getType());
+  auto bt = cast<RankedTensorType>(b.getType());
+  Type et = at.getElementType();
+  if (at.getRank() != 2 || bt.getRank() != 2 || bt.getElementType() != et ||
+      !isa<FloatType>(et))
+    return std::string("A and B must be 2-D float tensors of one type");
+  int64_t n = bt.getDimSize(transB ? 0 : 1);
+  Location loc = locOf(node);
+  if (c) {
+    auto ct = cast<RankedTensorType>(c.getType());
+    bool row =
+        ct.getElementType() == et &&
+        ((ct.getRank() == 1 && ct.getDimSize(0) == n) ||
+         (ct.getRank() == 2 && ct.getDimSize(0) == 1 && ct.getDimSize(1) == n));
+    if (!row)
+      return std::string("only a [N] or [1, N] C is imported yet");
+    if (ct.getRank() == 2)
+      c = tensor::CollapseShapeOp::create(
+          builder, loc, c, llvm::ArrayRef<ReassociationIndices>{{0, 1}});
+  }
+  if (!transB) {
+    // [K, N] weights: the transpose moe.linear wants, as a linalg op.
+    Value init =
+        tensor::EmptyOp::create(builder, loc,
+                                llvm::SmallVector<OpFoldResult>{
+                                    tensor::getMixedSize(builder, loc, b, 1),
+                                    tensor::getMixedSize(builder, loc, b, 0)},
+                                et);
+    b = linalg::TransposeOp::create(builder, loc, b, init,
+                                    llvm::ArrayRef<int64_t>{1, 0})
+            .getResult()[0];
+  }
+  auto type = RankedTensorType::get({at.getDimSize(0), n}, et);
+  values[node.output(0)] =
+      LinearOp::create(builder, loc, type, a, b, c, /*norm_weight=*/Value(),
+                       /*residual=*/Value(), /*norm_eps=*/FloatAttr(),
+                       /*norm_weight_in_f32=*/UnitAttr());
   return std::nullopt;
 }
 

@@ -185,7 +185,8 @@ INSTANTIATE_TEST_SUITE_P(
     Fixtures, ONNXOracle,
     ::testing::Combine(::testing::Values("moe_gptoss", "moe_plain_top1",
                                          "moe_top3", "ops_mix",
-                                         "norm_and_shapes", "gather_batched"),
+                                         "norm_and_shapes", "gather_batched",
+                                         "gemm_linear"),
                        ::testing::Values(0u, 2u)),
     [](const auto &info) {
       return std::string(std::get<0>(info.param)) + "_O" +

@@ -11,9 +11,10 @@
 // dense and gathered forms) are not recognised yet. Every MoE block found is
 // reported with whether it was raised and, if not, why.
 //
-// Standard ops imported so far: MatMul ([..., K] x [K, N]), Gather (rows),
+// Standard ops imported so far: MatMul ([..., K] x [K, N]), Gemm (as
+// moe.linear), Gather (rows),
 // Squeeze/Unsqueeze, the float elementwise ops
-// Add/Sub/Mul/Div/Pow (numpy broadcasting), Sigmoid/Relu/Neg/Exp/Sqrt/
+// Add/Sub/Mul/Div/Pow/Max/Min (numpy broadcasting), Sigmoid/Relu/Neg/Exp/Sqrt/
 // Reciprocal/Tanh, Softmax (last axis), Constant, Reshape (constant shape),
 // Transpose, ReduceMean/ReduceSum (constant axes), Cast (float types) and
 // SimplifiedLayerNormalization; a graph using others is refused with the
