@@ -515,6 +515,25 @@ Importer::constantInts(const std::string &name) {
   return result;
 }
 
+/// The `count` values of a constant tensor of element type T, from its
+/// raw_data or its typed field; nullopt when the sizes disagree.
+template <typename T, typename Field>
+std::optional<llvm::SmallVector<T>>
+decodeValues(const onnx::TensorProto &t, const Field &typed, int64_t count) {
+  llvm::SmallVector<T> v;
+  if (!t.raw_data().empty()) {
+    if (t.raw_data().size() != size_t(count) * sizeof(T))
+      return std::nullopt;
+    v.resize(count);
+    std::memcpy(v.data(), t.raw_data().data(), t.raw_data().size());
+  } else {
+    v.assign(typed.begin(), typed.end());
+  }
+  if (int64_t(v.size()) != count)
+    return std::nullopt;
+  return v;
+}
+
 /// A Constant node's `value` tensor (float or int64, inline) as an
 /// arith.constant; int64 values are also remembered for shapes and axes.
 std::optional<std::string>
@@ -524,43 +543,32 @@ Importer::importConstant(const onnx::NodeProto &node) {
     return std::string("only the 'value' tensor form is imported yet");
   const onnx::TensorProto &t = attr->t();
   llvm::SmallVector<int64_t> shape(t.dims().begin(), t.dims().end());
+  // Constants are small; anything else is refused before allocating.
   int64_t count = 1;
   for (int64_t d : shape)
-    count *= d;
+    if (d < 0 || __builtin_mul_overflow(count, d, &count) || count > (1 << 24))
+      return std::string("value has a negative or too large shape");
   Location loc = locOf(node);
   if (t.data_type() == onnx::TensorProto::INT64) {
-    llvm::SmallVector<int64_t> v;
-    if (!t.raw_data().empty()) {
-      if (t.raw_data().size() != size_t(count) * 8)
-        return std::string("value has the wrong number of bytes");
-      v.resize(count);
-      std::memcpy(v.data(), t.raw_data().data(), count * 8);
-    } else {
-      v.assign(t.int64_data().begin(), t.int64_data().end());
-    }
-    if (int64_t(v.size()) != count)
-      return std::string("value has the wrong number of elements");
+    std::optional<llvm::SmallVector<int64_t>> v =
+        decodeValues<int64_t>(t, t.int64_data(), count);
+    if (!v)
+      return std::string("value's data does not match its shape");
     auto type = RankedTensorType::get(shape, builder.getI64Type());
     values[node.output(0)] = arith::ConstantOp::create(
-        builder, loc, DenseElementsAttr::get(type, llvm::ArrayRef<int64_t>(v)));
-    intConstants[node.output(0)] = v;
+        builder, loc,
+        DenseElementsAttr::get(type, llvm::ArrayRef<int64_t>(*v)));
+    intConstants[node.output(0)] = *v;
     return std::nullopt;
   }
   if (t.data_type() == onnx::TensorProto::FLOAT) {
-    llvm::SmallVector<float> v;
-    if (!t.raw_data().empty()) {
-      if (t.raw_data().size() != size_t(count) * 4)
-        return std::string("value has the wrong number of bytes");
-      v.resize(count);
-      std::memcpy(v.data(), t.raw_data().data(), count * 4);
-    } else {
-      v.assign(t.float_data().begin(), t.float_data().end());
-    }
-    if (int64_t(v.size()) != count)
-      return std::string("value has the wrong number of elements");
+    std::optional<llvm::SmallVector<float>> v =
+        decodeValues<float>(t, t.float_data(), count);
+    if (!v)
+      return std::string("value's data does not match its shape");
     auto type = RankedTensorType::get(shape, builder.getF32Type());
     values[node.output(0)] = arith::ConstantOp::create(
-        builder, loc, DenseElementsAttr::get(type, llvm::ArrayRef<float>(v)));
+        builder, loc, DenseElementsAttr::get(type, llvm::ArrayRef<float>(*v)));
     return std::nullopt;
   }
   return "value of type " + ::moe::onnxDataTypeName(t.data_type()).str() +

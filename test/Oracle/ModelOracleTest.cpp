@@ -27,7 +27,7 @@
 #include "moe/Import/SafeTensors.h"
 #include "moe/InitAll.h"
 
-#include "Npy.h"
+#include "OracleUtils.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
@@ -302,25 +302,11 @@ std::optional<RunResult> compileAndRun(const std::string &dir,
     symbols.emplace_back(entry.getName().getValue().str(), address);
   }
 
-  std::function<llvm::Error(llvm::Module *)> optimize =
-      makeOptimizingTransformer(/*optLevel=*/2, /*sizeLevel=*/0, nullptr);
-  ExecutionEngineOptions engineOptions;
-  engineOptions.transformer = optimize;
-  // memrefCopy and friends, for copies between strided buffers.
-  llvm::SmallVector<llvm::StringRef> libs = {MOE_C_RUNNER_UTILS};
-  engineOptions.sharedLibPaths = libs;
-  auto engine = ExecutionEngine::create(module, engineOptions);
+  auto engine = ::moe::test::createEngine(module, symbols);
   if (!engine) {
     ADD_FAILURE() << "JIT: " << llvm::toString(engine.takeError());
     return std::nullopt;
   }
-  (*engine)->registerSymbols([&](llvm::orc::MangleAndInterner interner) {
-    llvm::orc::SymbolMap map;
-    for (auto &[name, address] : symbols)
-      map[interner(name)] = {llvm::orc::ExecutorAddr::fromPtr(address),
-                             llvm::JITSymbolFlags::Exported};
-    return map;
-  });
 
   RunResult result;
   auto embed = (*checkpoint)->lookup("model.embed_tokens.weight");

@@ -16,7 +16,7 @@
 #include "moe/Import/ONNXModel.h"
 #include "moe/InitAll.h"
 
-#include "Npy.h"
+#include "OracleUtils.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/ExecutionEngine/CRunnerUtils.h"
@@ -106,23 +106,11 @@ std::optional<std::vector<float>> run(llvm::StringRef name, unsigned level,
   }
 
   ExecutionEngineOptions engineOptions;
-  std::function<llvm::Error(llvm::Module *)> optimize =
-      makeOptimizingTransformer(/*optLevel=*/2, /*sizeLevel=*/0, nullptr);
-  engineOptions.transformer = optimize;
-  llvm::SmallVector<llvm::StringRef> libs = {MOE_C_RUNNER_UTILS};
-  engineOptions.sharedLibPaths = libs;
-  auto engine = ExecutionEngine::create(module, engineOptions);
+  auto engine = ::moe::test::createEngine(module, symbols);
   if (!engine) {
     ADD_FAILURE() << "JIT: " << llvm::toString(engine.takeError());
     return std::nullopt;
   }
-  (*engine)->registerSymbols([&](llvm::orc::MangleAndInterner interner) {
-    llvm::orc::SymbolMap map;
-    for (auto &[symbol, address] : symbols)
-      map[interner(symbol)] = {llvm::orc::ExecutorAddr::fromPtr(address),
-                               llvm::JITSymbolFlags::Exported};
-    return map;
-  });
 
   std::vector<float> x = input.data;
   int64_t t = input.shape[0], h = input.shape[1];

@@ -1,11 +1,20 @@
-//===- Npy.h - Reading the oracles' float32 .npy files ----------*- C++ -*-===//
+//===- OracleUtils.h - Shared pieces of the JIT oracle tests ----*- C++ -*-===//
 //
-// The oracle tests compare with arrays that Python wrote with numpy.save.
+// The oracle tests compare with arrays that Python wrote with numpy.save,
+// and JIT the compiled program with its weights bound by symbol.
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef MOE_TEST_ORACLE_NPY_H
-#define MOE_TEST_ORACLE_NPY_H
+#ifndef MOE_TEST_ORACLE_ORACLEUTILS_H
+#define MOE_TEST_ORACLE_ORACLEUTILS_H
+
+#include "mlir/ExecutionEngine/ExecutionEngine.h"
+#include "mlir/ExecutionEngine/OptUtils.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/ExecutionEngine/Orc/Mangling.h"
+
+#include <functional>
+#include <utility>
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -59,6 +68,30 @@ inline std::optional<Npy> readNpy(const std::string &path) {
   return out;
 }
 
+/// JITs `module` (optimised at O2, with MLIR's C runner utilities for
+/// strided copies) and binds each external weight symbol to its address.
+inline llvm::Expected<std::unique_ptr<mlir::ExecutionEngine>>
+createEngine(mlir::ModuleOp module,
+             const std::vector<std::pair<std::string, void *>> &symbols) {
+  std::function<llvm::Error(llvm::Module *)> optimize =
+      mlir::makeOptimizingTransformer(/*optLevel=*/2, /*sizeLevel=*/0, nullptr);
+  mlir::ExecutionEngineOptions options;
+  options.transformer = optimize;
+  llvm::SmallVector<llvm::StringRef> libs = {MOE_C_RUNNER_UTILS};
+  options.sharedLibPaths = libs;
+  auto engine = mlir::ExecutionEngine::create(module, options);
+  if (!engine)
+    return engine.takeError();
+  (*engine)->registerSymbols([&](llvm::orc::MangleAndInterner interner) {
+    llvm::orc::SymbolMap map;
+    for (const auto &[name, address] : symbols)
+      map[interner(name)] = {llvm::orc::ExecutorAddr::fromPtr(address),
+                             llvm::JITSymbolFlags::Exported};
+    return map;
+  });
+  return engine;
+}
+
 } // namespace moe::test
 
-#endif // MOE_TEST_ORACLE_NPY_H
+#endif // MOE_TEST_ORACLE_ORACLEUTILS_H
