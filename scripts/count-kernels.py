@@ -3,10 +3,9 @@
 (`moec CKPT -O<n>` output): every op that computes, at the top level of the
 function or inside the scf.if that chooses between two forms (counted once:
 only one branch runs). Views (reshapes, slices, dims), constants and weight
-references are not kernels. Each moe op is one kernel in moec's design;
-moe.grouped_experts is two (the gate/up GEMM and the down GEMM), and so is
-moe.experts' fused form in peers. Used for the kernel counts quoted in
-docs/performance.md-style notes:
+references are not kernels. Each moe op is one kernel in moec's design,
+except moe.grouped_experts, which is two (the gate/up GEMM and the down
+GEMM). Compare levels with:
 
   moec CKPT -O0 | scripts/count-kernels.py
 """
