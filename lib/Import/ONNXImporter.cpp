@@ -182,44 +182,42 @@ Value Importer::lookup(const std::string &name) {
 }
 
 std::optional<std::string> Importer::importNode(const onnx::NodeProto &node) {
-  llvm::StringRef domain = node.domain();
-  if (domain == "ai.onnx")
-    domain = "";
-  const std::string &op = node.op_type();
-  if (domain.empty() && op == "MatMul")
-    return importMatMul(node);
-  if (domain.empty() &&
-      llvm::is_contained({"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min",
-                          "Sigmoid", "Relu", "Neg", "Exp", "Sqrt", "Reciprocal",
-                          "Tanh"},
-                         op))
-    return importElementwise(node);
-  if (domain.empty() && op == "Constant")
-    return importConstant(node);
-  if (domain.empty() && op == "Transpose")
-    return importTranspose(node);
-  if (domain.empty() && op == "Reshape")
-    return importReshape(node);
-  if (domain.empty() && (op == "ReduceMean" || op == "ReduceSum"))
-    return importReduce(node);
-  if (domain.empty() && op == "Cast")
-    return importCast(node);
-  if (domain.empty() && op == "Gather")
-    return importGather(node);
-  if (domain.empty() && op == "Gemm")
-    return importGemm(node);
-  if (domain.empty() && (op == "Squeeze" || op == "Unsqueeze"))
-    return importSqueeze(node);
-  if (domain.empty() && op == "Softmax")
-    return importSoftmax(node);
-  // onnxruntime registers it in the default domain; some exporters write
-  // com.microsoft.
-  if ((domain.empty() || domain == "com.microsoft") &&
-      op == "SimplifiedLayerNormalization")
-    return importSimplifiedLayerNorm(node);
-  if (domain == "com.microsoft" && op == "MoE")
-    return importMoE(node);
-  return std::string("not imported yet");
+  using Handler =
+      std::optional<std::string> (Importer::*)(const onnx::NodeProto &);
+  // (domain, op type) -> importer; "" is the default (ai.onnx) domain.
+  static const std::map<std::pair<std::string, std::string>, Handler> handlers =
+      [] {
+        std::map<std::pair<std::string, std::string>, Handler> table;
+        for (const char *op :
+             {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sigmoid",
+              "Relu", "Neg", "Exp", "Sqrt", "Reciprocal", "Tanh"})
+          table[{"", op}] = &Importer::importElementwise;
+        table[{"", "MatMul"}] = &Importer::importMatMul;
+        table[{"", "Gemm"}] = &Importer::importGemm;
+        table[{"", "Constant"}] = &Importer::importConstant;
+        table[{"", "Transpose"}] = &Importer::importTranspose;
+        table[{"", "Reshape"}] = &Importer::importReshape;
+        table[{"", "Squeeze"}] = &Importer::importSqueeze;
+        table[{"", "Unsqueeze"}] = &Importer::importSqueeze;
+        table[{"", "ReduceMean"}] = &Importer::importReduce;
+        table[{"", "ReduceSum"}] = &Importer::importReduce;
+        table[{"", "Cast"}] = &Importer::importCast;
+        table[{"", "Gather"}] = &Importer::importGather;
+        table[{"", "Softmax"}] = &Importer::importSoftmax;
+        // onnxruntime registers it in the default domain; some exporters
+        // write com.microsoft.
+        table[{"", "SimplifiedLayerNormalization"}] =
+            &Importer::importSimplifiedLayerNorm;
+        table[{"com.microsoft", "SimplifiedLayerNormalization"}] =
+            &Importer::importSimplifiedLayerNorm;
+        table[{"com.microsoft", "MoE"}] = &Importer::importMoE;
+        return table;
+      }();
+  std::string domain = node.domain() == "ai.onnx" ? "" : node.domain();
+  auto it = handlers.find({domain, node.op_type()});
+  if (it == handlers.end())
+    return std::string("not imported yet");
+  return (this->*it->second)(node);
 }
 
 std::optional<std::string> Importer::importMatMul(const onnx::NodeProto &node) {
