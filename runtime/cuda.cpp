@@ -277,33 +277,27 @@ moert_cuda_device_info_get(int ordinal, moert_cuda_device_info *out) {
   out->ordinal = ordinal;
   CUdevice device;
   size_t total = 0, freeBytes = 0, totalNow = 0;
-  if (moert_status status =
-          d.check(d.cuDeviceGet(&device, ordinal), "cuDeviceGet"))
-    return status;
-  if (moert_status status =
-          d.check(d.cuDeviceGetName(out->name, sizeof(out->name) - 1, device),
-                  "cuDeviceGetName"))
-    return status;
-  if (moert_status status =
-          d.check(d.cuDeviceGetAttribute(
-                      &out->compute_major,
-                      CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device),
-                  "cuDeviceGetAttribute"))
-    return status;
-  if (moert_status status =
-          d.check(d.cuDeviceGetAttribute(
-                      &out->compute_minor,
-                      CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device),
-                  "cuDeviceGetAttribute"))
-    return status;
-  if (moert_status status =
-          d.check(d.cuDeviceTotalMem(&total, device), "cuDeviceTotalMem"))
-    return status;
-  if (moert_status status =
-          d.check(d.cuMemGetInfo(&freeBytes, &totalNow), "cuMemGetInfo"))
-    return status;
-  if (moert_status status = d.check(d.cuDriverGetVersion(&out->driver_version),
-                                    "cuDriverGetVersion"))
+  // Each query in turn; the first failure is the error (later ones are
+  // not made).
+  moert_status status = nullptr;
+  auto ok = [&](CUresult result, const char *what) {
+    status = d.check(result, what);
+    return status == nullptr;
+  };
+  if (!(ok(d.cuDeviceGet(&device, ordinal), "cuDeviceGet") &&
+        ok(d.cuDeviceGetName(out->name, sizeof(out->name) - 1, device),
+           "cuDeviceGetName") &&
+        ok(d.cuDeviceGetAttribute(&out->compute_major,
+                                  CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                                  device),
+           "cuDeviceGetAttribute") &&
+        ok(d.cuDeviceGetAttribute(&out->compute_minor,
+                                  CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+                                  device),
+           "cuDeviceGetAttribute") &&
+        ok(d.cuDeviceTotalMem(&total, device), "cuDeviceTotalMem") &&
+        ok(d.cuMemGetInfo(&freeBytes, &totalNow), "cuMemGetInfo") &&
+        ok(d.cuDriverGetVersion(&out->driver_version), "cuDriverGetVersion")))
     return status;
   out->total_memory = total;
   out->free_memory = freeBytes;
