@@ -9,7 +9,9 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/Runtime/moert.h"
+#include "model_impl.h"
 
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -25,6 +27,12 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+using namespace moert;
+
+moert_status moert::fail(moert_status_code code, const std::string &message) {
+  return moert_status_make(code, "%s", message.c_str());
+}
 
 extern "C" uint64_t moert_fingerprint(const void *data, uint64_t size) {
   // FNV-1a, 64 bit: the same function moec uses when writing the manifest.
@@ -67,77 +75,21 @@ bool parseInt(const std::string &text, int64_t &out) {
   return true;
 }
 
-struct Shard {
-  std::string path;
-  uint64_t headerFingerprint = 0;
-  int64_t size = 0;
-  void *base = nullptr;
-};
-
-struct WeightPart {
-  int64_t shard, offset, bytes;
-};
-
-struct Weight {
-  std::string symbol;
-  std::vector<WeightPart> parts;
-};
-
-/// A memref descriptor of rank `rank` as the compiled code lays it out:
-/// allocated, aligned, offset, sizes[rank], strides[rank].
-struct Descriptor {
-  std::vector<int64_t> words;
-  explicit Descriptor(int64_t rank = 0) : words(3 + 2 * rank, 0) {}
-  int64_t rank() const { return (int64_t(words.size()) - 3) / 2; }
-  void *allocated() const { return reinterpret_cast<void *>(words[0]); }
-  void *aligned() const { return reinterpret_cast<void *>(words[1]); }
-  int64_t size(int64_t i) const { return words[3 + i]; }
-  static Descriptor contiguous(void *data, const std::vector<int64_t> &shape) {
-    Descriptor d(static_cast<int64_t>(shape.size()));
-    d.words[0] = d.words[1] = reinterpret_cast<int64_t>(data);
-    int64_t stride = 1;
-    for (int64_t i = d.rank() - 1; i >= 0; --i) {
-      d.words[3 + i] = shape[i];
-      d.words[3 + d.rank() + i] = stride;
-      stride *= shape[i];
-    }
-    return d;
-  }
-};
-
-using PackedFn = void (*)(void **);
-
 } // namespace
 
-struct moert_model_s {
-  std::string path;
-  void *artifactBase = nullptr;
-  int64_t artifactSize = 0;
-  std::string modelType;
-  int64_t vocab = 0, layers = 0, maxSeqLen = 0;
-  std::vector<int64_t> cacheRanks;
-  std::vector<Shard> shards;
-  std::vector<Weight> weights;
-  std::vector<void *> gathered;
-  void *library = nullptr;
-  int memfd = -1;
-  PackedFn prefill = nullptr, decode = nullptr;
-  double loadSeconds = 0;
-
-  ~moert_model_s() {
-    if (library)
-      dlclose(library);
-    if (memfd >= 0)
-      close(memfd);
-    for (Shard &s : shards)
-      if (s.base && s.base != artifactBase)
-        munmap(s.base, s.size);
-    if (artifactBase)
-      munmap(artifactBase, artifactSize);
-    for (void *p : gathered)
-      std::free(p);
-  }
-};
+moert_model_s::~moert_model_s() {
+  if (library)
+    dlclose(library);
+  if (memfd >= 0)
+    close(memfd);
+  for (Shard &s : shards)
+    if (s.base && s.base != artifactBase)
+      munmap(s.base, s.size);
+  if (artifactBase)
+    munmap(artifactBase, artifactSize);
+  for (void *p : gathered)
+    std::free(p);
+}
 
 struct moert_session_s {
   moert_model model = nullptr;
@@ -151,9 +103,6 @@ struct moert_session_s {
 
 namespace {
 
-moert_status fail(moert_status_code code, const std::string &message) {
-  return moert_status_make(code, "%s", message.c_str());
-}
 
 moert_status parseManifest(moert_model model, const std::string &bytes,
                            int64_t &codeOffset, int64_t &codeSize,
@@ -181,7 +130,32 @@ moert_status parseManifest(moert_model model, const std::string &bytes,
     if (f.empty())
       return bad("empty line");
     int64_t a = 0, b = 0;
-    if (f[0] == "model_type" && f.size() == 2) {
+    if (f[0] == "kind" && f.size() == 2 && f[1] == "graph") {
+      model->graph = true;
+    } else if (f[0] == "source" && f.size() == 2) {
+      // The compiled model file, for people.
+    } else if ((f[0] == "input" || f[0] == "output") &&
+               (f.size() == 3 || f.size() == 4)) {
+      // NAME, element type, comma-separated dims (sizes or symbolic
+      // names); no dims field for a scalar.
+      GraphValue v;
+      v.name = f[1];
+      if (v.name.empty() || !parseDtype(f[2], v.dtype))
+        return bad("bad graph input or output");
+      std::istringstream dims(f.size() == 4 ? f[3] : "");
+      std::string dim;
+      while (std::getline(dims, dim, ',')) {
+        int64_t size = -1;
+        if (dim.empty() || (std::isdigit(static_cast<unsigned char>(dim[0])) &&
+                            (!parseInt(dim, size) || size > kMaxExtent)))
+          return bad("bad dimension");
+        v.dims.push_back(size);
+        v.dimNames.push_back(size < 0 ? dim : "");
+      }
+      if (v.dims.size() > size_t(MOERT_MAX_RANK))
+        return bad("rank above MOERT_MAX_RANK");
+      (f[0] == "input" ? model->inputs : model->outputs).push_back(v);
+    } else if (f[0] == "model_type" && f.size() == 2) {
       model->modelType = f[1];
     } else if (f[0] == "vocab" && f.size() == 2 && parseInt(f[1], a) && a > 0 &&
                a <= kMaxExtent) {
@@ -229,9 +203,16 @@ moert_status parseManifest(moert_model model, const std::string &bytes,
   }
   if (!ended)
     return fail(MOERT_FORMAT_ERROR, path + ": truncated manifest (no 'end')");
-  if (!model->vocab || !model->layers || !model->maxSeqLen || !codeSize ||
-      model->cacheRanks.empty())
-    return fail(MOERT_FORMAT_ERROR, path + ": manifest lacks required entries");
+  bool complete = model->graph
+                      ? codeSize && !model->outputs.empty() && !model->vocab &&
+                            model->cacheRanks.empty()
+                      : model->vocab && model->layers && model->maxSeqLen &&
+                            codeSize && !model->cacheRanks.empty() &&
+                            model->inputs.empty() && model->outputs.empty();
+  if (!complete)
+    return fail(MOERT_FORMAT_ERROR,
+                path + ": manifest lacks required entries (or mixes "
+                       "decoder and graph entries)");
   return nullptr;
 }
 
@@ -362,23 +343,46 @@ moert_status loadCode(moert_model model, int64_t offset, int64_t size,
   if (!model->library)
     return fail(MOERT_FORMAT_ERROR,
                 model->path + ": cannot load the code: " + dlerror());
-  model->prefill = reinterpret_cast<PackedFn>(dlsym(model->library, "moe_prefill_packed"));
-  model->decode = reinterpret_cast<PackedFn>(dlsym(model->library, "moe_decode_packed"));
+  auto entry = [&](const char *name) {
+    return reinterpret_cast<PackedFn>(dlsym(model->library, name));
+  };
   const int64_t *abi =
       static_cast<const int64_t *>(dlsym(model->library, "moe_abi"));
-  if (!model->prefill || !model->decode || !abi)
-    return fail(MOERT_FORMAT_ERROR, model->path + ": the code lacks its entry points");
-  // The manifest must describe the code it ships with.
-  bool matches = abi[0] == 1 && abi[1] == model->vocab &&
-                 abi[2] == model->maxSeqLen &&
-                 abi[3] == int64_t(model->weights.size()) &&
-                 abi[4] == int64_t(model->cacheRanks.size());
-  for (size_t i = 0; matches && i < model->cacheRanks.size(); ++i)
-    matches = abi[5 + i] == model->cacheRanks[i];
-  if (!matches)
+  // The manifest must describe the code it ships with (see moe_abi in
+  // docs/architecture.md).
+  std::vector<int64_t> expected;
+  if (model->graph) {
+    model->main = entry("moe_main_packed");
+    expected = {2, int64_t(model->inputs.size()),
+                int64_t(model->outputs.size()),
+                int64_t(model->weights.size())};
+    for (const auto *values : {&model->inputs, &model->outputs})
+      for (const GraphValue &v : *values) {
+        expected.push_back(int64_t(v.dims.size()));
+        expected.push_back(int64_t(v.dtype));
+        expected.insert(expected.end(), v.dims.begin(), v.dims.end());
+      }
+  } else {
+    model->prefill = entry("moe_prefill_packed");
+    model->decode = entry("moe_decode_packed");
+    expected = {1, model->vocab, model->maxSeqLen,
+                int64_t(model->weights.size()),
+                int64_t(model->cacheRanks.size())};
+    expected.insert(expected.end(), model->cacheRanks.begin(),
+                    model->cacheRanks.end());
+  }
+  if (!abi || (model->graph ? !model->main
+                            : !model->prefill || !model->decode))
     return fail(MOERT_FORMAT_ERROR,
-                model->path + ": the manifest does not match its code "
-                              "(vocab, cache or weight counts differ)");
+                model->path + ": the code lacks its entry points (a "
+                              "decoder's code under a graph manifest, or "
+                              "the reverse?)");
+  for (size_t i = 0; i < expected.size(); ++i)
+    if (abi[i] != expected[i])
+      return fail(MOERT_FORMAT_ERROR,
+                  model->path + ": the manifest does not match its code "
+                                "(kind, signature, vocab, cache or weight "
+                                "counts differ)");
   return nullptr;
 }
 
@@ -453,6 +457,11 @@ int64_t moert_model_max_seq_len(moert_model model) { return model->maxSeqLen; }
 double moert_model_load_seconds(moert_model model) { return model->loadSeconds; }
 
 moert_status moert_session_create(moert_model model, moert_session *out) {
+  *out = nullptr;
+  if (model->graph)
+    return fail(MOERT_INVALID_ARGUMENT,
+                model->path + ": a graph artifact has no sessions; run it "
+                              "with moert_graph_run");
   auto *session = new moert_session_s();
   session->model = model;
   *out = session;

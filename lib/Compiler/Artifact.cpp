@@ -1,11 +1,12 @@
 //===- Artifact.cpp - Write a CPU artifact for the moec runtime -----------===//
 //
 // The LLVM-dialect program becomes a shared object: weight globals turn into
-// pointer slots the runtime fills (`<symbol>__ptr`), @prefill and @decode get
-// packed entry points (`moe_prefill_packed(void **args)`), the module is
-// optimised and compiled for the host, and lld links it. The artifact is a
-// text manifest (model facts, cache ranks, shards with fingerprints, weight
-// locations) followed by the shared object; see docs/architecture.md.
+// pointer slots the runtime fills (`<symbol>__ptr`), the entry points get
+// packed forms (`moe_prefill_packed(void **args)`, ... or `moe_main_packed`
+// for a graph), the module is optimised and compiled for the host, and lld
+// links it. The artifact is a text manifest (model facts or graph
+// signature, shards with fingerprints, weight locations) followed by the
+// shared object; see docs/architecture.md.
 //
 //===----------------------------------------------------------------------===//
 
@@ -17,6 +18,7 @@
 #include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/Target/LLVMIR/Export.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/IR/IRBuilder.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
@@ -141,38 +143,67 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
       indirectGlobal(*llvmModule, global);
   }
   // What the code was built for: the runtime refuses a manifest that says
-  // otherwise. [format, vocab, max_seq_len, weight slots, caches, ranks...]
+  // otherwise. Decoder: [1, vocab, max_seq_len, weight slots, caches,
+  // cache ranks...]; graph: [2, inputs, outputs, weight slots, then per
+  // input and output: rank, dtype, sizes...].
+  bool graph = info.kind == ArtifactInfo::Kind::Graph;
   {
+    llvm::SmallVector<int64_t> abi;
+    if (graph) {
+      abi = {2, int64_t(info.inputs.size()), int64_t(info.outputs.size()),
+             int64_t(manifest.size())};
+      // Per value: rank, element type (moert_dtype), each size (-1 when
+      // dynamic), so that an edited manifest cannot make the runtime pass
+      // buffers smaller than the code reads.
+      static const llvm::StringRef kDtypes[] = {"f32", "f16", "bf16", "f64",
+                                                "i64", "i32", "bool"};
+      for (const auto *values : {&info.inputs, &info.outputs})
+        for (const ArtifactInfo::GraphValue &v : *values) {
+          abi.push_back(v.dims.size());
+          abi.push_back(llvm::find(kDtypes, v.dtype) - std::begin(kDtypes) + 1);
+          for (const std::string &dim : v.dims) {
+            int64_t size = -1;
+            if (!dim.empty() && llvm::isDigit(dim[0]))
+              llvm::to_integer(dim, size);
+            abi.push_back(size);
+          }
+        }
+    } else {
+      abi = {1, info.vocabSize, info.maxSeqLen, int64_t(manifest.size()),
+             int64_t(info.cacheRanks.size())};
+      abi.append(info.cacheRanks.begin(), info.cacheRanks.end());
+    }
     llvm::LLVMContext &ctx = llvmModule->getContext();
     auto *i64 = llvm::Type::getInt64Ty(ctx);
-    llvm::SmallVector<llvm::Constant *> words = {
-        llvm::ConstantInt::get(i64, 1),
-        llvm::ConstantInt::get(i64, info.vocabSize),
-        llvm::ConstantInt::get(i64, info.maxSeqLen),
-        llvm::ConstantInt::get(i64, manifest.size()),
-        llvm::ConstantInt::get(i64, info.cacheRanks.size())};
-    for (int64_t rank : info.cacheRanks)
-      words.push_back(llvm::ConstantInt::get(i64, rank));
+    llvm::SmallVector<llvm::Constant *> words;
+    for (int64_t word : abi)
+      words.push_back(llvm::ConstantInt::get(i64, word));
     auto *type = llvm::ArrayType::get(i64, words.size());
     new llvm::GlobalVariable(*llvmModule, type, /*isConstant=*/true,
                              llvm::GlobalValue::ExternalLinkage,
                              llvm::ConstantArray::get(type, words), "moe_abi");
   }
-  for (auto [entryName, funcName] :
-       {std::pair<const char *, const char *>{"moe_prefill_packed",
-                                              "_mlir_ciface_prefill"},
-        {"moe_decode_packed", "_mlir_ciface_decode"}}) {
+  llvm::SmallVector<std::pair<std::string, std::string>> entries;
+  llvm::SmallVector<llvm::StringRef> entryNames = {"main"};
+  if (!graph)
+    entryNames = {"prefill", "decode"};
+  for (llvm::StringRef name : entryNames)
+    entries.push_back(
+        {("moe_" + name + "_packed").str(), ("_mlir_ciface_" + name).str()});
+  for (auto &[entryName, funcName] : entries) {
     llvm::Function *callee = llvmModule->getFunction(funcName);
     if (!callee)
-      return makeError(llvm::Twine("internal error: no ") + funcName);
+      return makeError("internal error: no " + funcName);
     addPackedEntry(*llvmModule, callee, entryName);
   }
   // Only the entry points, the weight slots and the ABI record are
   // exported; everything else is internal, so a host program's symbols can
   // never interpose on the model's functions.
   for (llvm::Function &fn : *llvmModule)
-    if (!fn.isDeclaration() && fn.getName() != "moe_prefill_packed" &&
-        fn.getName() != "moe_decode_packed")
+    if (!fn.isDeclaration() &&
+        llvm::none_of(entries, [&](const auto &entry) {
+          return fn.getName() == entry.first;
+        }))
       fn.setLinkage(llvm::GlobalValue::InternalLinkage);
 
   // --- Object code for the host, then a shared object -----------------------
@@ -219,86 +250,129 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
                      library.getError().message());
 
   // --- Manifest ---------------------------------------------------------------
-  std::shared_ptr<::moe::Checkpoint> checkpoint = info.checkpoint;
-  if (!checkpoint) {
-    llvm::Expected<std::unique_ptr<::moe::Checkpoint>> opened =
-        ::moe::Checkpoint::open(info.checkpointDir);
-    if (!opened)
-      return opened.takeError();
-    checkpoint = std::move(*opened);
-  }
   llvm::StringRef code = (*library)->getBuffer();
+  std::shared_ptr<::moe::Checkpoint> keepAlive;
 
-  // Layout: manifest, padding to `base`, the code, then (with
-  // --embed-weights) every referenced tensor, 64-byte aligned.
+  // Each weight slot's tensors: their bytes, and where they are in a
+  // checkpoint shard when they are referenced in place.
   struct Part {
-    const ::moe::SafeTensorsFile *file;
-    const ::moe::TensorInfo *tensor;
+    llvm::ArrayRef<uint8_t> bytes;
+    size_t shard = 0;
+    uint64_t offset = 0;
+  };
+  struct Shard {
+    std::string path;
+    uint64_t fingerprint, size;
   };
   std::vector<std::pair<std::string, std::vector<Part>>> weights;
-  for (NamedAttribute entry : manifest) {
-    std::vector<Part> parts;
-    for (Attribute name : cast<ArrayAttr>(entry.getValue())) {
-      auto at = checkpoint->lookup(cast<StringAttr>(name).getValue());
-      if (!at)
-        return makeError("internal error: weight not in the checkpoint");
-      parts.push_back({at->file, at->tensor});
+  std::vector<Shard> shards;
+  bool embed = info.embedWeights || graph;
+  if (graph) {
+    if (!info.tensorBytes)
+      return makeError("internal error: a graph artifact needs tensor bytes");
+    for (NamedAttribute entry : manifest) {
+      std::vector<Part> parts;
+      for (Attribute name : cast<ArrayAttr>(entry.getValue())) {
+        llvm::Expected<llvm::ArrayRef<uint8_t>> bytes =
+            info.tensorBytes(cast<StringAttr>(name).getValue());
+        if (!bytes)
+          return bytes.takeError();
+        parts.push_back({*bytes});
+      }
+      weights.emplace_back(entry.getName().getValue().str(), std::move(parts));
     }
-    weights.emplace_back(entry.getName().getValue().str(), std::move(parts));
+  } else {
+    std::shared_ptr<::moe::Checkpoint> checkpoint = info.checkpoint;
+    if (!checkpoint) {
+      llvm::Expected<std::unique_ptr<::moe::Checkpoint>> opened =
+          ::moe::Checkpoint::open(info.checkpointDir);
+      if (!opened)
+        return opened.takeError();
+      checkpoint = std::move(*opened);
+    }
+    std::map<const ::moe::SafeTensorsFile *, size_t> shardIndex;
+    for (const auto &file : checkpoint->files()) {
+      llvm::SmallString<256> absolute(file->path());
+      llvm::sys::fs::make_absolute(absolute);
+      if (!embed &&
+          absolute.str().find_first_of("\t\n") != llvm::StringRef::npos)
+        return makeError(file->path() +
+                         ": paths with tabs or newlines cannot be recorded "
+                         "(use --embed-weights)");
+      llvm::StringRef start(file->header().data() - 8,
+                            8 + file->header().size());
+      uint64_t size = 0;
+      llvm::sys::fs::file_size(file->path(), size);
+      shardIndex[file.get()] = shards.size();
+      shards.push_back({absolute.str().str(), fingerprint(start), size});
+    }
+    for (NamedAttribute entry : manifest) {
+      std::vector<Part> parts;
+      for (Attribute name : cast<ArrayAttr>(entry.getValue())) {
+        auto at = checkpoint->lookup(cast<StringAttr>(name).getValue());
+        if (!at)
+          return makeError("internal error: weight not in the checkpoint");
+        parts.push_back({at->file->data(*at->tensor), shardIndex[at->file],
+                         8 + at->file->header().size() + at->tensor->begin});
+      }
+      weights.emplace_back(entry.getName().getValue().str(), std::move(parts));
+    }
+    // The checkpoint's mapping outlives the writes below.
+    keepAlive = checkpoint;
   }
+
+  // Layout: manifest, padding to `base`, the code, then (with
+  // --embed-weights, and always for graphs) every referenced tensor,
+  // 64-byte aligned, each distinct tensor once.
   auto alignTo64 = [](uint64_t x) { return (x + 63) & ~uint64_t(63); };
-  std::map<const ::moe::TensorInfo *, uint64_t> embeddedAt;
-  auto render = [&](uint64_t base, uint64_t &total) -> llvm::Expected<std::string> {
+  std::map<const uint8_t *, uint64_t> embeddedAt;
+  auto render = [&](uint64_t base, uint64_t &total) -> std::string {
     std::string text = "moec-artifact\t1\n";
     llvm::raw_string_ostream os(text);
-    os << "model_type\t" << info.modelType << "\n"
-       << "vocab\t" << info.vocabSize << "\n"
-       << "layers\t" << info.numLayers << "\n"
-       << "max_seq_len\t" << info.maxSeqLen << "\n";
-    for (int64_t rank : info.cacheRanks)
-      os << "cache\t" << rank << "\n";
-    if (!info.configJson.empty())
-      os << "config\t" << info.configJson << "\n";
-    os << "signature\tprefill\t" << info.prefillSignature << "\n"
-       << "signature\tdecode\t" << info.decodeSignature << "\n";
-    std::map<const ::moe::SafeTensorsFile *, size_t> shardIndex;
+    if (graph) {
+      os << "kind\tgraph\n"
+         << "source\t" << info.source << "\n";
+      for (const auto &[tag, values] :
+           {std::pair{"input", &info.inputs}, {"output", &info.outputs}})
+        for (const ArtifactInfo::GraphValue &v : *values)
+          os << tag << "\t" << v.name << "\t" << v.dtype << "\t"
+             << llvm::join(v.dims, ",") << "\n";
+    } else {
+      os << "model_type\t" << info.modelType << "\n"
+         << "vocab\t" << info.vocabSize << "\n"
+         << "layers\t" << info.numLayers << "\n"
+         << "max_seq_len\t" << info.maxSeqLen << "\n";
+      for (int64_t rank : info.cacheRanks)
+        os << "cache\t" << rank << "\n";
+      if (!info.configJson.empty())
+        os << "config\t" << info.configJson << "\n";
+      os << "signature\tprefill\t" << info.prefillSignature << "\n"
+         << "signature\tdecode\t" << info.decodeSignature << "\n";
+    }
     uint64_t cursor = alignTo64(base + code.size());
     embeddedAt.clear();
-    if (info.embedWeights) {
+    if (embed) {
       for (auto &[symbol, parts] : weights)
         for (const Part &part : parts)
-          if (embeddedAt.emplace(part.tensor, cursor).second)
-            cursor = alignTo64(cursor + part.tensor->numBytes());
+          if (embeddedAt.emplace(part.bytes.data(), cursor).second)
+            cursor = alignTo64(cursor + part.bytes.size());
       total = cursor;
       os << "shard\t@self\t0\t" << total << "\n";
     } else {
       total = base + code.size();
-      for (const auto &file : checkpoint->files()) {
-        llvm::SmallString<256> absolute(file->path());
-        llvm::sys::fs::make_absolute(absolute);
-        if (absolute.str().find_first_of("\t\n") != llvm::StringRef::npos)
-          return makeError(file->path() +
-                           ": paths with tabs or newlines cannot be recorded "
-                           "(use --embed-weights)");
-        llvm::StringRef start(file->header().data() - 8,
-                              8 + file->header().size());
-        uint64_t size = 0;
-        llvm::sys::fs::file_size(file->path(), size);
-        shardIndex[file.get()] = shardIndex.size();
-        os << "shard\t" << absolute << "\t"
-           << llvm::format_hex_no_prefix(fingerprint(start), 16) << "\t"
-           << size << "\n";
-      }
+      for (const Shard &shard : shards)
+        os << "shard\t" << shard.path << "\t"
+           << llvm::format_hex_no_prefix(shard.fingerprint, 16) << "\t"
+           << shard.size << "\n";
     }
     for (auto &[symbol, parts] : weights) {
       os << "weight\t" << symbol;
       for (const Part &part : parts) {
-        if (info.embedWeights)
-          os << "\t0\t" << embeddedAt[part.tensor];
+        if (embed)
+          os << "\t0\t" << embeddedAt[part.bytes.data()];
         else
-          os << "\t" << shardIndex[part.file] << "\t"
-             << 8 + part.file->header().size() + part.tensor->begin;
-        os << "\t" << part.tensor->numBytes();
+          os << "\t" << part.shard << "\t" << part.offset;
+        os << "\t" << part.bytes.size();
       }
       os << "\n";
     }
@@ -311,14 +385,12 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
   std::string head;
   uint64_t base = 0, total = 0;
   for (uint64_t slack = 4096;; slack *= 2) {
-    llvm::Expected<std::string> text = render(base, total);
-    if (!text)
-      return text.takeError();
-    if (base && text->size() <= base) {
-      head = std::move(*text);
+    std::string text = render(base, total);
+    if (base && text.size() <= base) {
+      head = std::move(text);
       break;
     }
-    base = (text->size() + text->size() / 8 + slack + 4095) / 4096 * 4096;
+    base = (text.size() + text.size() / 8 + slack + 4095) / 4096 * 4096;
   }
   head.resize(base, '\n');
 
@@ -328,20 +400,20 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
     return makeError(outputPath + ": cannot write: " + ec.message());
   out.os() << head << code;
   uint64_t written = base + code.size();
-  if (info.embedWeights) {
+  if (embed) {
     // Tensors in manifest order, each at its recorded offset.
     std::vector<std::pair<uint64_t, Part>> order;
     for (auto &[symbol, parts] : weights)
       for (const Part &part : parts)
-        order.push_back({embeddedAt[part.tensor], part});
+        order.push_back({embeddedAt[part.bytes.data()], part});
     llvm::sort(order, [](const auto &a, const auto &b) { return a.first < b.first; });
     for (auto &[offset, part] : order) {
       if (offset < written)
         continue; // Referenced twice; already written.
       out.os().write_zeros(offset - written);
-      llvm::ArrayRef<uint8_t> bytes = part.file->data(*part.tensor);
-      out.os().write(reinterpret_cast<const char *>(bytes.data()), bytes.size());
-      written = offset + bytes.size();
+      out.os().write(reinterpret_cast<const char *>(part.bytes.data()),
+                     part.bytes.size());
+      written = offset + part.bytes.size();
     }
     out.os().write_zeros(total - written);
   }

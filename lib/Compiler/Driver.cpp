@@ -177,6 +177,98 @@ void mlir::moe::buildMoECompilePipeline(OpPassManager &pm, EmitStage stage,
 }
 
 namespace {
+/// The element type's name in an artifact manifest, or "" when graph
+/// artifacts cannot carry it.
+std::string manifestTypeName(Type type) {
+  if (type.isF32())
+    return "f32";
+  if (type.isF16())
+    return "f16";
+  if (type.isBF16())
+    return "bf16";
+  if (type.isF64())
+    return "f64";
+  if (type.isInteger(64))
+    return "i64";
+  if (type.isInteger(32))
+    return "i32";
+  if (type.isInteger(1))
+    return "bool";
+  return "";
+}
+
+/// Fills the graph part of `info` for an imported ONNX model: @main's
+/// inputs and outputs with their ONNX names and dimensions (symbolic names
+/// kept, so the runtime can check that inputs agree), and the initializer
+/// bytes the artifact embeds.
+llvm::Error describeGraph(ModuleOp module, const ::moe::ONNXModel &model,
+                          ArtifactInfo &info) {
+  auto main = module.lookupSymbol<func::FuncOp>("main");
+  std::vector<::moe::ONNXValueInfo> inputs = model.graphInputs();
+  std::vector<::moe::ONNXValueInfo> outputs = model.graphOutputs();
+  if (!main || main.getNumArguments() != inputs.size() ||
+      main.getNumResults() != outputs.size())
+    return llvm::createStringError("internal error: @main does not match "
+                                   "the graph's inputs and outputs");
+  main->setAttr("llvm.emit_c_interface", UnitAttr::get(module.getContext()));
+  // The caller's input buffers are read-only: bufferization copies
+  // rather than writing into them.
+  for (unsigned i = 0; i < main.getNumArguments(); ++i)
+    main.setArgAttr(i, "bufferization.writable",
+                    BoolAttr::get(module.getContext(), false));
+  info.kind = ArtifactInfo::Kind::Graph;
+  info.source = llvm::sys::path::filename(model.path()).str();
+  auto describe = [](const ::moe::ONNXValueInfo &value, Type type,
+                     llvm::StringRef role)
+      -> llvm::Expected<ArtifactInfo::GraphValue> {
+    auto tensor = cast<RankedTensorType>(type);
+    ArtifactInfo::GraphValue v{value.name,
+                               manifestTypeName(tensor.getElementType()),
+                               {}};
+    if (v.dtype.empty())
+      return llvm::createStringError(llvm::formatv(
+          "graph {0} '{1}' has element type {2}, which artifacts cannot "
+          "carry yet",
+          role, value.name, tensor.getElementType()));
+    if (value.name.empty() ||
+        value.name.find_first_of("\t\n\r") != std::string::npos)
+      return llvm::createStringError(
+          llvm::formatv("graph {0} '{1}': names with tabs or newlines cannot "
+                        "be recorded in an artifact",
+                        role, value.name));
+    for (int64_t i = 0; i < tensor.getRank(); ++i) {
+      if (!tensor.isDynamicDim(i)) {
+        v.dims.push_back(std::to_string(tensor.getDimSize(i)));
+        continue;
+      }
+      // The model's symbolic name when it gives one the manifest can hold.
+      std::string name = i < int64_t(value.dims.size()) ? value.dims[i] : "?";
+      bool usable = !name.empty() && !llvm::isDigit(name[0]) &&
+                    name.find_first_of(",\t\n\r") == std::string::npos;
+      v.dims.push_back(usable ? name : "?");
+    }
+    return v;
+  };
+  for (auto [value, type] : llvm::zip(inputs, main.getArgumentTypes())) {
+    llvm::Expected<ArtifactInfo::GraphValue> v =
+        describe(value, type, "input");
+    if (!v)
+      return v.takeError();
+    info.inputs.push_back(std::move(*v));
+  }
+  for (auto [value, type] : llvm::zip(outputs, main.getResultTypes())) {
+    llvm::Expected<ArtifactInfo::GraphValue> v =
+        describe(value, type, "output");
+    if (!v)
+      return v.takeError();
+    info.outputs.push_back(std::move(*v));
+  }
+  info.tensorBytes = [&model](llvm::StringRef name) {
+    return model.initializerBytes(name);
+  };
+  return llvm::Error::success();
+}
+
 struct MoecOptions {
   llvm::cl::OptionCategory category{"moec options"};
   llvm::cl::opt<std::string> input{
@@ -202,8 +294,8 @@ struct MoecOptions {
           clEnumValN(EmitStage::LLVM, "llvm",
                      "the CPU program in the LLVM dialect"),
           clEnumValN(EmitStage::Artifact, "artifact",
-                     "a CPU artifact for moe-run (needs a checkpoint "
-                     "folder and -o)")),
+                     "a CPU artifact for moe-run (needs -o; implied by "
+                     "--target with -o)")),
       llvm::cl::cat(category)};
   llvm::cl::opt<int64_t> maxSeqLen{
       "max-seq-len",
@@ -212,14 +304,15 @@ struct MoecOptions {
       llvm::cl::init(0), llvm::cl::cat(category)};
   llvm::cl::opt<std::string> target{
       "target",
-      llvm::cl::desc("Code generation target: cpu (the host). With a "
-                     "checkpoint and -o, implies --emit=artifact"),
+      llvm::cl::desc("Code generation target: cpu (the host). With -o, "
+                     "implies --emit=artifact"),
       llvm::cl::value_desc("cpu"), llvm::cl::init("cpu"),
       llvm::cl::cat(category)};
   llvm::cl::opt<bool> embedWeights{
       "embed-weights",
       llvm::cl::desc("Copy the weights into the artifact (default: reference "
-                     "the checkpoint shards by path and fingerprint)"),
+                     "the checkpoint shards by path and fingerprint; ONNX "
+                     "initializers are always copied)"),
       llvm::cl::init(false), llvm::cl::cat(category)};
   llvm::cl::opt<char> optLevel{
       "O",
@@ -254,15 +347,19 @@ Compiles a Mixture-of-Experts model through moec's pipeline. The input is a
 Hugging Face checkpoint folder (config.json plus model.safetensors or shards
 with model.safetensors.index.json; families deepseek_v3, deepseek_v2,
 mixtral, qwen2_moe, qwen3_moe, olmoe, llama, qwen2), an ONNX model (.onnx;
-so far com.microsoft.MoE, MatMul, elementwise ops, Softmax and
-SimplifiedLayerNormalization; no artifacts yet) or a program in the moe dialect (.mlir). --emit picks the stage to stop after; an artifact runs with
-moe-run or the runtime's C API.
+com.microsoft.MoE is raised to moe ops, and the standard ops listed in
+docs/architecture.md are imported) or a program in the moe dialect (.mlir).
+--emit picks the stage to stop after; an artifact runs with moe-run or the
+runtime's C API (a checkpoint's as a decoder, an ONNX model's as a graph on
+named input tensors).
 
 Examples:
   moec CKPT                                     # print @prefill/@decode (moe IR)
   moec CKPT --target=cpu -o model.moec          # compile a CPU artifact
   moe-run model.moec --tokens 0,5,99 --generate 16
   moec CKPT --target=cpu --embed-weights -o m.moec  # self-contained artifact
+  moec model.onnx --target=cpu -o graph.moec    # an ONNX graph as an artifact
+  moe-run graph.moec --input x=x.npy --output-dir out/
   moec CKPT --emit=llvm                         # the LLVM-dialect program
   moec CKPT -O0 --target=cpu -o ref.moec        # no fusion: reference kernels
   moec CKPT --passes=moe-absorb-mla             # one optimisation only
@@ -347,6 +444,8 @@ int mlir::moe::moecMain(int argc, char **argv) {
   llvm::SourceMgr sourceMgr;
   SourceMgrDiagnosticHandler diagHandler(sourceMgr, &context);
   OwningOpRef<ModuleOp> module;
+  // Kept for the artifact writer, which embeds the initializers.
+  std::unique_ptr<::moe::ONNXModel> onnxModel;
   if (StringRef(options.input).ends_with(".onnx")) {
     llvm::Expected<std::unique_ptr<::moe::ONNXModel>> onnx =
         ::moe::ONNXModel::load(options.input);
@@ -355,9 +454,10 @@ int mlir::moe::moecMain(int argc, char **argv) {
                    << "\n";
       return 1;
     }
+    onnxModel = std::move(*onnx);
     std::vector<ONNXMoEBlock> blocks;
     llvm::Expected<OwningOpRef<ModuleOp>> imported =
-        importONNXModel(&context, **onnx, &blocks);
+        importONNXModel(&context, *onnxModel, &blocks);
     if (options.report) {
       llvm::errs() << "moec: " << blocks.size() << " MoE block"
                    << (blocks.size() == 1 ? "" : "s") << " found\n";
@@ -404,13 +504,17 @@ int mlir::moe::moecMain(int argc, char **argv) {
   ArtifactInfo artifactInfo;
   bool isDirectory =
       options.input != "-" && llvm::sys::fs::is_directory(options.input);
-  if (options.emit == EmitStage::Artifact) {
-    if (StringRef(options.input).ends_with(".onnx")) {
-      llvm::errs() << "moec: error: " << options.input
-                   << ": artifacts of ONNX models are not supported yet "
-                      "(--emit=moe|linalg|llvm are)\n";
+  if (options.emit == EmitStage::Artifact && onnxModel) {
+    if (options.output == "-") {
+      llvm::errs() << "moec: error: --emit=artifact needs -o FILE\n";
       return 1;
     }
+    if (llvm::Error err = describeGraph(*module, *onnxModel, artifactInfo)) {
+      llvm::errs() << "moec: error: " << options.input << ": "
+                   << llvm::toString(std::move(err)) << "\n";
+      return 1;
+    }
+  } else if (options.emit == EmitStage::Artifact) {
     if (!isDirectory || options.output == "-") {
       llvm::errs() << "moec: error: --emit=artifact needs a checkpoint folder "
                       "as input and -o FILE\n";

@@ -396,3 +396,63 @@ llvm::Expected<std::unique_ptr<ONNXModel>> ONNXModel::load(StringRef path) {
                             "initializer");
   return result;
 }
+
+static std::vector<ONNXValueInfo>
+valueInfos(const google::protobuf::RepeatedPtrField<onnx::ValueInfoProto> &list,
+           const llvm::StringMap<ONNXInitializer> &skip) {
+  std::vector<ONNXValueInfo> result;
+  for (const onnx::ValueInfoProto &value : list) {
+    if (skip.count(value.name()))
+      continue; // Old exporters list initializers as inputs too.
+    ONNXValueInfo info;
+    info.name = value.name();
+    if (value.type().has_tensor_type()) {
+      const onnx::TypeProto::Tensor &tensor = value.type().tensor_type();
+      info.dataType = tensor.elem_type();
+      for (const onnx::TensorShapeProto::Dimension &dim : tensor.shape().dim())
+        info.dims.push_back(dim.has_dim_value() && dim.dim_value() >= 0
+                                ? std::to_string(dim.dim_value())
+                            : dim.has_dim_param() && !dim.dim_param().empty()
+                                ? dim.dim_param()
+                                : "?");
+    }
+    result.push_back(std::move(info));
+  }
+  return result;
+}
+
+std::vector<ONNXValueInfo> ONNXModel::graphInputs() const {
+  return valueInfos(model->graph().input(), inits);
+}
+
+std::vector<ONNXValueInfo> ONNXModel::graphOutputs() const {
+  return valueInfos(model->graph().output(), {});
+}
+
+llvm::Expected<llvm::ArrayRef<uint8_t>>
+ONNXModel::initializerBytes(StringRef name) const {
+  auto it = inits.find(name);
+  if (it == inits.end())
+    return fail(filePath, "no initializer '" + name + "'");
+  const ONNXInitializer &init = it->second;
+  if (init.inlineData)
+    return llvm::ArrayRef<uint8_t>(
+        static_cast<const uint8_t *>(init.inlineData), init.byteSize);
+  if (init.externalFile.empty())
+    return fail(filePath, "initializer '" + name + "' stores " +
+                              onnxDataTypeName(init.dataType) +
+                              " widened in a typed field; only raw_data and "
+                              "native fields can be read yet");
+  llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> slice =
+      llvm::MemoryBuffer::getFileSlice(init.externalFile, init.byteSize,
+                                       init.externalOffset,
+                                       /*IsVolatile=*/false);
+  if (!slice)
+    return fail(filePath, "initializer '" + name + "': cannot read '" +
+                              init.externalFile +
+                              "': " + slice.getError().message());
+  mapped.push_back(std::move(*slice));
+  return llvm::ArrayRef<uint8_t>(
+      reinterpret_cast<const uint8_t *>(mapped.back()->getBufferStart()),
+      init.byteSize);
+}

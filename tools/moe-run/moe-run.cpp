@@ -5,31 +5,54 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "Npy.h"
+
 #include "moe/Runtime/moert.h"
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
+#include <sys/stat.h>
+
 static const char *kUsage = R"(moe-run: run an artifact compiled by moec
 
-Usage: moe-run ARTIFACT --tokens IDS [options]
+Usage: moe-run DECODER_ARTIFACT --tokens IDS [options]
+       moe-run GRAPH_ARTIFACT --input NAME=FILE.npy ... --output-dir DIR
 
-Prefills the prompt IDS (comma-separated token ids), then generates greedily
-and prints the generated ids, space-separated, on one line.
+A decoder artifact (compiled from a checkpoint folder) prefills the prompt
+IDS (comma-separated token ids), then generates greedily and prints the
+generated ids, space-separated, on one line.
 
-Options:
+A graph artifact (compiled from an ONNX model) runs once on the named input
+tensors and writes each graph output to DIR/NAME.npy, the ONNX output name
+with characters other than letters, digits, '.', '_' and '-' replaced by
+'_'. It prints one line per output: name, element type, shape, file.
+
+Decoder options:
   --tokens IDS           prompt token ids, e.g. 0,5,99
   --generate N           number of tokens to generate (default 16)
   --dump-logits FILE     write every computed logits row as a float32 .npy
                          array [prompt + N - 1, vocab]: the prompt's rows,
                          then one row per decode step
-  --stats                print load time and prefill/decode tokens per second
-                         to stderr
+
+Graph options:
+  --input NAME=FILE.npy  the value of graph input NAME (repeat for each
+                         input; element type and rank must match, see
+                         --signature). bf16 is read as raw '<u2' words
+  --output-dir DIR       where the outputs go (created if missing)
+  --signature            print the graph's inputs and outputs and exit
+
+Common options:
+  --stats                print load and run times (for decoders, tokens
+                         per second) to stderr
   --device=D             where to run: cpu, cuda, or auto (the default: cuda
                          when the artifact has GPU code and a device is
                          present, else cpu). Artifacts carry CPU code only
@@ -39,9 +62,12 @@ Options:
   --help                 show this text
   --version              print the runtime version
 
-Example:
+Examples:
   moec path/to/checkpoint --emit=artifact -o model.moec
   moe-run model.moec --tokens 0,5,99,180 --generate 8
+  moec model.onnx --target=cpu -o graph.moec
+  moe-run graph.moec --signature
+  moe-run graph.moec --input input_ids=ids.npy --output-dir out/
 )";
 
 namespace {
@@ -105,33 +131,141 @@ bool parseTokens(const char *text, std::vector<int32_t> &out) {
   return !out.empty();
 }
 
-/// Writes a float32 .npy (format 1.0) of shape [rows, cols].
-bool writeNpy(const std::string &path, const std::vector<float> &data,
-              int64_t rows, int64_t cols) {
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" +
-                       std::to_string(rows) + ", " + std::to_string(cols) +
-                       "), }";
-  size_t total = 10 + header.size() + 1;
-  header.append((64 - total % 64) % 64, ' ');
-  header.push_back('\n');
-  std::string tmp = path + ".tmp";
-  FILE *f = std::fopen(tmp.c_str(), "wb");
-  if (!f)
-    return false;
-  unsigned char magic[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
-                             static_cast<unsigned char>(header.size() & 0xff),
-                             static_cast<unsigned char>(header.size() >> 8)};
-  bool ok = std::fwrite(magic, 1, 10, f) == 10 &&
-            std::fwrite(header.data(), 1, header.size(), f) == header.size() &&
-            std::fwrite(data.data(), sizeof(float), data.size(), f) ==
-                data.size();
-  ok = (std::fclose(f) == 0) && ok;
-  // Renamed into place only when complete: no half-written file.
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return false;
+/// "[T, 16]": sizes, with a dimension fixed at run time shown by its
+/// symbolic name when `model` gives one for graph value (`output`, `i`).
+std::string shapeText(const moert_tensor &t, moert_model model = nullptr,
+                      int output = 0, int64_t i = 0) {
+  std::string text = "[";
+  for (int64_t d = 0; d < t.rank; ++d) {
+    const char *name =
+        model ? moert_graph_dim_name(model, output, i, d) : nullptr;
+    text += (d ? ", " : "") + (t.shape[d] >= 0 ? std::to_string(t.shape[d])
+                               : name          ? std::string(name)
+                                               : std::string("?"));
   }
-  return true;
+  return text + "]";
+}
+
+/// A file name for graph output `name`: letters, digits, '.', '_' and '-'
+/// kept, anything else '_'; never hidden, never empty.
+std::string fileNameFor(const std::string &name) {
+  std::string file;
+  for (char c : name)
+    file += std::isalnum(static_cast<unsigned char>(c)) || c == '.' ||
+                    c == '_' || c == '-'
+                ? c
+                : '_';
+  if (file.empty() || file[0] == '.')
+    file.insert(file.begin(), '_');
+  return file;
+}
+
+/// Prints the graph's inputs and outputs, one per line.
+void printSignature(moert_model model) {
+  for (bool inputs : {true, false}) {
+    int64_t n = inputs ? moert_graph_input_count(model)
+                       : moert_graph_output_count(model);
+    for (int64_t i = 0; i < n; ++i) {
+      const char *name = nullptr;
+      moert_tensor info;
+      moert_status status = inputs
+                                ? moert_graph_input_info(model, i, &name, &info)
+                                : moert_graph_output_info(model, i, &name, &info);
+      moert_status_free(status);
+      std::printf("%s %s: %s %s\n", inputs ? "input" : "output", name,
+                  moert_dtype_name(info.dtype),
+                  shapeText(info, model, !inputs, i).c_str());
+    }
+  }
+}
+
+using Clock = std::chrono::steady_clock;
+
+/// Runs a graph artifact: reads the named inputs, runs once, writes the
+/// outputs. Returns the exit code.
+int runGraph(moert_model model, const std::map<std::string, std::string> &given,
+             const std::string &outputDir, bool stats) {
+  int64_t numInputs = moert_graph_input_count(model);
+  std::vector<moerun::NpyArray> arrays(numInputs);
+  std::vector<moert_tensor> inputs(numInputs);
+  std::set<std::string> known;
+  for (int64_t i = 0; i < numInputs; ++i) {
+    const char *name = nullptr;
+    moert_tensor info;
+    moert_status_free(moert_graph_input_info(model, i, &name, &info));
+    known.insert(name);
+    auto it = given.find(name);
+    if (it == given.end()) {
+      std::fprintf(stderr,
+                   "moe-run: error: graph input '%s' (%s %s) is not given: "
+                   "use --input %s=FILE.npy\n",
+                   name, moert_dtype_name(info.dtype),
+                   shapeText(info, model, 0, i).c_str(), name);
+      return 1;
+    }
+    std::string error;
+    if (!moerun::readNpy(it->second, info.dtype, arrays[i], error))
+      return fail("%s", error.c_str());
+    moert_tensor &t = inputs[i];
+    t.dtype = arrays[i].dtype;
+    t.rank = int64_t(arrays[i].shape.size());
+    if (t.rank > MOERT_MAX_RANK)
+      return fail("%s: rank above 8", it->second.c_str());
+    for (int64_t d = 0; d < t.rank; ++d)
+      t.shape[d] = arrays[i].shape[d];
+    t.data = arrays[i].data.data();
+  }
+  for (const auto &[name, file] : given)
+    if (!known.count(name)) {
+      std::string names;
+      for (const std::string &k : known)
+        names += (names.empty() ? "'" : ", '") + k + "'";
+      std::fprintf(stderr,
+                   "moe-run: error: --input %s=%s: the graph has no input "
+                   "'%s' (its inputs: %s)\n",
+                   name.c_str(), file.c_str(), name.c_str(), names.c_str());
+      return 1;
+    }
+
+  int64_t numOutputs = moert_graph_output_count(model);
+  std::vector<moert_tensor> outputs(numOutputs);
+  Clock::time_point t0 = Clock::now();
+  if (moert_status status =
+          moert_graph_run(model, inputs.data(), outputs.data()))
+    return failStatus(status);
+  double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+
+  int rc = 0;
+  if (mkdir(outputDir.c_str(), 0777) != 0 && errno != EEXIST)
+    rc = fail("cannot create '%s'", outputDir.c_str());
+  std::set<std::string> used;
+  for (int64_t o = 0; o < numOutputs && rc == 0; ++o) {
+    const char *name = nullptr;
+    moert_status_free(moert_graph_output_info(model, o, &name, nullptr));
+    // Two names that sanitise alike get the output's index appended.
+    std::string file = fileNameFor(name);
+    if (!used.insert(file).second) {
+      file += "_" + std::to_string(o);
+      used.insert(file);
+    }
+    std::string path = outputDir + "/" + file + ".npy";
+    std::vector<int64_t> shape(outputs[o].shape,
+                               outputs[o].shape + outputs[o].rank);
+    std::string error;
+    if (!moerun::writeNpy(path, outputs[o].dtype, shape, outputs[o].data,
+                          error)) {
+      rc = fail("%s", error.c_str());
+      break;
+    }
+    std::printf("%s: %s %s -> %s\n", name, moert_dtype_name(outputs[o].dtype),
+                shapeText(outputs[o]).c_str(), path.c_str());
+  }
+  for (moert_tensor &t : outputs)
+    moert_tensor_release(&t);
+  if (stats)
+    std::fprintf(stderr, "load %.3f s; run %.6f s\n",
+                 moert_model_load_seconds(model), seconds);
+  return rc;
 }
 
 } // namespace
@@ -142,6 +276,9 @@ int main(int argc, char **argv) {
   long generate = 16;
   bool stats = false;
   std::string device = "auto";
+  std::map<std::string, std::string> inputs;
+  std::string outputDir;
+  bool signature = false;
   for (int i = 1; i < argc; ++i) {
     const char *arg = argv[i];
     auto value = [&]() -> const char * {
@@ -173,6 +310,20 @@ int main(int argc, char **argv) {
       if (!v)
         return fail("--dump-logits needs a file name%s", "");
       dumpPath = v;
+    } else if (!std::strcmp(arg, "--input")) {
+      const char *v = value();
+      const char *eq = v ? std::strchr(v, '=') : nullptr;
+      if (!eq || eq == v || !eq[1])
+        return fail("--input needs NAME=FILE.npy, got '%s'", v ? v : "");
+      if (!inputs.emplace(std::string(v, eq), eq + 1).second)
+        return fail("--input '%s' is given twice", std::string(v, eq).c_str());
+    } else if (!std::strcmp(arg, "--output-dir")) {
+      const char *v = value();
+      if (!v || !*v)
+        return fail("--output-dir needs a folder%s", "");
+      outputDir = v;
+    } else if (!std::strcmp(arg, "--signature")) {
+      signature = true;
     } else if (!std::strcmp(arg, "--stats")) {
       stats = true;
     } else if (!std::strncmp(arg, "--device=", 9) ||
@@ -194,8 +345,6 @@ int main(int argc, char **argv) {
   }
   if (artifact.empty())
     return fail("no artifact given (see --help)%s", "");
-  if (prompt.empty())
-    return fail("no prompt given: use --tokens IDS (see --help)%s", "");
   if (device == "cuda") {
     // Say first whether there is a GPU at all, then that the artifact
     // cannot use it.
@@ -210,6 +359,31 @@ int main(int argc, char **argv) {
   moert_model model = nullptr;
   if (moert_status status = moert_model_load(artifact.c_str(), &model))
     return failStatus(status);
+  if (moert_model_is_graph(model)) {
+    int rc = 0;
+    if (signature)
+      printSignature(model);
+    else if (!prompt.empty() || !dumpPath.empty())
+      rc = fail("%s is a graph artifact: give --input NAME=FILE.npy and "
+                "--output-dir DIR, not --tokens (see --signature)",
+                artifact.c_str());
+    else if (outputDir.empty())
+      rc = fail("no --output-dir given for the graph's outputs%s", "");
+    else
+      rc = runGraph(model, inputs, outputDir, stats);
+    moert_model_free(model);
+    return rc;
+  }
+  if (signature || !inputs.empty() || !outputDir.empty()) {
+    moert_model_free(model);
+    return fail("%s is a decoder artifact: it takes --tokens IDS, not "
+                "--input, --output-dir or --signature",
+                artifact.c_str());
+  }
+  if (prompt.empty()) {
+    moert_model_free(model);
+    return fail("no prompt given: use --tokens IDS (see --help)%s", "");
+  }
   int64_t vocab = moert_model_vocab_size(model);
   int64_t n = static_cast<int64_t>(prompt.size());
   if (generate > moert_model_max_seq_len(model) - n + 1) {
@@ -224,7 +398,6 @@ int main(int argc, char **argv) {
   moert_session session = nullptr;
   moert_session_create(model, &session);
 
-  using Clock = std::chrono::steady_clock;
   std::vector<float> rows(n * vocab);
   Clock::time_point t0 = Clock::now();
   if (moert_status status =
@@ -261,10 +434,12 @@ int main(int argc, char **argv) {
     std::printf("%s%d", i ? " " : "", generated[i]);
   std::printf("\n");
   int rc = 0;
+  std::string error;
   if (!dumpPath.empty() &&
-      !writeNpy(dumpPath, rows, static_cast<int64_t>(rows.size()) / vocab,
-                vocab))
-    rc = fail("cannot write '%s'", dumpPath.c_str());
+      !moerun::writeNpy(dumpPath, MOERT_DTYPE_F32,
+                        {static_cast<int64_t>(rows.size()) / vocab, vocab},
+                        rows.data(), error))
+    rc = fail("%s", error.c_str());
   if (stats) {
     double prefillS = std::chrono::duration<double>(t1 - t0).count();
     double decodeS = std::chrono::duration<double>(t2 - t1).count();

@@ -12,6 +12,7 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/Error.h"
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +24,25 @@ class Checkpoint;
 namespace mlir::moe {
 
 struct ArtifactInfo {
+  /// A decoder (@prefill and @decode over KV caches, from a checkpoint) or
+  /// a graph (@main of an imported ONNX model, run on named tensors).
+  enum class Kind { Decoder, Graph };
+  Kind kind = Kind::Decoder;
+
+  /// A graph input or output: its ONNX name, element type ("f32", "i64",
+  /// "bool", ...) and dimensions, each a size, a symbolic name (ONNX
+  /// dim_param) or "?".
+  struct GraphValue {
+    std::string name, dtype;
+    std::vector<std::string> dims;
+  };
+  std::vector<GraphValue> inputs, outputs;
+  /// For graphs: the model file (recorded for people) and the bytes of
+  /// each initializer by name. Graph weights are always embedded.
+  std::string source;
+  std::function<llvm::Expected<llvm::ArrayRef<uint8_t>>(llvm::StringRef)>
+      tensorBytes;
+
   std::string checkpointDir;
   std::string modelType;
   int64_t vocabSize = 0;
@@ -40,8 +60,9 @@ struct ArtifactInfo {
   std::string prefillSignature, decodeSignature;
 };
 
-/// Compiles `module` (in the LLVM dialect, with @prefill and @decode
-/// carrying llvm.emit_c_interface and a moe.weights manifest) for the host
+/// Compiles `module` (in the LLVM dialect, with @prefill and @decode, or
+/// @main for a graph, carrying llvm.emit_c_interface and a moe.weights
+/// manifest) for the host
 /// and writes the artifact to `outputPath`; nothing is written on error.
 llvm::Error writeCPUArtifact(ModuleOp module, const ArtifactInfo &info,
                              llvm::StringRef outputPath);

@@ -30,6 +30,10 @@
 #include <string>
 #include <vector>
 
+namespace llvm {
+class MemoryBuffer;
+} // namespace llvm
+
 namespace onnx {
 class ModelProto;
 class NodeProto;
@@ -57,6 +61,16 @@ struct ONNXInitializer {
   const void *inlineData = nullptr;
 };
 
+/// A graph input or output as the model declares it.
+struct ONNXValueInfo {
+  std::string name;
+  /// TensorProto::DataType; 0 when the model does not say.
+  int32_t dataType = 0;
+  /// Each dimension: its size, its symbolic name (dim_param) or "?"; empty
+  /// when the model gives no shape.
+  llvm::SmallVector<std::string> dims;
+};
+
 /// A validated ONNX model.
 class ONNXModel {
 public:
@@ -78,6 +92,13 @@ public:
   int64_t opsetFor(llvm::StringRef domain) const;
   /// A name for `node` in diagnostics: its name, or "#i (OpType)".
   std::string describe(const onnx::NodeProto &node) const;
+  /// The graph's inputs that are not initializers, and its outputs.
+  std::vector<ONNXValueInfo> graphInputs() const;
+  std::vector<ONNXValueInfo> graphOutputs() const;
+  /// The bytes of initializer `name`, inline or mapped from its external
+  /// file (mapped once, valid while the model lives).
+  llvm::Expected<llvm::ArrayRef<uint8_t>>
+  initializerBytes(llvm::StringRef name) const;
 
 private:
   ONNXModel();
@@ -86,6 +107,7 @@ private:
   llvm::SmallVector<const onnx::NodeProto *> order;
   llvm::StringMap<ONNXInitializer> inits;
   llvm::StringMap<int64_t> opsets;
+  mutable std::vector<std::unique_ptr<llvm::MemoryBuffer>> mapped;
 };
 
 /// The name of an ONNX element type (TensorProto::DataType), e.g. "FLOAT".

@@ -4,9 +4,8 @@
  * usable from C and C++. Errors are values: every call that can fail
  * returns a moert_status, NULL on success, which the caller frees.
  *
- * This header grows with the runtime (artifact loading, sessions, KV cache
- * ownership); what is here is the error and version contract every later
- * entry point uses.
+ * Contents: errors and versions; models (loaded artifacts) with sessions
+ * for decoders and named-tensor runs for graphs; CUDA device queries.
  *
  *===----------------------------------------------------------------------===*/
 
@@ -90,6 +89,72 @@ moert_status moert_prefill(moert_session session, const int32_t *tokens,
 /* Appends one token and writes its logits, [vocab] f32 (may be NULL). */
 moert_status moert_decode(moert_session session, int32_t token,
                           float *logits);
+
+/*===----------------------------------------------------------------------===
+ * Graphs
+ *
+ * An artifact compiled from an ONNX model is a graph: named input tensors
+ * in, named output tensors out, no session state. Dimensions the model
+ * leaves open (-1 in moert_graph_value_info) are fixed by the inputs of
+ * each run; inputs that share a symbolic dimension name (ONNX dim_param)
+ * must agree on it.
+ *===----------------------------------------------------------------------===*/
+
+typedef enum moert_dtype {
+  MOERT_DTYPE_F32 = 1,
+  MOERT_DTYPE_F16 = 2,
+  MOERT_DTYPE_BF16 = 3,
+  MOERT_DTYPE_F64 = 4,
+  MOERT_DTYPE_I64 = 5,
+  MOERT_DTYPE_I32 = 6,
+  MOERT_DTYPE_BOOL = 7, /* one byte per element, 0 or 1 */
+} moert_dtype;
+
+/* Bytes per element of `dtype`; 0 for an unknown value. */
+int64_t moert_dtype_size(moert_dtype dtype);
+/* "f32", "bf16", "bool", ...; "?" for an unknown value. */
+const char *moert_dtype_name(moert_dtype dtype);
+
+#define MOERT_MAX_RANK 8
+
+/* A dense row-major host tensor. */
+typedef struct moert_tensor {
+  moert_dtype dtype;
+  int64_t rank;
+  int64_t shape[MOERT_MAX_RANK];
+  void *data;
+} moert_tensor;
+
+/* Non-zero when `model` is a graph artifact (else it is a decoder, run
+ * with sessions). */
+int moert_model_is_graph(moert_model model);
+
+int64_t moert_graph_input_count(moert_model model);
+int64_t moert_graph_output_count(moert_model model);
+/* Name, element type and rank of input/output `i`, and its shape with -1
+ * for a dimension fixed at run time (`out->data` is NULL). The name is
+ * valid while the model lives. */
+moert_status moert_graph_input_info(moert_model model, int64_t i,
+                                    const char **name, moert_tensor *out);
+moert_status moert_graph_output_info(moert_model model, int64_t i,
+                                     const char **name, moert_tensor *out);
+
+/* The symbolic name (ONNX dim_param) of dimension `d` of input `i` (of
+ * output `i` when `output` is non-zero), or NULL when the dimension is
+ * fixed, unnamed or out of range. Inputs sharing a name must agree on it. */
+const char *moert_graph_dim_name(moert_model model, int output, int64_t i,
+                                 int64_t d);
+
+/* Runs the graph on `inputs` (one per graph input, in order; read only)
+ * and fills `outputs` (one per graph output, in order): each gets its
+ * shape and a buffer the caller releases with moert_tensor_release. A
+ * wrong element type, rank or fixed dimension, or inputs that disagree on
+ * a shared dimension, is MOERT_INVALID_ARGUMENT naming the input. */
+moert_status moert_graph_run(moert_model model, const moert_tensor *inputs,
+                             moert_tensor *outputs);
+
+/* Frees a buffer moert_graph_run allocated and clears `tensor->data`. */
+void moert_tensor_release(moert_tensor *tensor);
 
 /* The fingerprint (FNV-1a, 64 bit) the manifest records for shard headers
  * and the code section. */

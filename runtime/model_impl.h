@@ -1,0 +1,98 @@
+//===- model_impl.h - Internals shared by the runtime's sources --*- C++ -*-===//
+//
+// The loaded-model structure and memref descriptors, shared by model.cpp
+// (loading, decoder sessions) and graph.cpp (named-tensor runs). Not
+// installed; plain C++, no MLIR or LLVM.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_RUNTIME_MODEL_IMPL_H
+#define MOE_RUNTIME_MODEL_IMPL_H
+
+#include "moe/Runtime/moert.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace moert {
+
+struct Shard {
+  std::string path;
+  uint64_t headerFingerprint = 0;
+  int64_t size = 0;
+  void *base = nullptr;
+};
+
+struct WeightPart {
+  int64_t shard, offset, bytes;
+};
+
+struct Weight {
+  std::string symbol;
+  std::vector<WeightPart> parts;
+};
+
+/// A memref descriptor of rank `rank` as the compiled code lays it out:
+/// allocated, aligned, offset, sizes[rank], strides[rank].
+struct Descriptor {
+  std::vector<int64_t> words;
+  explicit Descriptor(int64_t rank = 0) : words(3 + 2 * rank, 0) {}
+  int64_t rank() const { return (int64_t(words.size()) - 3) / 2; }
+  void *allocated() const { return reinterpret_cast<void *>(words[0]); }
+  void *aligned() const { return reinterpret_cast<void *>(words[1]); }
+  int64_t size(int64_t i) const { return words[3 + i]; }
+  static Descriptor contiguous(void *data, const std::vector<int64_t> &shape) {
+    Descriptor d(static_cast<int64_t>(shape.size()));
+    d.words[0] = d.words[1] = reinterpret_cast<int64_t>(data);
+    int64_t stride = 1;
+    for (int64_t i = d.rank() - 1; i >= 0; --i) {
+      d.words[3 + i] = shape[i];
+      d.words[3 + d.rank() + i] = stride;
+      stride *= shape[i];
+    }
+    return d;
+  }
+};
+
+using PackedFn = void (*)(void **);
+
+/// A graph input or output from the manifest. `dims[i]` is a size, or -1
+/// with `dimNames[i]` the symbolic name ("?" when the model gives none).
+struct GraphValue {
+  std::string name;
+  moert_dtype dtype = MOERT_DTYPE_F32;
+  std::vector<int64_t> dims;
+  std::vector<std::string> dimNames;
+};
+
+moert_status fail(moert_status_code code, const std::string &message);
+
+/// Parses "f32", "bool", ... as written by moec; false if unknown.
+bool parseDtype(const std::string &text, moert_dtype &out);
+
+} // namespace moert
+
+struct moert_model_s {
+  std::string path;
+  void *artifactBase = nullptr;
+  int64_t artifactSize = 0;
+  std::string modelType;
+  int64_t vocab = 0, layers = 0, maxSeqLen = 0;
+  std::vector<int64_t> cacheRanks;
+  std::vector<moert::Shard> shards;
+  std::vector<moert::Weight> weights;
+  std::vector<void *> gathered;
+  void *library = nullptr;
+  int memfd = -1;
+  moert::PackedFn prefill = nullptr, decode = nullptr;
+  /// Graph artifacts (kind graph): the signature and the entry point.
+  bool graph = false;
+  std::vector<moert::GraphValue> inputs, outputs;
+  moert::PackedFn main = nullptr;
+  double loadSeconds = 0;
+
+  ~moert_model_s();
+};
+
+#endif // MOE_RUNTIME_MODEL_IMPL_H
