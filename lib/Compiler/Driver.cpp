@@ -148,7 +148,9 @@ void mlir::moe::buildMoECompilePipeline(OpPassManager &pm, EmitStage stage,
   pm.addPass(createCanonicalizerPass());
   if (stage == EmitStage::Linalg)
     return;
-  // LLVM and Artifact share the rest.
+  // LLVM and Artifact share the rest. Math ops without an LLVM intrinsic
+  // (erf) become polynomials first.
+  pm.addPass(createMoEExpandMathPass());
   bufferization::OneShotBufferizePassOptions bufferize;
   bufferize.bufferizeFunctionBoundaries = true;
   bufferize.functionBoundaryTypeConversion =

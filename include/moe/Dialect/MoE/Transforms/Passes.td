@@ -70,6 +70,29 @@ def MoEExternalizeWeightsPass : Pass<"moe-externalize-weights", "ModuleOp"> {
 // Optimisations (moec -O1 and -O2)
 //===----------------------------------------------------------------------===//
 
+def MoEExpandMathPass : Pass<"moe-expand-math"> {
+  let summary = "Polynomial forms of math ops LLVM has no intrinsic for";
+  let description = [{
+    `math.erf` and `math.erfc` (from ONNX Erf, and GELU as exporters write
+    it) have no LLVM intrinsic, so the CPU code generator cannot translate
+    them. This pass rewrites them with MLIR's polynomial approximations
+    (`populatePolynomialApproximateErfPattern` and the erfc variant), so
+    compiled code needs no libm and computes the same on every host. f32
+    only, as those patterns are; other float types are extended to f32
+    around the op.
+
+    Example:
+
+    ```mlir
+    %y = math.erf %x : f32
+    // becomes a rational polynomial in %x built from arith ops
+    ```
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::math::MathDialect",
+                           "::mlir::vector::VectorDialect"];
+}
+
 def MoEFuseRoutingPass : Pass<"moe-fuse-routing", "ModuleOp"> {
   let summary = "Fuse the router into one kernel that also sorts tokens by expert";
   let description = [{

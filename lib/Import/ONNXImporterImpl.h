@@ -1,0 +1,230 @@
+//===- ONNXImporterImpl.h - The ONNX importer's internals -------*- C++ -*-===//
+//
+// Shared by the importer's sources (not installed): ONNXImporter.cpp (the
+// graph walk, values, constants and known integers), ONNXElementwise.cpp
+// (broadcasting elementwise ops, comparisons, casts, reductions, softmax),
+// ONNXShapeOps.cpp (reshapes, slices, gathers, concatenation and the other
+// data-movement ops) and ONNXLayers.cpp (matrix products, normalisations
+// and com.microsoft.MoE raising).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_LIB_IMPORT_ONNXIMPORTERIMPL_H
+#define MOE_LIB_IMPORT_ONNXIMPORTERIMPL_H
+
+#include "moe/Import/ONNXImporter.h"
+#include "moe/Import/ONNXModel.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/BuiltinTypes.h"
+
+#include "onnx/onnx_pb.h"
+
+#include "llvm/ADT/StringMap.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mlir::moe::onnximport {
+
+/// The MLIR element type of an ONNX one, or null.
+inline Type elementType(MLIRContext *ctx, int32_t type) {
+  using T = onnx::TensorProto;
+  switch (type) {
+  case T::FLOAT:
+    return Float32Type::get(ctx);
+  case T::FLOAT16:
+    return Float16Type::get(ctx);
+  case T::BFLOAT16:
+    return BFloat16Type::get(ctx);
+  case T::DOUBLE:
+    return Float64Type::get(ctx);
+  case T::INT64:
+    return IntegerType::get(ctx, 64);
+  case T::INT32:
+    return IntegerType::get(ctx, 32);
+  case T::BOOL:
+    return IntegerType::get(ctx, 1);
+  default:
+    return nullptr;
+  }
+}
+
+inline const onnx::AttributeProto *findAttr(const onnx::NodeProto &node,
+                                     llvm::StringRef name) {
+  for (const onnx::AttributeProto &attr : node.attribute())
+    if (attr.name() == name)
+      return &attr;
+  return nullptr;
+}
+
+inline int64_t intAttr(const onnx::NodeProto &node, llvm::StringRef name,
+                int64_t fallback) {
+  const onnx::AttributeProto *attr = findAttr(node, name);
+  return attr ? attr->i() : fallback;
+}
+
+inline std::optional<float> floatAttr(const onnx::NodeProto &node,
+                               llvm::StringRef name) {
+  const onnx::AttributeProto *attr = findAttr(node, name);
+  if (!attr)
+    return std::nullopt;
+  return attr->f();
+}
+
+inline std::string stringAttr(const onnx::NodeProto &node, llvm::StringRef name,
+                       llvm::StringRef fallback) {
+  const onnx::AttributeProto *attr = findAttr(node, name);
+  return attr ? attr->s() : fallback.str();
+}
+
+/// Why a node was not imported: "op kind" -> count, first node, reason.
+struct Missing {
+  std::string kind;
+  unsigned count = 0;
+  std::string firstNode;
+  std::string reason;
+};
+
+/// A 0-D or 1-D integer tensor whose elements are known while importing:
+/// constants, or sizes of other values (tensor.dim) and arithmetic on
+/// them. Exported graphs compute shapes at run time (Shape -> Gather ->
+/// Unsqueeze -> Concat -> Reshape); folding those chains into these lets
+/// Reshape, Expand, Slice and the rest see static ranks and sizes.
+struct KnownInts {
+  llvm::SmallVector<OpFoldResult> elems;
+  bool scalar = false;
+  /// The ONNX element type (i64, i32 or i1).
+  Type type;
+};
+
+/// The result of importing one node: nullopt, or why it was not imported.
+using ImportResult = std::optional<std::string>;
+
+class Importer {
+public:
+  Importer(MLIRContext *ctx, const ::moe::ONNXModel &model,
+           std::vector<ONNXMoEBlock> *blocks)
+      : ctx(ctx), model(model), builder(ctx), blocks(blocks),
+        fileLoc(FileLineColLoc::get(ctx, model.path(), 0, 0)) {}
+
+  llvm::Expected<OwningOpRef<ModuleOp>> run();
+
+private:
+  Location locOf(const onnx::NodeProto &node) {
+    return NameLoc::get(builder.getStringAttr(model.describe(node)), fileLoc);
+  }
+  /// The value named `name`: a graph input, a node result, an initializer
+  /// (as a moe.weight, created at first use) or known integers (as a
+  /// constant or tensor.from_elements, created at first use).
+  Value lookup(const std::string &name);
+  /// Input `i` of `node`, or null when absent, empty or of no known type.
+  Value input(const onnx::NodeProto &node, int i) {
+    return i < node.input_size() && !node.input(i).empty()
+               ? lookup(node.input(i))
+               : Value();
+  }
+  /// Imports one node; on failure returns the reason.
+  ImportResult importNode(const onnx::NodeProto &node);
+  void note(const onnx::NodeProto &node, const std::string &reason);
+  llvm::Error fail(const llvm::Twine &message) {
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   model.path() + ": " + message);
+  }
+
+  // --- Known integers (ONNXImporter.cpp) ---------------------------------
+  /// The known integers of `name`: folded shape arithmetic, a Constant
+  /// node, or a small integer initializer.
+  std::optional<KnownInts> knownInts(const std::string &name);
+  /// knownInts when every element is a constant.
+  std::optional<llvm::SmallVector<int64_t>>
+  constantInts(const std::string &name);
+  /// Records `value` as the known integers of output `name`.
+  void setKnown(const std::string &name, KnownInts value) {
+    known[name] = std::move(value);
+  }
+  /// `a op b` on index values, folded when both are constants.
+  OpFoldResult foldIndex(Location loc, char op, OpFoldResult a,
+                         OpFoldResult b);
+  /// A tensor of `type` holding `v` (a constant when every element is).
+  Value materialize(Location loc, const KnownInts &v);
+
+  // --- Nodes ---------------------------------------------------------------
+  ImportResult importConstant(const onnx::NodeProto &node);
+  ImportResult importIdentity(const onnx::NodeProto &node);
+  // ONNXElementwise.cpp
+  ImportResult importElementwise(const onnx::NodeProto &node);
+  ImportResult importKnownArith(const onnx::NodeProto &node);
+  ImportResult importClip(const onnx::NodeProto &node);
+  ImportResult importCast(const onnx::NodeProto &node);
+  ImportResult importSoftmax(const onnx::NodeProto &node);
+  ImportResult importReduce(const onnx::NodeProto &node);
+  // ONNXShapeOps.cpp
+  ImportResult importShape(const onnx::NodeProto &node);
+  ImportResult importTranspose(const onnx::NodeProto &node);
+  ImportResult importReshape(const onnx::NodeProto &node);
+  ImportResult importSqueeze(const onnx::NodeProto &node);
+  ImportResult importGather(const onnx::NodeProto &node);
+  ImportResult importGatherElements(const onnx::NodeProto &node);
+  ImportResult importConcat(const onnx::NodeProto &node);
+  ImportResult importSplit(const onnx::NodeProto &node);
+  ImportResult importSlice(const onnx::NodeProto &node);
+  ImportResult importExpand(const onnx::NodeProto &node);
+  ImportResult importTile(const onnx::NodeProto &node);
+  ImportResult importConstantOfShape(const onnx::NodeProto &node);
+  ImportResult importRange(const onnx::NodeProto &node);
+  ImportResult importTrilu(const onnx::NodeProto &node);
+  ImportResult importCumSum(const onnx::NodeProto &node);
+  ImportResult importOneHot(const onnx::NodeProto &node);
+  ImportResult importTopK(const onnx::NodeProto &node);
+  // ONNXLayers.cpp
+  ImportResult importMatMul(const onnx::NodeProto &node);
+  ImportResult importBatchMatMul(const onnx::NodeProto &node, Value a,
+                                 Value b);
+  ImportResult importGemm(const onnx::NodeProto &node);
+  ImportResult importSimplifiedLayerNorm(const onnx::NodeProto &node);
+  ImportResult importLayerNorm(const onnx::NodeProto &node);
+  ImportResult importMoE(const onnx::NodeProto &node);
+
+  // --- Helpers -------------------------------------------------------------
+  /// `x` reshaped to `shape`, where a kDynamic size is `dims[i]`.
+  Value reshapeTo(Location loc, Value x, llvm::ArrayRef<int64_t> shape,
+                  llvm::ArrayRef<OpFoldResult> dims);
+  /// One linalg.generic over the numpy broadcast of `operands` (size-1 or
+  /// missing leading dimensions broadcast), yielding `body(args)` of
+  /// `resultElement`; nullopt-style failure as a reason string.
+  llvm::Expected<Value>
+  broadcastGeneric(Location loc, ValueRange operands, Type resultElement,
+                   llvm::function_ref<Value(OpBuilder &, Location, ValueRange)>
+                       body);
+  /// A linalg.generic producing a tensor of `type` (sizes `sizes`) whose
+  /// element at each index is `body(indices)`.
+  Value indexGeneric(Location loc, RankedTensorType type,
+                     llvm::ArrayRef<OpFoldResult> sizes,
+                     llvm::function_ref<Value(OpBuilder &, Location, ValueRange)>
+                         body);
+
+  MLIRContext *ctx;
+  const ::moe::ONNXModel &model;
+  OpBuilder builder;
+  std::vector<ONNXMoEBlock> *blocks;
+  Location fileLoc;
+  llvm::StringMap<Value> values;
+  llvm::StringMap<KnownInts> known;
+  std::vector<Missing> missing;
+  llvm::StringMap<size_t> missingIndex;
+};
+
+/// Normalises `axis` of a rank-`rank` tensor (negative counts from the
+/// end); nullopt when out of range.
+inline std::optional<int64_t> normalizeAxis(int64_t axis, int64_t rank) {
+  if (axis < -rank || axis >= rank)
+    return std::nullopt;
+  return axis < 0 ? axis + rank : axis;
+}
+
+} // namespace mlir::moe::onnximport
+
+#endif // MOE_LIB_IMPORT_ONNXIMPORTERIMPL_H

@@ -1,0 +1,570 @@
+//===- ONNXLayers.cpp - Products, normalisations and MoE raising ----------===//
+//
+// MatMul (2-D weights as linalg.matmul, batched products as one
+// contraction), Gemm (moe.linear for torch.nn.Linear's form), the
+// normalisations (RMS forms as moe.rms_norm, LayerNormalization as
+// generics) and com.microsoft.MoE raised to moe.route + moe.experts.
+//
+//===----------------------------------------------------------------------===//
+
+#include "ONNXImporterImpl.h"
+
+#include "moe/Dialect/MoE/IR/MoE.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+
+#include "llvm/Support/FormatVariadic.h"
+
+#include <cfloat>
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::moe;
+using namespace mlir::moe::onnximport;
+
+ImportResult Importer::importMatMul(const onnx::NodeProto &node) {
+  if (node.input_size() != 2 || node.output_size() != 1)
+    return std::string("needs 2 inputs and 1 output");
+  Value a = lookup(node.input(0)), b = lookup(node.input(1));
+  if (!a || !b)
+    return std::string("an input has an unsupported type");
+  auto at = cast<RankedTensorType>(a.getType());
+  auto bt = cast<RankedTensorType>(b.getType());
+  if (at.getRank() < 2 || bt.getRank() < 2 ||
+      at.getElementType() != bt.getElementType() ||
+      !isa<FloatType>(at.getElementType()))
+    return std::string("only float MatMul of rank >= 2 operands of one "
+                       "element type is imported yet");
+  if (bt.getRank() > 2)
+    return importBatchMatMul(node, a, b);
+  if (at.getRank() > 2) {
+    // [..., K] x [K, N]: the leading dims as rows, then split back.
+    Location loc = locOf(node);
+    llvm::SmallVector<OpFoldResult> lead =
+        tensor::getMixedSizes(builder, loc, a);
+    lead.pop_back();
+    ReassociationIndices rows;
+    for (int64_t i = 0; i + 1 < at.getRank(); ++i)
+      rows.push_back(i);
+    Value flat = tensor::CollapseShapeOp::create(
+        builder, loc, a,
+        llvm::ArrayRef<ReassociationIndices>{rows, {at.getRank() - 1}});
+    Value flatB = b;
+    auto ft = cast<RankedTensorType>(flat.getType());
+    llvm::SmallVector<OpFoldResult> sizes = {
+        tensor::getMixedSize(builder, loc, flat, 0),
+        tensor::getMixedSize(builder, loc, flatB, 1)};
+    Value empty =
+        tensor::EmptyOp::create(builder, loc, sizes, ft.getElementType());
+    Value zero = arith::ConstantOp::create(
+        builder, loc, builder.getZeroAttr(ft.getElementType()));
+    Value init = linalg::FillOp::create(builder, loc, zero, empty).getResult(0);
+    Value product = linalg::MatmulOp::create(
+                        builder, loc, ValueRange{flat, flatB}, ValueRange{init})
+                        .getResult(0);
+    llvm::SmallVector<int64_t> shape(at.getShape().drop_back());
+    shape.push_back(bt.getDimSize(1));
+    lead.push_back(tensor::getMixedSize(builder, loc, flatB, 1));
+    values[node.output(0)] = reshapeTo(loc, product, shape, lead);
+    return std::nullopt;
+  }
+  if (!ShapedType::isDynamic(at.getDimSize(1)) &&
+      !ShapedType::isDynamic(bt.getDimSize(0)) &&
+      at.getDimSize(1) != bt.getDimSize(0))
+    return llvm::formatv("inner dimensions differ ({0} and {1})",
+                         at.getDimSize(1), bt.getDimSize(0))
+        .str();
+  Location loc = locOf(node);
+  llvm::SmallVector<OpFoldResult> sizes = {
+      tensor::getMixedSize(builder, loc, a, 0),
+      tensor::getMixedSize(builder, loc, b, 1)};
+  Value empty =
+      tensor::EmptyOp::create(builder, loc, sizes, at.getElementType());
+  Value zero = arith::ConstantOp::create(
+      builder, loc, builder.getZeroAttr(at.getElementType()));
+  Value init = linalg::FillOp::create(builder, loc, zero, empty).getResult(0);
+  values[node.output(0)] =
+      linalg::MatmulOp::create(builder, loc, ValueRange{a, b}, ValueRange{init})
+          .getResult(0);
+  return std::nullopt;
+}
+
+/// [..., M, K] x [..., K, N] with numpy-broadcast batch dimensions: one
+/// linalg.generic contraction (batch..., m, n, k), f32 accumulation in the
+/// element type as onnxruntime's CPU kernel does for f32.
+ImportResult Importer::importBatchMatMul(const onnx::NodeProto &node, Value a,
+                                         Value b) {
+  auto at = cast<RankedTensorType>(a.getType());
+  auto bt = cast<RankedTensorType>(b.getType());
+  int64_t batch = std::max(at.getRank(), bt.getRank()) - 2;
+  int64_t dims = batch + 3; // batch..., m, n, k
+  Location loc = locOf(node);
+  llvm::SmallVector<OpFoldResult> sizes;
+  llvm::SmallVector<AffineExpr> aExprs, bExprs, outExprs;
+  for (int64_t d = 0; d < batch; ++d) {
+    int64_t ja = d - (batch - (at.getRank() - 2));
+    int64_t jb = d - (batch - (bt.getRank() - 2));
+    int64_t sa = ja >= 0 ? at.getDimSize(ja) : 1;
+    int64_t sb = jb >= 0 ? bt.getDimSize(jb) : 1;
+    if (sa != 1 && sb != 1 && !ShapedType::isDynamic(sa) &&
+        !ShapedType::isDynamic(sb) && sa != sb)
+      return llvm::formatv("batch dimension {0} cannot broadcast ({1} vs {2})",
+                           d, sa, sb)
+          .str();
+    // The result size comes from an operand whose size is not 1.
+    if (sa != 1)
+      sizes.push_back(tensor::getMixedSize(builder, loc, a, ja));
+    else if (sb != 1)
+      sizes.push_back(tensor::getMixedSize(builder, loc, b, jb));
+    else
+      sizes.push_back(builder.getIndexAttr(1));
+    auto expr = [&](int64_t j, int64_t size, int64_t other) -> AffineExpr {
+      if (j < 0)
+        return nullptr;
+      return size == 1 && other != 1 ? builder.getAffineConstantExpr(0)
+                                     : builder.getAffineDimExpr(d);
+    };
+    if (AffineExpr e = expr(ja, sa, sb))
+      aExprs.push_back(e);
+    if (AffineExpr e = expr(jb, sb, sa))
+      bExprs.push_back(e);
+    outExprs.push_back(builder.getAffineDimExpr(d));
+  }
+  AffineExpr m = builder.getAffineDimExpr(batch),
+             n = builder.getAffineDimExpr(batch + 1),
+             k = builder.getAffineDimExpr(batch + 2);
+  aExprs.append({m, k});
+  bExprs.append({k, n});
+  outExprs.append({m, n});
+  int64_t ka = at.getDimSize(at.getRank() - 1), kb = bt.getDimSize(bt.getRank() - 2);
+  if (!ShapedType::isDynamic(ka) && !ShapedType::isDynamic(kb) && ka != kb)
+    return llvm::formatv("inner dimensions differ ({0} and {1})", ka, kb).str();
+  sizes.push_back(tensor::getMixedSize(builder, loc, a, at.getRank() - 2));
+  sizes.push_back(tensor::getMixedSize(builder, loc, b, bt.getRank() - 1));
+  Type et = at.getElementType();
+  Value empty = tensor::EmptyOp::create(builder, loc, sizes, et);
+  Value zero =
+      arith::ConstantOp::create(builder, loc, builder.getZeroAttr(et));
+  Value init = linalg::FillOp::create(builder, loc, zero, empty).getResult(0);
+  llvm::SmallVector<utils::IteratorType> iters(dims,
+                                               utils::IteratorType::parallel);
+  iters.back() = utils::IteratorType::reduction;
+  values[node.output(0)] =
+      linalg::GenericOp::create(
+          builder, loc, TypeRange{init.getType()}, ValueRange{a, b},
+          ValueRange{init},
+          llvm::ArrayRef<AffineMap>{AffineMap::get(dims, 0, aExprs, ctx),
+                                    AffineMap::get(dims, 0, bExprs, ctx),
+                                    AffineMap::get(dims, 0, outExprs, ctx)},
+          iters,
+          [&](OpBuilder &bb, Location l, ValueRange args) {
+            Value p = arith::MulFOp::create(bb, l, args[0], args[1]);
+            linalg::YieldOp::create(bb, l,
+                                    Value(arith::AddFOp::create(bb, l, args[2], p)));
+          })
+          .getResult(0);
+  return std::nullopt;
+}
+
+/// SimplifiedLayerNormalization (onnxruntime), RMSNormalization (opset 23)
+/// and SkipSimplifiedLayerNormalization (com.microsoft: the norm of input +
+/// skip (+ bias), whose sum is also output 3): moe.rms_norm over the last
+/// axis.
+ImportResult Importer::importSimplifiedLayerNorm(const onnx::NodeProto &node) {
+  bool skip = node.op_type() == "SkipSimplifiedLayerNormalization";
+  int scaleAt = skip ? 2 : 1;
+  if (node.input_size() <= scaleAt || node.output_size() < 1)
+    return std::string("needs input and scale");
+  for (int i = 1; i < node.output_size(); ++i)
+    if (!node.output(i).empty() && !(skip && i == 3))
+      return llvm::formatv("optional output {0} (statistics) is not "
+                           "supported",
+                           i)
+          .str();
+  int64_t axis = intAttr(node, "axis", -1);
+  Value x = input(node, 0), scale = input(node, scaleAt);
+  if (!x || !scale)
+    return std::string("an input has an unsupported type");
+  Location loc = locOf(node);
+  if (skip) {
+    llvm::SmallVector<Value> terms = {x, input(node, 1)};
+    if (Value bias = input(node, 3))
+      terms.push_back(bias);
+    if (!terms[1])
+      return std::string("the skip input has an unsupported type");
+    for (Value term : llvm::drop_begin(terms)) {
+      llvm::Expected<Value> sum = broadcastGeneric(
+          loc, {x, term}, cast<RankedTensorType>(x.getType()).getElementType(),
+          [](OpBuilder &b, Location l, ValueRange args) -> Value {
+            return arith::AddFOp::create(b, l, args[0], args[1]);
+          });
+      if (!sum)
+        return llvm::toString(sum.takeError());
+      x = *sum;
+    }
+    if (node.output_size() > 3 && !node.output(3).empty())
+      values[node.output(3)] = x;
+  }
+  auto xt = cast<RankedTensorType>(x.getType());
+  if (axis != -1 && axis != xt.getRank() - 1)
+    return std::string("only normalisation over the last axis is supported");
+  if (scale.getType() !=
+      RankedTensorType::get({xt.getShape().back()}, xt.getElementType()))
+    return std::string("scale must be [last dim] of the input's type");
+  float eps = floatAttr(node, "epsilon").value_or(1e-5f);
+  values[node.output(0)] =
+      RMSNormOp::create(builder, loc, x.getType(), x, scale,
+                        builder.getF32FloatAttr(eps), UnitAttr());
+  return std::nullopt;
+}
+
+/// LayerNormalization over the last axis: (x - mean) / sqrt(var + eps) *
+/// scale (+ bias), statistics in the element type.
+ImportResult Importer::importLayerNorm(const onnx::NodeProto &node) {
+  Value x = input(node, 0), scale = input(node, 1), bias = input(node, 2);
+  if (!x || !scale || node.output_size() < 1)
+    return std::string("needs input and scale of supported types");
+  for (int i = 1; i < node.output_size(); ++i)
+    if (!node.output(i).empty())
+      return std::string("the optional Mean/InvStdDev outputs are not "
+                         "supported");
+  auto type = cast<RankedTensorType>(x.getType());
+  int64_t rank = type.getRank();
+  Type et = type.getElementType();
+  if (!isa<FloatType>(et) || rank < 1)
+    return std::string("only float tensors are normalised");
+  std::optional<int64_t> axis = normalizeAxis(intAttr(node, "axis", -1), rank);
+  if (axis != rank - 1)
+    return std::string("only normalisation over the last axis is imported "
+                       "yet");
+  float eps = floatAttr(node, "epsilon").value_or(1e-5f);
+  Location loc = locOf(node);
+  AffineMap id = builder.getMultiDimIdentityMap(rank);
+  AffineMap row = id.getMajorSubMap(rank - 1);
+  AffineMap last = AffineMap::get(rank, 0, builder.getAffineDimExpr(rank - 1));
+  llvm::SmallVector<utils::IteratorType> reduce(rank,
+                                                utils::IteratorType::parallel);
+  reduce.back() = utils::IteratorType::reduction;
+  llvm::SmallVector<OpFoldResult> rowSizes =
+      tensor::getMixedSizes(builder, loc, x);
+  OpFoldResult width = rowSizes.pop_back_val();
+  Value n = arith::UIToFPOp::create(
+      builder, loc, et,
+      arith::IndexCastUIOp::create(
+          builder, loc, builder.getI64Type(),
+          getValueOrCreateConstantIndexOp(builder, loc, width)));
+  auto zeros = [&] {
+    Value empty = tensor::EmptyOp::create(builder, loc, rowSizes, et);
+    Value z = arith::ConstantOp::create(builder, loc, builder.getZeroAttr(et));
+    return linalg::FillOp::create(builder, loc, z, empty).getResult(0);
+  };
+  auto rowSum = [&](ValueRange inputs, llvm::ArrayRef<AffineMap> maps,
+                    auto term) {
+    llvm::SmallVector<AffineMap> all(maps);
+    all.push_back(row);
+    return linalg::GenericOp::create(
+               builder, loc, TypeRange{zeros().getType()}, inputs,
+               ValueRange{zeros()}, all, reduce,
+               [&](OpBuilder &b, Location l, ValueRange args) {
+                 linalg::YieldOp::create(
+                     b, l,
+                     Value(arith::AddFOp::create(b, l, args.back(),
+                                                 term(b, l, args))));
+               })
+        .getResult(0);
+  };
+  Value sum = rowSum(ValueRange{x}, {id},
+                     [](OpBuilder &, Location, ValueRange args) {
+                       return args[0];
+                     });
+  Value sq = rowSum(ValueRange{x, sum}, {id, row},
+                    [&](OpBuilder &b, Location l, ValueRange args) -> Value {
+                      Value d = arith::SubFOp::create(
+                          b, l, args[0],
+                          arith::DivFOp::create(b, l, args[1], n));
+                      return arith::MulFOp::create(b, l, d, d);
+                    });
+  llvm::SmallVector<Value> ins = {x, sum, sq, scale};
+  llvm::SmallVector<AffineMap> maps = {id, row, row, last};
+  if (bias) {
+    ins.push_back(bias);
+    maps.push_back(last);
+  }
+  maps.push_back(id);
+  Value init = tensor::EmptyOp::create(
+      builder, loc, tensor::getMixedSizes(builder, loc, x), et);
+  values[node.output(0)] =
+      linalg::GenericOp::create(
+          builder, loc, TypeRange{type}, ins, ValueRange{init}, maps,
+          llvm::SmallVector<utils::IteratorType>(rank,
+                                                 utils::IteratorType::parallel),
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            Value mean = arith::DivFOp::create(b, l, args[1], n);
+            Value var = arith::DivFOp::create(b, l, args[2], n);
+            Value inv = math::RsqrtOp::create(
+                b, l,
+                arith::AddFOp::create(
+                    b, l, var,
+                    arith::ConstantOp::create(b, l, b.getFloatAttr(et, eps))));
+            Value y = arith::MulFOp::create(
+                b, l,
+                arith::MulFOp::create(
+                    b, l, arith::SubFOp::create(b, l, args[0], mean), inv),
+                args[3]);
+            if (bias)
+              y = arith::AddFOp::create(b, l, y, args[4]);
+            linalg::YieldOp::create(b, l, y);
+          })
+          .getResult(0);
+  return std::nullopt;
+}
+
+/// Gemm with alpha = beta = 1 and no transposed A: Y = A B' + C, C absent
+/// or a row bias ([N] or [1, N]). With transB = 1 (torch.nn.Linear's
+/// export) it is moe.linear, so the projection passes see it.
+ImportResult Importer::importGemm(const onnx::NodeProto &node) {
+  if (node.input_size() < 2 || node.output_size() != 1)
+    return std::string("needs A and B");
+  if (intAttr(node, "transA", 0) != 0 ||
+      floatAttr(node, "alpha").value_or(1.0f) != 1.0f ||
+      floatAttr(node, "beta").value_or(1.0f) != 1.0f)
+    return std::string("only alpha = beta = 1 without transA is imported yet");
+  bool transB = intAttr(node, "transB", 0) != 0;
+  Value a = lookup(node.input(0)), b = lookup(node.input(1));
+  Value c = node.input_size() > 2 && !node.input(2).empty()
+                ? lookup(node.input(2))
+                : Value();
+  if (!a || !b || (node.input_size() > 2 && !node.input(2).empty() && !c))
+    return std::string("an input has an unsupported type");
+  auto at = cast<RankedTensorType>(a.getType());
+  auto bt = cast<RankedTensorType>(b.getType());
+  Type et = at.getElementType();
+  if (at.getRank() != 2 || bt.getRank() != 2 || bt.getElementType() != et ||
+      !isa<FloatType>(et))
+    return std::string("A and B must be 2-D float tensors of one type");
+  int64_t n = bt.getDimSize(transB ? 0 : 1);
+  Location loc = locOf(node);
+  if (c) {
+    auto ct = cast<RankedTensorType>(c.getType());
+    bool row =
+        ct.getElementType() == et &&
+        ((ct.getRank() == 1 && ct.getDimSize(0) == n) ||
+         (ct.getRank() == 2 && ct.getDimSize(0) == 1 && ct.getDimSize(1) == n));
+    if (!row)
+      return std::string("only a [N] or [1, N] C is imported yet");
+    if (ct.getRank() == 2)
+      c = tensor::CollapseShapeOp::create(
+          builder, loc, c, llvm::ArrayRef<ReassociationIndices>{{0, 1}});
+  }
+  if (!transB) {
+    // [K, N] weights: the transpose moe.linear wants, as a linalg op.
+    Value init =
+        tensor::EmptyOp::create(builder, loc,
+                                llvm::SmallVector<OpFoldResult>{
+                                    tensor::getMixedSize(builder, loc, b, 1),
+                                    tensor::getMixedSize(builder, loc, b, 0)},
+                                et);
+    b = linalg::TransposeOp::create(builder, loc, b, init,
+                                    llvm::ArrayRef<int64_t>{1, 0})
+            .getResult()[0];
+  }
+  auto type = RankedTensorType::get({at.getDimSize(0), n}, et);
+  values[node.output(0)] =
+      LinearOp::create(builder, loc, type, a, b, c, /*norm_weight=*/Value(),
+                       /*residual=*/Value(), /*norm_eps=*/FloatAttr(),
+                       /*norm_weight_in_f32=*/UnitAttr());
+  return std::nullopt;
+}
+/// com.microsoft.MoE -> moe.route + moe.experts. The routing follows the
+/// op's CUDA kernel: `router_probs` are logits, softmax over all experts,
+/// top-k, then optional renormalisation.
+ImportResult Importer::importMoE(const onnx::NodeProto &node) {
+  ONNXMoEBlock block;
+  block.node = model.describe(node);
+  block.form = "com.microsoft.MoE";
+  auto notRaised = [&](const std::string &why) -> ImportResult {
+    block.reason = why;
+    if (blocks)
+      blocks->push_back(block);
+    return "MoE block not raised: " + why;
+  };
+  auto input = [&](int i) { return this->input(node, i); };
+  if (node.output_size() != 1)
+    return notRaised("expects one output");
+  std::string activation = stringAttr(node, "activation_type", "relu");
+  int64_t k = intAttr(node, "k", 1);
+  bool normalize = intAttr(node, "normalize_routing_weights", 0) != 0;
+  int64_t fusion = intAttr(node, "swiglu_fusion", 0);
+  if (intAttr(node, "use_sparse_mixer", 0))
+    return notRaised("use_sparse_mixer (Phi-3.5 SparseMixer routing) has no "
+                     "moe.route form");
+  Value x = input(0), fc1 = input(2), fc2 = input(4), fc3 = input(6);
+  Value fc1Bias = input(3), fc2Bias = input(5), fc3Bias = input(7);
+  if (!x || !fc1 || !fc2)
+    return notRaised("input, fc1_experts_weights and fc2_experts_weights are "
+                     "required");
+  auto xt = cast<RankedTensorType>(x.getType());
+  if (xt.getRank() != 2)
+    return notRaised("only a [T, H] input is raised yet");
+  if (!fc1.getDefiningOp<WeightOp>() || !fc2.getDefiningOp<WeightOp>() ||
+      (fc3 && !fc3.getDefiningOp<WeightOp>()))
+    return notRaised("expert weights must be initializers");
+
+  // The router: router_probs must be MatMul(input, W) with W an [H, E]
+  // initializer, so that moe.route computes the logits itself.
+  Value probs = input(1);
+  auto matmul = probs ? probs.getDefiningOp<linalg::MatmulOp>() : nullptr;
+  Value router = matmul ? matmul.getInputs()[1] : Value();
+  if (!matmul || matmul.getInputs()[0] != x ||
+      !router.getDefiningOp<WeightOp>())
+    return notRaised("router_probs is not MatMul(input, initializer)");
+  auto routerType = cast<RankedTensorType>(router.getType());
+  int64_t hidden = xt.getDimSize(1), numExperts = routerType.getDimSize(1);
+  if (k < 1 || k > numExperts)
+    return notRaised(
+        llvm::formatv("k = {0} is not in [1, {1}]", k, numExperts));
+
+  // Expert weights, [E, I, H] gate/up and [E, H, I] down.
+  auto fc1Type = cast<RankedTensorType>(fc1.getType());
+  auto fc2Type = cast<RankedTensorType>(fc2.getType());
+  if (fc1Type.getRank() != 3 || fc2Type.getRank() != 3)
+    return notRaised("expert weights must be 3-D");
+  int64_t inter = fc2Type.getDimSize(2);
+  int64_t factor = activation == "swiglu" && fusion != 0 ? 2 : 1;
+  if (fc2Type.getDimSize(1) != hidden ||
+      fc1Type.getDimSize(1) != factor * inter ||
+      fc1Type.getDimSize(2) != hidden)
+    return notRaised(llvm::formatv(
+        "weights are not in the [E, I, H] / [E, H, I] layout (legacy "
+        "[E, H, I] fc1 layouts are not raised yet): fc1 {0}, fc2 {1}",
+        fc1Type, fc2Type));
+  if (fc1Type.getDimSize(0) != numExperts ||
+      fc2Type.getDimSize(0) != numExperts)
+    return notRaised("the router and the expert weights disagree on the "
+                     "number of experts (expert parallelism is not raised)");
+
+  auto hasShape = [](Value v, llvm::ArrayRef<int64_t> shape) {
+    return !v || cast<RankedTensorType>(v.getType()).getShape() == shape;
+  };
+  if (!hasShape(fc1Bias, {numExperts, factor * inter}) ||
+      !hasShape(fc2Bias, {numExperts, hidden}) ||
+      !hasShape(fc3Bias, {numExperts, inter}) ||
+      !hasShape(fc3, {numExperts, inter, hidden}))
+    return notRaised(llvm::formatv("a bias or fc3 does not match the expert "
+                                   "weights (E = {0}, I = {1}, H = {2})",
+                                   numExperts, inter, hidden));
+  if (fc1Type.getElementType() != xt.getElementType() ||
+      fc2Type.getElementType() != xt.getElementType())
+    return notRaised("expert weights and input differ in element type");
+
+  Location loc = locOf(node);
+  Type et = fc1Type.getElementType();
+  // Rows of fc1 (and its bias): every row (stride 1) or every other.
+  auto rows = [&](Value t, int64_t first, int64_t stride) -> Value {
+    auto type = cast<RankedTensorType>(t.getType());
+    llvm::SmallVector<int64_t> offsets(type.getRank(), 0),
+        strides(type.getRank(), 1);
+    llvm::SmallVector<int64_t> sizes(type.getShape());
+    offsets[1] = first;
+    strides[1] = stride;
+    sizes[1] = inter;
+    auto result = RankedTensorType::get(sizes, type.getElementType());
+    return tensor::ExtractSliceOp::create(
+        builder, loc, result, t, ValueRange{}, ValueRange{}, ValueRange{},
+        builder.getDenseI64ArrayAttr(offsets),
+        builder.getDenseI64ArrayAttr(sizes),
+        builder.getDenseI64ArrayAttr(strides));
+  };
+  Value gate, up, gateBias, upBias;
+  if (activation == "swiglu" && fusion == 1) {
+    gate = rows(fc1, 0, 2); // interleaved g0, u0, g1, u1, ...
+    up = rows(fc1, 1, 2);
+    if (fc1Bias) {
+      gateBias = rows(fc1Bias, 0, 2);
+      upBias = rows(fc1Bias, 1, 2);
+    }
+  } else if (activation == "swiglu" && fusion == 2) {
+    gate = rows(fc1, 0, 1); // concatenated [gate; up]
+    up = rows(fc1, inter, 1);
+    if (fc1Bias) {
+      gateBias = rows(fc1Bias, 0, 1);
+      upBias = rows(fc1Bias, inter, 1);
+    }
+  } else if ((activation == "swiglu" || activation == "silu") && fusion == 0 &&
+             fc3) {
+    gate = fc1; // FC1 gate, FC3 linear
+    up = fc3;
+    gateBias = fc1Bias;
+    upBias = fc3Bias;
+  } else {
+    return notRaised("activation_type '" + activation + "'" +
+                     (fc3 ? "" : " without fc3") +
+                     " is not a gated FFN that moe.experts expresses");
+  }
+  if (cast<RankedTensorType>(up.getType()) !=
+      cast<RankedTensorType>(gate.getType()))
+    return notRaised("fc3 does not match fc1");
+
+  // Activation parameters: SwiGLU with alpha 1, beta 0 and no limit is
+  // moe.experts' plain swiglu; anything else its clamped form.
+  float alpha = floatAttr(node, "activation_alpha").value_or(1.0f);
+  float beta = floatAttr(node, "activation_beta").value_or(0.0f);
+  std::optional<float> limit = floatAttr(node, "swiglu_limit");
+  bool plain =
+      activation == "silu" || (alpha == 1.0f && beta == 0.0f && !limit);
+  // Biases come in threes; a missing one is zero.
+  bool anyBias = gateBias || upBias || fc2Bias;
+  auto zeros = [&](llvm::ArrayRef<int64_t> shape) -> Value {
+    auto type = RankedTensorType::get(shape, et);
+    return arith::ConstantOp::create(
+        builder, loc, DenseElementsAttr::get(type, builder.getZeroAttr(et)));
+  };
+  if (anyBias) {
+    if (!gateBias)
+      gateBias = zeros({numExperts, inter});
+    if (!upBias)
+      upBias = zeros({numExperts, inter});
+    if (!fc2Bias)
+      fc2Bias = zeros({numExperts, hidden});
+  }
+
+  auto idsType =
+      RankedTensorType::get({xt.getDimSize(0), k}, builder.getI32Type());
+  auto weightsType =
+      RankedTensorType::get({xt.getDimSize(0), k}, builder.getF32Type());
+  // moe.route wants the router as [E, H].
+  Value routerEH =
+      linalg::TransposeOp::create(
+          builder, loc, router,
+          tensor::EmptyOp::create(builder, loc,
+                                  llvm::ArrayRef<int64_t>{numExperts, hidden},
+                                  routerType.getElementType()),
+          llvm::ArrayRef<int64_t>{1, 0})
+          .getResult()[0];
+  auto route = RouteOp::create(
+      builder, loc, idsType, weightsType, x, routerEH, Value(), Value(),
+      builder.getI64IntegerAttr(k), ScoreFuncAttr::get(ctx, ScoreFunc::Softmax),
+      RouteOrderAttr::get(ctx, RouteOrder::ScoreThenTopK),
+      builder.getI64IntegerAttr(1), builder.getI64IntegerAttr(1),
+      GroupScoreAttr::get(ctx, GroupScore::Max),
+      RenormAttr::get(ctx, normalize ? Renorm::Sum : Renorm::None),
+      builder.getF32FloatAttr(0.0f), builder.getF32FloatAttr(1.0f));
+  auto experts = ExpertsOp::create(
+      builder, loc, x.getType(), x, route.getExpertIds(),
+      route.getExpertWeights(), gate, up, fc2, gateBias, upBias,
+      anyBias ? fc2Bias : Value(), Value(), Value(), Value(), Value(),
+      ActivationAttr::get(ctx, plain ? Activation::SwiGLU
+                                     : Activation::SwiGLUClamped),
+      builder.getF32FloatAttr(plain ? 1.702f : alpha),
+      builder.getF32FloatAttr(plain ? 7.0f : limit.value_or(FLT_MAX)),
+      builder.getF32FloatAttr(plain ? 1.0f : beta));
+  values[node.output(0)] = experts.getResult();
+  block.raised = true;
+  if (blocks)
+    blocks->push_back(block);
+  return std::nullopt;
+}

@@ -1,0 +1,33 @@
+// RUN: moe-opt %s -moe-expand-math | FileCheck %s
+
+// erf becomes a piecewise rational polynomial (fma chains, which LLVM
+// lowers), with no math.erf left for the LLVM translation.
+// CHECK-LABEL: func.func @erf_f32
+// CHECK-NOT: math.erf
+// CHECK: math.fma
+// CHECK-NOT: math.erf
+// CHECK: return
+func.func @erf_f32(%x: f32) -> f32 {
+  %y = math.erf %x : f32
+  return %y : f32
+}
+
+// f16 goes through f32.
+// CHECK-LABEL: func.func @erf_f16
+// CHECK: arith.extf %{{.*}} : f16 to f32
+// CHECK-NOT: math.erf
+// CHECK: math.fma
+// CHECK-NOT: math.erf
+// CHECK: arith.truncf %{{.*}} : f32 to f16
+func.func @erf_f16(%x: f16) -> f16 {
+  %y = math.erf %x : f16
+  return %y : f16
+}
+
+// Ops LLVM has intrinsics for are left alone.
+// CHECK-LABEL: func.func @exp_kept
+// CHECK: math.exp
+func.func @exp_kept(%x: f32) -> f32 {
+  %y = math.exp %x : f32
+  return %y : f32
+}
