@@ -516,8 +516,10 @@ ImportResult Importer::importReduce(const onnx::NodeProto &node) {
     return std::string("needs an input of a supported type and 1 output");
   auto type = cast<RankedTensorType>(x.getType());
   Type et = type.getElementType();
-  if (!isa<FloatType>(et))
-    return std::string("only float tensors are reduced yet");
+  bool isFloat = isa<FloatType>(et);
+  if (et.isInteger(1) || (!isFloat && mean))
+    return std::string("only float tensors, and sums, products, maxima and "
+                       "minima of integers, are reduced");
   int64_t rank = type.getRank();
   llvm::SmallVector<int64_t> axes;
   if (const onnx::AttributeProto *attr = findAttr(node, "axes")) {
@@ -547,18 +549,22 @@ ImportResult Importer::importReduce(const onnx::NodeProto &node) {
   llvm::SmallVector<int64_t> resultShape;
   llvm::SmallVector<AffineExpr> accExprs;
   llvm::SmallVector<utils::IteratorType> iters;
-  Value count =
-      arith::ConstantOp::create(builder, loc, builder.getFloatAttr(et, 1.0));
+  // The element count of a mean's reduction, as a float.
+  Value count = mean ? arith::ConstantOp::create(
+                           builder, loc, builder.getFloatAttr(et, 1.0))
+                     : Value();
   for (int64_t i = 0; i < rank; ++i) {
     iters.push_back(reduced[i] ? utils::IteratorType::reduction
                                : utils::IteratorType::parallel);
     if (reduced[i]) {
-      Value n = arith::UIToFPOp::create(
-          builder, loc, et,
-          arith::IndexCastUIOp::create(
-              builder, loc, builder.getI64Type(),
-              tensor::DimOp::create(builder, loc, x, i)));
-      count = arith::MulFOp::create(builder, loc, count, n);
+      if (mean) {
+        Value n = arith::UIToFPOp::create(
+            builder, loc, et,
+            arith::IndexCastUIOp::create(
+                builder, loc, builder.getI64Type(),
+                tensor::DimOp::create(builder, loc, x, i)));
+        count = arith::MulFOp::create(builder, loc, count, n);
+      }
       if (keep) {
         accSizes.push_back(builder.getIndexAttr(1));
         resultShape.push_back(1);
@@ -575,8 +581,17 @@ ImportResult Importer::importReduce(const onnx::NodeProto &node) {
                     : op == "ReduceMin"  ? INFINITY
                     : op == "ReduceProd" ? 1.0
                                          : 0.0;
-  Value zero = arith::ConstantOp::create(builder, loc,
-                                         builder.getFloatAttr(et, identity));
+  TypedAttr identityAttr;
+  if (isFloat) {
+    identityAttr = builder.getFloatAttr(et, identity);
+  } else {
+    unsigned width = et.getIntOrFloatBitWidth();
+    APInt v = op == "ReduceMax"   ? APInt::getSignedMinValue(width)
+              : op == "ReduceMin" ? APInt::getSignedMaxValue(width)
+                                  : APInt(width, op == "ReduceProd" ? 1 : 0);
+    identityAttr = builder.getIntegerAttr(et, v);
+  }
+  Value zero = arith::ConstantOp::create(builder, loc, identityAttr);
   Value empty = tensor::EmptyOp::create(builder, loc, accSizes, f32);
   Value acc = linalg::FillOp::create(builder, loc, zero, empty).getResult(0);
   auto resultType = RankedTensorType::get(resultShape, f32);
@@ -588,15 +603,19 @@ ImportResult Importer::importReduce(const onnx::NodeProto &node) {
                                     AffineMap::get(rank, 0, accExprs, ctx)},
           iters,
           [&](OpBuilder &b, Location l, ValueRange args) {
-            Value r;
+            Value r, x = args[0], acc = args[1];
             if (op == "ReduceMax")
-              r = arith::MaximumFOp::create(b, l, args[0], args[1]);
+              r = isFloat ? Value(arith::MaximumFOp::create(b, l, x, acc))
+                          : Value(arith::MaxSIOp::create(b, l, x, acc));
             else if (op == "ReduceMin")
-              r = arith::MinimumFOp::create(b, l, args[0], args[1]);
+              r = isFloat ? Value(arith::MinimumFOp::create(b, l, x, acc))
+                          : Value(arith::MinSIOp::create(b, l, x, acc));
             else if (op == "ReduceProd")
-              r = arith::MulFOp::create(b, l, args[0], args[1]);
+              r = isFloat ? Value(arith::MulFOp::create(b, l, x, acc))
+                          : Value(arith::MulIOp::create(b, l, x, acc));
             else
-              r = arith::AddFOp::create(b, l, args[0], args[1]);
+              r = isFloat ? Value(arith::AddFOp::create(b, l, x, acc))
+                          : Value(arith::AddIOp::create(b, l, x, acc));
             linalg::YieldOp::create(b, l, r);
           })
           .getResult(0);

@@ -22,6 +22,7 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Verifier.h"
 
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FormatVariadic.h"
 
 #include <cstring>
@@ -103,6 +104,10 @@ ImportResult Importer::importNode(const onnx::NodeProto &node) {
         table[{"", "Unsqueeze"}] = &Importer::importSqueeze;
         table[{"", "Gather"}] = &Importer::importGather;
         table[{"", "GatherElements"}] = &Importer::importGatherElements;
+        table[{"", "GatherND"}] = &Importer::importGatherND;
+        table[{"", "NonZero"}] = &Importer::importNonZero;
+        table[{"", "ScatterND"}] = &Importer::importScatterND;
+        table[{"", "ScatterElements"}] = &Importer::importScatterElements;
         table[{"", "Concat"}] = &Importer::importConcat;
         table[{"", "Split"}] = &Importer::importSplit;
         table[{"", "Slice"}] = &Importer::importSlice;
@@ -170,6 +175,27 @@ std::optional<KnownInts> Importer::knownInts(const std::string &name) {
   }
   known[name] = v;
   return v;
+}
+
+std::optional<KnownInts>
+Importer::knownOrRuntimeInts(const std::string &name) {
+  if (std::optional<KnownInts> k = knownInts(name))
+    return k;
+  Value v = lookup(name);
+  auto type = v ? dyn_cast<RankedTensorType>(v.getType()) : nullptr;
+  if (!type || type.getRank() != 1 || type.isDynamicDim(0) ||
+      type.getDimSize(0) > 64 || !isa<IntegerType>(type.getElementType()) ||
+      type.getElementType().isInteger(1))
+    return std::nullopt;
+  KnownInts k{{}, false, type.getElementType()};
+  for (int64_t i = 0; i < type.getDimSize(0); ++i) {
+    Value at = arith::ConstantIndexOp::create(builder, fileLoc, i);
+    Value e = tensor::ExtractOp::create(builder, fileLoc, v, ValueRange{at});
+    k.elems.push_back(
+        arith::IndexCastOp::create(builder, fileLoc, builder.getIndexType(), e)
+            .getResult());
+  }
+  return k;
 }
 
 std::optional<llvm::SmallVector<int64_t>>
@@ -541,9 +567,26 @@ llvm::Expected<OwningOpRef<ModuleOp>> Importer::run() {
   for (auto [name, arg] : llvm::zip(inputNames, body->getArguments()))
     values[name] = arg;
 
-  for (const onnx::NodeProto *node : model.nodes())
-    if (std::optional<std::string> reason = importNode(*node))
+  // A node that reads the output of a node that failed is not attempted:
+  // only the failures themselves are reported, and how many nodes wait on
+  // them.
+  llvm::StringSet<> unavailable;
+  unsigned dependent = 0;
+  for (const onnx::NodeProto *node : model.nodes()) {
+    bool blocked = llvm::any_of(node->input(), [&](const std::string &name) {
+      return unavailable.contains(name);
+    });
+    std::optional<std::string> reason;
+    if (blocked)
+      ++dependent;
+    else
+      reason = importNode(*node);
+    if (reason)
       note(*node, *reason);
+    if (blocked || reason)
+      for (const std::string &out : node->output())
+        unavailable.insert(out);
+  }
 
   if (!missing.empty()) {
     unsigned nodes = 0;
@@ -556,6 +599,13 @@ llvm::Expected<OwningOpRef<ModuleOp>> Importer::run() {
     for (const Missing &m : missing)
       text += llvm::formatv("\n  {0} x{1}, first node {2}: {3}", m.kind,
                             m.count, m.firstNode, m.reason)
+                  .str();
+    if (dependent)
+      text += llvm::formatv("\n  ({0} more node{1} depend{2} on these and "
+                            "{3} not attempted)",
+                            dependent, dependent == 1 ? "" : "s",
+                            dependent == 1 ? "s" : "",
+                            dependent == 1 ? "was" : "were")
                   .str();
     return fail(text);
   }

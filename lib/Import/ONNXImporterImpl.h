@@ -138,6 +138,10 @@ private:
   /// The known integers of `name`: folded shape arithmetic, a Constant
   /// node, or a small integer initializer.
   std::optional<KnownInts> knownInts(const std::string &name);
+  /// knownInts, or else the elements of a 1-D integer tensor of static
+  /// length read at run time (tensor.extract), for sizes that exporters
+  /// compute from data (Tile repeats, Expand shapes).
+  std::optional<KnownInts> knownOrRuntimeInts(const std::string &name);
   /// knownInts when every element is a constant.
   std::optional<llvm::SmallVector<int64_t>>
   constantInts(const std::string &name);
@@ -168,6 +172,10 @@ private:
   ImportResult importSqueeze(const onnx::NodeProto &node);
   ImportResult importGather(const onnx::NodeProto &node);
   ImportResult importGatherElements(const onnx::NodeProto &node);
+  ImportResult importGatherND(const onnx::NodeProto &node);
+  ImportResult importNonZero(const onnx::NodeProto &node);
+  ImportResult importScatterND(const onnx::NodeProto &node);
+  ImportResult importScatterElements(const onnx::NodeProto &node);
   ImportResult importConcat(const onnx::NodeProto &node);
   ImportResult importSplit(const onnx::NodeProto &node);
   ImportResult importSlice(const onnx::NodeProto &node);

@@ -50,6 +50,15 @@ Value normalizeIndex(OpBuilder &b, Location l, Value index, Value size) {
 
 /// Shape(x) (with opset-15 start/end) and Size(x): known integers.
 ImportResult Importer::importShape(const onnx::NodeProto &node) {
+  if (node.input_size() == 1)
+    if (std::optional<KnownInts> k = knownInts(node.input(0))) {
+      // The shape of known integers: [] or [n].
+      KnownInts v{{}, node.op_type() == "Size", builder.getI64Type()};
+      if (!k->scalar || v.scalar)
+        v.elems.push_back(builder.getIndexAttr(k->scalar ? 1 : k->elems.size()));
+      setKnown(node.output(0), v);
+      return std::nullopt;
+    }
   Value x = input(node, 0);
   if (!x || node.output_size() != 1)
     return std::string("needs an input of a supported type and 1 output");
@@ -111,6 +120,21 @@ ImportResult Importer::importTranspose(const onnx::NodeProto &node) {
 /// Reshape to a shape of known integers (0 copies the input's size unless
 /// allowzero, -1 takes what is left), and Flatten; through tensor.reshape.
 ImportResult Importer::importReshape(const onnx::NodeProto &node) {
+  // Known integers reshaped to a list or a scalar stay known.
+  if (std::optional<KnownInts> k = knownInts(node.input(0))) {
+    std::optional<llvm::SmallVector<int64_t>> target =
+        node.op_type() == "Reshape" && node.input_size() == 2
+            ? constantInts(node.input(1))
+            : std::nullopt;
+    if (target && target->size() <= 1 &&
+        (target->empty() ? k->elems.size() == 1
+                         : (*target)[0] == -1 ||
+                               (*target)[0] == int64_t(k->elems.size()))) {
+      k->scalar = target->empty();
+      setKnown(node.output(0), *k);
+      return std::nullopt;
+    }
+  }
   Value x = input(node, 0);
   if (!x || node.output_size() != 1)
     return std::string("needs data of a supported type and 1 output");
@@ -471,20 +495,29 @@ ImportResult Importer::importSplit(const onnx::NodeProto &node) {
   if (int64_t(parts.size()) != n)
     return llvm::formatv("{0} split sizes for {1} outputs", parts.size(), n)
         .str();
+  std::optional<int64_t> staticDim = getConstantIntValue(dim);
   OpFoldResult offset = builder.getIndexAttr(0);
   for (int64_t i = 0; i < n; ++i) {
     llvm::SmallVector<OpFoldResult> offsets(rank, builder.getIndexAttr(0));
     llvm::SmallVector<OpFoldResult> sizes =
         tensor::getMixedSizes(builder, loc, x);
-    offsets[*axis] = offset;
-    sizes[*axis] = parts[i];
+    // Sizes that only the run time knows are clamped to what is left of
+    // the axis, so a bad split never reads past the tensor.
+    OpFoldResult start = offset, size = parts[i];
+    if (!staticDim || !getConstantIntValue(size)) {
+      start = foldIndex(loc, '<', offset, dim);
+      size = foldIndex(loc, '>', builder.getIndexAttr(0),
+                       foldIndex(loc, '<', size,
+                                 foldIndex(loc, '-', dim, start)));
+    }
+    offsets[*axis] = start;
+    sizes[*axis] = size;
     values[node.output(i)] = tensor::ExtractSliceOp::create(
         builder, loc, x, offsets, sizes,
         llvm::SmallVector<OpFoldResult>(rank, builder.getIndexAttr(1)));
     offset = foldIndex(loc, '+', offset, parts[i]);
   }
-  std::optional<int64_t> staticDim = getConstantIntValue(dim),
-                         end = getConstantIntValue(offset);
+  std::optional<int64_t> end = getConstantIntValue(offset);
   if (staticDim && end && *staticDim != *end)
     return llvm::formatv("split sizes add up to {0}, the axis has {1}", *end,
                          *staticDim)
@@ -577,9 +610,10 @@ ImportResult Importer::importSlice(const onnx::NodeProto &node) {
 ImportResult Importer::importExpand(const onnx::NodeProto &node) {
   Value x = input(node, 0);
   std::optional<KnownInts> target =
-      node.input_size() > 1 ? knownInts(node.input(1)) : std::nullopt;
+      node.input_size() > 1 ? knownOrRuntimeInts(node.input(1)) : std::nullopt;
   if (!x || !target || node.output_size() != 1)
-    return std::string("needs data and a shape known while importing");
+    return std::string("needs data and a shape (known, or a 1-D integer "
+                       "tensor of static length)");
   Location loc = locOf(node);
   auto type = cast<RankedTensorType>(x.getType());
   int64_t rank = std::max<int64_t>(type.getRank(), target->elems.size());
@@ -597,6 +631,12 @@ ImportResult Importer::importExpand(const onnx::NodeProto &node) {
     if (have == 1 && getConstantIntValue(want) != 1) {
       sizes.push_back(want);
       exprs.push_back(builder.getAffineConstantExpr(0));
+    } else if (!getConstantIntValue(want) && ShapedType::isDynamic(have)) {
+      // Both unknown while importing: ONNX broadcasting would need the
+      // input's size to decide; only the common case (the target repeats
+      // the size, or is 1) is handled, by keeping the input's size.
+      sizes.push_back(tensor::getMixedSize(builder, loc, x, j));
+      exprs.push_back(builder.getAffineDimExpr(d));
     } else {
       std::optional<int64_t> w = getConstantIntValue(want);
       if (w && *w != 1 && !ShapedType::isDynamic(have) && *w != have)
@@ -628,9 +668,10 @@ ImportResult Importer::importExpand(const onnx::NodeProto &node) {
 ImportResult Importer::importTile(const onnx::NodeProto &node) {
   Value x = input(node, 0);
   std::optional<KnownInts> repeats =
-      node.input_size() > 1 ? knownInts(node.input(1)) : std::nullopt;
+      node.input_size() > 1 ? knownOrRuntimeInts(node.input(1)) : std::nullopt;
   if (!x || !repeats || node.output_size() != 1)
-    return std::string("needs data and repeats known while importing");
+    return std::string("needs data and repeats (known, or a 1-D integer "
+                       "tensor of static length)");
   auto type = cast<RankedTensorType>(x.getType());
   if (int64_t(repeats->elems.size()) != type.getRank())
     return std::string("repeats must list every dimension");
@@ -1010,5 +1051,297 @@ ImportResult Importer::importTopK(const onnx::NodeProto &node) {
   lead.push_back(builder.getIndexAttr(k));
   values[node.output(0)] = reshapeTo(loc, rowLoop.getResult(0), shape, lead);
   values[node.output(1)] = reshapeTo(loc, rowLoop.getResult(1), shape, lead);
+  return std::nullopt;
+}
+
+/// GatherND (batch_dims = 0): out[i..., j...] = data[indices[i..., :], j...],
+/// the index tuple's length a static size.
+ImportResult Importer::importGatherND(const onnx::NodeProto &node) {
+  Value data = input(node, 0), ids = input(node, 1);
+  if (!data || !ids || node.output_size() != 1)
+    return std::string("needs data and indices of supported types");
+  if (intAttr(node, "batch_dims", 0) != 0)
+    return std::string("batch_dims other than 0 is not imported yet");
+  auto dt = cast<RankedTensorType>(data.getType());
+  auto it = cast<RankedTensorType>(ids.getType());
+  int64_t q = it.getRank();
+  int64_t k = q ? it.getDimSize(q - 1) : ShapedType::kDynamic;
+  if (q < 1 || ShapedType::isDynamic(k) || k > dt.getRank() ||
+      !isa<IntegerType>(it.getElementType()))
+    return std::string("indices must be integers whose last dimension is a "
+                       "static size <= the data's rank");
+  Location loc = locOf(node);
+  llvm::SmallVector<OpFoldResult> sizes;
+  for (int64_t i = 0; i + 1 < q; ++i)
+    sizes.push_back(tensor::getMixedSize(builder, loc, ids, i));
+  for (int64_t i = k; i < dt.getRank(); ++i)
+    sizes.push_back(tensor::getMixedSize(builder, loc, data, i));
+  llvm::SmallVector<int64_t> shape;
+  for (OpFoldResult s : sizes)
+    shape.push_back(staticSize(s));
+  llvm::SmallVector<Value> dataDims;
+  for (int64_t i = 0; i < k; ++i)
+    dataDims.push_back(tensor::DimOp::create(builder, loc, data, i));
+  values[node.output(0)] = indexGeneric(
+      loc, RankedTensorType::get(shape, dt.getElementType()), sizes,
+      [&](OpBuilder &b, Location l, ValueRange idx) {
+        llvm::SmallVector<Value> at;
+        llvm::SmallVector<Value> tuple(idx.take_front(q - 1));
+        tuple.push_back(Value());
+        for (int64_t t = 0; t < k; ++t) {
+          tuple.back() = arith::ConstantIndexOp::create(b, l, t);
+          at.push_back(normalizeIndex(
+              b, l, tensor::ExtractOp::create(b, l, ids, tuple), dataDims[t]));
+        }
+        llvm::append_range(at, idx.drop_front(q - 1));
+        return tensor::ExtractOp::create(b, l, data, at).getResult();
+      });
+  return std::nullopt;
+}
+
+namespace {
+/// `old` combined with `update` by ONNX's scatter `reduction`.
+Value scatterCombine(OpBuilder &b, Location l, llvm::StringRef reduction,
+                     Value old, Value update) {
+  bool isFloat = isa<FloatType>(update.getType());
+  if (reduction == "add")
+    return isFloat ? Value(arith::AddFOp::create(b, l, old, update))
+                   : Value(arith::AddIOp::create(b, l, old, update));
+  if (reduction == "mul")
+    return isFloat ? Value(arith::MulFOp::create(b, l, old, update))
+                   : Value(arith::MulIOp::create(b, l, old, update));
+  if (reduction == "max")
+    return isFloat ? Value(arith::MaximumFOp::create(b, l, old, update))
+                   : Value(arith::MaxSIOp::create(b, l, old, update));
+  if (reduction == "min")
+    return isFloat ? Value(arith::MinimumFOp::create(b, l, old, update))
+                   : Value(arith::MinSIOp::create(b, l, old, update));
+  return update;
+}
+
+bool knownReduction(llvm::StringRef r) {
+  return r == "none" || r == "add" || r == "mul" || r == "max" || r == "min";
+}
+} // namespace
+
+/// ScatterND: a copy of data where each index tuple of `indices` selects a
+/// slice that is replaced by (or reduced with) the matching slice of
+/// `updates`, in index order. Data and updates are viewed as [rows, M]
+/// (M the slice size), the tuples linearised into rows.
+ImportResult Importer::importScatterND(const onnx::NodeProto &node) {
+  Value data = input(node, 0), ids = input(node, 1), updates = input(node, 2);
+  if (!data || !ids || !updates || node.output_size() != 1)
+    return std::string("needs data, indices and updates of supported types");
+  std::string reduction = stringAttr(node, "reduction", "none");
+  if (!knownReduction(reduction))
+    return "reduction '" + reduction + "' is not imported";
+  auto dt = cast<RankedTensorType>(data.getType());
+  auto it = cast<RankedTensorType>(ids.getType());
+  auto ut = cast<RankedTensorType>(updates.getType());
+  int64_t q = it.getRank(), r = dt.getRank();
+  int64_t k = q ? it.getDimSize(q - 1) : ShapedType::kDynamic;
+  if (q < 1 || ShapedType::isDynamic(k) || k > r ||
+      !isa<IntegerType>(it.getElementType()) ||
+      ut.getElementType() != dt.getElementType() ||
+      ut.getRank() != q - 1 + r - k)
+    return std::string("indices must be integers whose last dimension is a "
+                       "static size <= the data's rank, and updates of "
+                       "shape indices[:-1] + data[k:]");
+  Location loc = locOf(node);
+  auto size = [&](Value v, int64_t i) {
+    return tensor::getMixedSize(builder, loc, v, i);
+  };
+  OpFoldResult rows = builder.getIndexAttr(1), slice = builder.getIndexAttr(1),
+               tuples = builder.getIndexAttr(1);
+  for (int64_t i = 0; i < k; ++i)
+    rows = foldIndex(loc, '*', rows, size(data, i));
+  for (int64_t i = k; i < r; ++i)
+    slice = foldIndex(loc, '*', slice, size(data, i));
+  for (int64_t i = 0; i + 1 < q; ++i)
+    tuples = foldIndex(loc, '*', tuples, size(ids, i));
+  Value data2 = reshapeTo(loc, data, {staticSize(rows), staticSize(slice)},
+                          {rows, slice});
+  Value ids2 = reshapeTo(loc, ids, {staticSize(tuples), k},
+                         {tuples, builder.getIndexAttr(k)});
+  Value upd2 = reshapeTo(loc, updates, {staticSize(tuples), staticSize(slice)},
+                         {tuples, slice});
+  // A copy to write into: the caller's data stays intact.
+  Value init = tensor::EmptyOp::create(
+      builder, loc, llvm::ArrayRef<OpFoldResult>{rows, slice},
+      dt.getElementType());
+  Value out = linalg::CopyOp::create(builder, loc, data2, init).getResult(0);
+  llvm::SmallVector<Value> dims;
+  for (int64_t i = 0; i < k; ++i)
+    dims.push_back(tensor::DimOp::create(builder, loc, data, i));
+  Value c0 = arith::ConstantIndexOp::create(builder, loc, 0);
+  Value c1 = arith::ConstantIndexOp::create(builder, loc, 1);
+  Value tuplesV = getValueOrCreateConstantIndexOp(builder, loc, tuples);
+  Value sliceV = getValueOrCreateConstantIndexOp(builder, loc, slice);
+  auto loop = scf::ForOp::create(
+      builder, loc, c0, tuplesV, c1, ValueRange{out},
+      [&](OpBuilder &b, Location l, Value n, ValueRange acc) {
+        // The tuple's row: sum of normalised components times strides.
+        Value row = c0;
+        for (int64_t t = 0; t < k; ++t) {
+          Value comp = normalizeIndex(
+              b, l,
+              tensor::ExtractOp::create(
+                  b, l, ids2,
+                  ValueRange{n, arith::ConstantIndexOp::create(b, l, t)}),
+              dims[t]);
+          row = arith::AddIOp::create(
+              b, l, arith::MulIOp::create(b, l, row, dims[t]), comp);
+        }
+        auto inner = scf::ForOp::create(
+            b, l, c0, sliceV, c1, ValueRange{acc[0]},
+            [&](OpBuilder &ib, Location il, Value m, ValueRange cur) {
+              Value u =
+                  tensor::ExtractOp::create(ib, il, upd2, ValueRange{n, m});
+              Value old = tensor::ExtractOp::create(ib, il, cur[0],
+                                                    ValueRange{row, m});
+              Value v = scatterCombine(ib, il, reduction, old, u);
+              scf::YieldOp::create(
+                  ib, il,
+                  ValueRange{tensor::InsertOp::create(ib, il, v, cur[0],
+                                                      ValueRange{row, m})});
+            });
+        scf::YieldOp::create(b, l, inner.getResults());
+      });
+  llvm::SmallVector<OpFoldResult> outSizes =
+      tensor::getMixedSizes(builder, loc, data);
+  values[node.output(0)] =
+      reshapeTo(loc, loop.getResult(0), dt.getShape(), outSizes);
+  return std::nullopt;
+}
+
+/// ScatterElements: a copy of data where element i... of `updates` goes to
+/// data[i... with `axis` replaced by indices[i...]] (or is reduced with
+/// it), in index order.
+ImportResult Importer::importScatterElements(const onnx::NodeProto &node) {
+  Value data = input(node, 0), ids = input(node, 1), updates = input(node, 2);
+  if (!data || !ids || !updates || node.output_size() != 1)
+    return std::string("needs data, indices and updates of supported types");
+  std::string reduction = stringAttr(node, "reduction", "none");
+  if (!knownReduction(reduction))
+    return "reduction '" + reduction + "' is not imported";
+  auto dt = cast<RankedTensorType>(data.getType());
+  auto it = cast<RankedTensorType>(ids.getType());
+  auto ut = cast<RankedTensorType>(updates.getType());
+  int64_t r = dt.getRank();
+  if (it.getRank() != r || ut.getRank() != r ||
+      ut.getElementType() != dt.getElementType() ||
+      !isa<IntegerType>(it.getElementType()))
+    return std::string("data, indices and updates must share a rank");
+  std::optional<int64_t> axis = normalizeAxis(intAttr(node, "axis", 0), r);
+  if (!axis)
+    return std::string("axis is out of range");
+  Location loc = locOf(node);
+  Value init = tensor::EmptyOp::create(
+      builder, loc, tensor::getMixedSizes(builder, loc, data),
+      dt.getElementType());
+  Value out = linalg::CopyOp::create(builder, loc, data, init).getResult(0);
+  Value c0 = arith::ConstantIndexOp::create(builder, loc, 0);
+  Value c1 = arith::ConstantIndexOp::create(builder, loc, 1);
+  Value axisSize = tensor::DimOp::create(builder, loc, data, *axis);
+  // One loop per dimension of the indices, the result threaded through.
+  std::function<Value(OpBuilder &, Location, int64_t, Value,
+                      llvm::SmallVector<Value> &)>
+      nest = [&](OpBuilder &b, Location l, int64_t d, Value acc,
+                 llvm::SmallVector<Value> &idx) -> Value {
+    if (d == r) {
+      Value u = tensor::ExtractOp::create(b, l, updates, idx);
+      llvm::SmallVector<Value> at(idx);
+      at[*axis] = normalizeIndex(b, l, tensor::ExtractOp::create(b, l, ids, idx),
+                                 axisSize);
+      Value old = tensor::ExtractOp::create(b, l, acc, at);
+      return tensor::InsertOp::create(
+          b, l, scatterCombine(b, l, reduction, old, u), acc, at);
+    }
+    Value bound = tensor::DimOp::create(b, l, ids, d);
+    auto loop = scf::ForOp::create(
+        b, l, c0, bound, c1, ValueRange{acc},
+        [&](OpBuilder &lb, Location ll, Value i, ValueRange cur) {
+          idx.push_back(i);
+          Value next = nest(lb, ll, d + 1, cur[0], idx);
+          idx.pop_back();
+          scf::YieldOp::create(lb, ll, ValueRange{next});
+        });
+    return loop.getResult(0);
+  };
+  llvm::SmallVector<Value> idx;
+  values[node.output(0)] = nest(builder, loc, 0, out, idx);
+  return std::nullopt;
+}
+
+/// NonZero: the int64 [rank, count] coordinates of the non-zero elements in
+/// row-major order. Two passes over the flattened input: count, then fill.
+ImportResult Importer::importNonZero(const onnx::NodeProto &node) {
+  Value x = input(node, 0);
+  if (!x || node.output_size() != 1)
+    return std::string("needs an input of a supported type");
+  auto type = cast<RankedTensorType>(x.getType());
+  int64_t rank = type.getRank();
+  Type et = type.getElementType();
+  Location loc = locOf(node);
+  llvm::SmallVector<OpFoldResult> dims = tensor::getMixedSizes(builder, loc, x);
+  OpFoldResult total = builder.getIndexAttr(1);
+  for (OpFoldResult d : dims)
+    total = foldIndex(loc, '*', total, d);
+  Value flat = reshapeTo(loc, x, {staticSize(total)}, {total});
+  Value c0 = arith::ConstantIndexOp::create(builder, loc, 0);
+  Value c1 = arith::ConstantIndexOp::create(builder, loc, 1);
+  Value n = getValueOrCreateConstantIndexOp(builder, loc, total);
+  auto nonZero = [&](OpBuilder &b, Location l, Value i) -> Value {
+    Value v = tensor::ExtractOp::create(b, l, flat, ValueRange{i});
+    if (isa<FloatType>(et))
+      return arith::CmpFOp::create(
+          b, l, arith::CmpFPredicate::UNE, v,
+          arith::ConstantOp::create(b, l, b.getFloatAttr(et, 0.0)));
+    return arith::CmpIOp::create(
+        b, l, arith::CmpIPredicate::ne, v,
+        arith::ConstantOp::create(b, l, b.getIntegerAttr(et, 0)));
+  };
+  auto counting = scf::ForOp::create(
+      builder, loc, c0, n, c1, ValueRange{c0},
+      [&](OpBuilder &b, Location l, Value i, ValueRange acc) {
+        Value inc = arith::SelectOp::create(b, l, nonZero(b, l, i), c1, c0);
+        scf::YieldOp::create(
+            b, l, ValueRange{arith::AddIOp::create(b, l, acc[0], inc)});
+      });
+  Value count = counting.getResult(0);
+  Type i64 = builder.getI64Type();
+  Value out = tensor::EmptyOp::create(
+      builder, loc,
+      llvm::ArrayRef<OpFoldResult>{builder.getIndexAttr(rank), count}, i64);
+  llvm::SmallVector<Value> dimValues;
+  for (OpFoldResult d : dims)
+    dimValues.push_back(getValueOrCreateConstantIndexOp(builder, loc, d));
+  auto filling = scf::ForOp::create(
+      builder, loc, c0, n, c1, ValueRange{out, c0},
+      [&](OpBuilder &b, Location l, Value i, ValueRange acc) {
+        auto branch = scf::IfOp::create(
+            b, l, nonZero(b, l, i),
+            [&](OpBuilder &tb, Location tl) {
+              // Row-major coordinates of i, last dimension first.
+              Value rest = i, result = acc[0];
+              for (int64_t d = rank - 1; d >= 0; --d) {
+                Value coord = arith::RemUIOp::create(tb, tl, rest, dimValues[d]);
+                rest = arith::DivUIOp::create(tb, tl, rest, dimValues[d]);
+                result = tensor::InsertOp::create(
+                    tb, tl, arith::IndexCastOp::create(tb, tl, i64, coord),
+                    result,
+                    ValueRange{arith::ConstantIndexOp::create(tb, tl, d),
+                               acc[1]});
+              }
+              scf::YieldOp::create(
+                  tb, tl,
+                  ValueRange{result, arith::AddIOp::create(tb, tl, acc[1], c1)});
+            },
+            [&](OpBuilder &eb, Location el) {
+              scf::YieldOp::create(eb, el, acc);
+            });
+        scf::YieldOp::create(b, l, branch.getResults());
+      });
+  values[node.output(0)] = filling.getResult(0);
   return std::nullopt;
 }

@@ -4,6 +4,7 @@ and -O2 and checks each with check_graph.py against onnxruntime's recorded
 outputs. Standard library only.
 
   check_graph_fixtures.py MOEC MOE_RUN FIXTURES WORK_DIR [--tolerance T]
+                          [--levels=-O0,-O2]
 
 A fixture folder holds model.onnx and either input.npy/expected.npy (one
 input, one output) or in.NAME.npy per input and out.NAME.npy per output,
@@ -48,13 +49,14 @@ def main():
     p.add_argument("fixtures")
     p.add_argument("work")
     p.add_argument("--tolerance", type=float, default=1e-4)
+    p.add_argument("--levels", default="-O0,-O2")
     a = p.parse_args()
     checked = failed = 0
     for name in sorted(os.listdir(a.fixtures)):
         folder = os.path.join(a.fixtures, name)
         if not os.path.exists(os.path.join(folder, "model.onnx")):
             continue
-        for level in ("-O0", "-O2"):
+        for level in a.levels.split(","):
             checked += 1
             artifact = os.path.join(a.work, f"{name}{level}.moec")
             try:
