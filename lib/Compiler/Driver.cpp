@@ -465,7 +465,7 @@ int mlir::moe::moecMain(int argc, char **argv) {
                    << (blocks.size() == 1 ? "" : "s") << " found\n";
       for (const ONNXMoEBlock &block : blocks)
         llvm::errs() << "  " << block.form << " " << block.node << ": "
-                     << (block.raised ? "raised to moe.route + moe.experts"
+                     << (block.raised ? "raised to " + block.raisedTo
                                       : "not raised: " + block.reason)
                      << "\n";
     }

@@ -510,6 +510,8 @@ ImportResult Importer::importSoftmax(const onnx::NodeProto &node) {
 /// onnxruntime's CPU kernels do for f32.
 ImportResult Importer::importReduce(const onnx::NodeProto &node) {
   const std::string &op = node.op_type();
+  if (op == "ReduceSum" && raiseGatheredMoE(node))
+    return std::nullopt;
   bool mean = op == "ReduceMean";
   Value x = node.input_size() ? lookup(node.input(0)) : Value();
   if (!x || node.output_size() != 1)

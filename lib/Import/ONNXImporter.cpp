@@ -567,6 +567,10 @@ llvm::Expected<OwningOpRef<ModuleOp>> Importer::run() {
   for (auto [name, arg] : llvm::zip(inputNames, body->getArguments()))
     values[name] = arg;
 
+  for (const onnx::NodeProto *node : model.nodes())
+    for (auto [i, out] : llvm::enumerate(node->output()))
+      producers[out] = {node, int(i)};
+
   // A node that reads the output of a node that failed is not attempted:
   // only the failures themselves are reported, and how many nodes wait on
   // them.

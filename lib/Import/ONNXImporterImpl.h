@@ -195,6 +195,17 @@ private:
   ImportResult importSimplifiedLayerNorm(const onnx::NodeProto &node);
   ImportResult importLayerNorm(const onnx::NodeProto &node);
   ImportResult importMoE(const onnx::NodeProto &node);
+  // ONNXRaiseMoE.cpp
+  /// If `node` (a ReduceSum) ends an exported gathered-weights MoE block,
+  /// defines its output as moe.route + moe.experts (or moe.experts alone
+  /// when the router is not recognised) and returns true; a block that is
+  /// found but cannot be raised is reported and imported as plain ops.
+  bool raiseGatheredMoE(const onnx::NodeProto &node);
+  /// The node producing `name` and the output index, or null.
+  std::pair<const onnx::NodeProto *, int> producer(const std::string &name);
+  /// `name` followed back through Reshape/Unsqueeze/Squeeze/Flatten/
+  /// Identity/Cast, which do not change which elements a value holds.
+  std::string throughViews(const std::string &name);
 
   // --- Helpers -------------------------------------------------------------
   /// `x` reshaped to `shape`, where a kDynamic size is `dims[i]`.
@@ -221,6 +232,7 @@ private:
   Location fileLoc;
   llvm::StringMap<Value> values;
   llvm::StringMap<KnownInts> known;
+  llvm::StringMap<std::pair<const onnx::NodeProto *, int>> producers;
   std::vector<Missing> missing;
   llvm::StringMap<size_t> missingIndex;
 };

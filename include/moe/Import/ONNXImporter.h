@@ -6,19 +6,15 @@
 // dimensions stay dynamic. Locations are the nodes' names.
 //
 // MoE blocks are raised to moe.route + moe.experts so that ONNX models reach
-// the same passes and kernels as checkpoints. This first version raises
-// com.microsoft.MoE; the exported shapes of plain ops (unrolled experts,
-// dense and gathered forms) are not recognised yet. Every MoE block found is
+// the same passes and kernels as checkpoints: com.microsoft.MoE, and the
+// gathered-expert-weights form torch.onnx.export writes for transformers'
+// batched_mm experts (ONNXRaiseMoE.cpp; with a router other than softmax
+// top-k, to moe.experts over the plain router). The unrolled per-expert and
+// dense all-experts forms are not recognised yet. Every MoE block found is
 // reported with whether it was raised and, if not, why.
 //
-// Standard ops imported so far: MatMul ([..., K] x [K, N]), Gemm (as
-// moe.linear), Gather (rows),
-// Squeeze/Unsqueeze, the float elementwise ops
-// Add/Sub/Mul/Div/Pow/Max/Min (numpy broadcasting), Sigmoid/Relu/Neg/Exp/Sqrt/
-// Reciprocal/Tanh, Softmax (last axis), Constant, Reshape (constant shape),
-// Transpose, ReduceMean/ReduceSum (constant axes), Cast (float types) and
-// SimplifiedLayerNormalization; a graph using others is refused with the
-// full list of what is missing.
+// The standard ops imported are listed in docs/architecture.md; a graph
+// using others is refused with the full list of what is missing.
 //
 //===----------------------------------------------------------------------===//
 
@@ -43,6 +39,7 @@ struct ONNXMoEBlock {
   std::string node; ///< The node (its name, or index and op type).
   std::string form; ///< e.g. "com.microsoft.MoE".
   bool raised = false;
+  std::string raisedTo = "moe.route + moe.experts"; ///< When raised.
   std::string reason; ///< Why it was not raised (empty when it was).
 };
 

@@ -1,0 +1,374 @@
+//===- ONNXRaiseMoE.cpp - Raising exported MoE blocks to moe ops ----------===//
+//
+// torch.onnx.export (TorchScript and dynamo) of transformers' `batched_mm`
+// experts, and onnxruntime-genai's decomposed MoE, write an MoE layer as
+//
+//   probs = Softmax(x W_r^T);  vals, ids = TopK(probs, k)
+//   w     = vals [/ ReduceSum(vals)]                        (renormalise)
+//   xr    = repeat_interleave(x, k)                         [T*k, H]
+//   h     = MatMul(Gather(W_gu [E, 2I, H], ids), xr)        [T*k, 2I]
+//   a     = SiLU(h[:, :I]) * h[:, I:]
+//   o     = MatMul(Gather(W_d [E, H, I], ids), a)           [T*k, H]
+//   y     = ReduceSum(Reshape(o * w, [T, k, H]), axis 1)
+//
+// with views (Reshape/Unsqueeze/Squeeze/Flatten) in between and either
+// Gather or GatherND for the weights, Split or Slice for the halves,
+// Expand or Tile for the repeat. Matching starts at the final ReduceSum,
+// after every node before it was imported, so sizes the exporter computes
+// at run time are known integers here. The block's output is redefined as
+// moe.experts over moe.route (or over the plain router's ids and weights
+// when the router is another form, e.g. DeepSeek's group-limited sigmoid);
+// the plain ops it replaces become dead and are erased by canonicalization.
+//
+//===----------------------------------------------------------------------===//
+
+#include "ONNXImporterImpl.h"
+
+#include "moe/Dialect/MoE/IR/MoE.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+
+#include "llvm/Support/FormatVariadic.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+using namespace mlir::moe::onnximport;
+
+std::pair<const onnx::NodeProto *, int>
+Importer::producer(const std::string &name) {
+  auto it = producers.find(name);
+  return it == producers.end() ? std::pair<const onnx::NodeProto *, int>{}
+                               : it->second;
+}
+
+std::string Importer::throughViews(const std::string &name) {
+  std::string at = name;
+  for (int guard = 0; guard < 64; ++guard) {
+    const onnx::NodeProto *node = producer(at).first;
+    if (!node || node->input_size() < 1)
+      break;
+    const std::string &op = node->op_type();
+    if (op != "Reshape" && op != "Unsqueeze" && op != "Squeeze" &&
+        op != "Flatten" && op != "Identity" && op != "Cast")
+      break;
+    at = node->input(0);
+  }
+  return at;
+}
+
+namespace {
+/// What the matcher found of one block.
+struct GatheredMoE {
+  std::string x;               ///< tokens [T, H] (the repeat's input)
+  std::string ids, vals;       ///< TopK outputs
+  const onnx::NodeProto *topk = nullptr;
+  std::string weights;         ///< the per-(token, slot) weights, [T, k]
+  std::string gateUp, down;    ///< initializers [E, 2I, H], [E, H, I]
+  bool gateFirst = true;       ///< SiLU on the first half of gate_up
+  // The router, when it is Softmax(x W^T) -> TopK [-> / ReduceSum].
+  std::string router;          ///< initializer, [E, H] or [H, E]
+  bool routerTransposed = false; ///< stored [H, E] (MatMul form)
+  bool renormalize = false;
+  std::string routerWhy;       ///< why the router was not recognised
+};
+} // namespace
+
+bool Importer::raiseGatheredMoE(const onnx::NodeProto &node) {
+  auto prod = [&](const std::string &name, llvm::StringRef op,
+                  int output = -1) -> const onnx::NodeProto * {
+    auto [n, i] = producer(name);
+    if (!n || n->op_type() != op || (output >= 0 && i != output))
+      return nullptr;
+    return n;
+  };
+  auto isInit = [&](const std::string &name) {
+    return model.initializers().count(name) != 0;
+  };
+  // --- The block's shape: ReduceSum(Reshape(Mul(down-projection, w))) ----
+  if (node.input_size() < 1 || node.output_size() != 1)
+    return false;
+  const onnx::NodeProto *mul = prod(throughViews(node.input(0)), "Mul");
+  if (!mul || mul->input_size() != 2)
+    return false;
+  // One Mul operand is the down projection of gathered weights.
+  const onnx::NodeProto *downMM = nullptr;
+  std::string weightsName;
+  for (int i = 0; i < 2 && !downMM; ++i)
+    if ((downMM = prod(throughViews(mul->input(i)), "MatMul")))
+      weightsName = mul->input(1 - i);
+  if (!downMM)
+    return false;
+  auto gatheredInit = [&](const std::string &name,
+                          std::string &indices) -> std::string {
+    auto [g, idx] = producer(name);
+    if (!g || g->input_size() != 2 || !isInit(g->input(0)))
+      return "";
+    if (g->op_type() == "Gather" && intAttr(*g, "axis", 0) == 0) {
+      indices = g->input(1);
+      return g->input(0);
+    }
+    if (g->op_type() == "GatherND" && intAttr(*g, "batch_dims", 0) == 0) {
+      indices = g->input(1);
+      return g->input(0);
+    }
+    return "";
+  };
+  GatheredMoE m;
+  std::string downIdx, guIdx;
+  m.down = gatheredInit(downMM->input(0), downIdx);
+  if (m.down.empty())
+    return false;
+  // From here on it is an MoE block: report what stops raising.
+  ONNXMoEBlock block;
+  block.node = model.describe(node);
+  block.form = "gathered expert weights (torch.onnx.export batched_mm)";
+  auto notRaised = [&](const std::string &why) {
+    block.reason = why;
+    if (blocks)
+      blocks->push_back(block);
+    return false;
+  };
+  // The sum is over the k slots of each token: [T, k, H] -> [T, H].
+  std::optional<llvm::SmallVector<int64_t>> axes =
+      node.input_size() > 1 ? constantInts(node.input(1)) : std::nullopt;
+  if (const onnx::AttributeProto *attr = findAttr(node, "axes"))
+    axes = llvm::SmallVector<int64_t>(attr->ints().begin(), attr->ints().end());
+  Value summed = lookup(node.input(0));
+  if (!axes || *axes != llvm::SmallVector<int64_t>{1} ||
+      intAttr(node, "keepdims", 1) != 0 || !summed ||
+      cast<RankedTensorType>(summed.getType()).getRank() != 3)
+    return notRaised("the combine is not a sum over axis 1 of [T, k, H] "
+                     "without keepdims");
+  // --- The activation: SiLU(first half) * second half ---------------------
+  const onnx::NodeProto *prodMul = prod(throughViews(downMM->input(1)), "Mul");
+  if (!prodMul)
+    return notRaised("the down projection's input is not a gated product");
+  std::string gateHalf, upHalf;
+  for (int i = 0; i < 2 && gateHalf.empty(); ++i) {
+    const onnx::NodeProto *silu = prod(prodMul->input(i), "Mul");
+    if (!silu)
+      continue;
+    for (int j = 0; j < 2; ++j) {
+      const onnx::NodeProto *sig = prod(silu->input(j), "Sigmoid");
+      if (sig && sig->input(0) == silu->input(1 - j)) {
+        gateHalf = silu->input(1 - j);
+        upHalf = prodMul->input(1 - i);
+      }
+    }
+  }
+  if (gateHalf.empty())
+    return notRaised("the activation is not SiLU(gate) * up");
+  // Both halves come from one projection h, by Split or Slice.
+  std::string h;
+  int64_t inter = 0;
+  auto half = [&](const std::string &name, int &which) -> std::string {
+    auto [n, out] = producer(name);
+    if (!n)
+      return "";
+    if (n->op_type() == "Split" && n->output_size() == 2) {
+      which = out;
+      return n->input(0);
+    }
+    if (n->op_type() == "Slice" && n->input_size() >= 3) {
+      std::optional<llvm::SmallVector<int64_t>> starts =
+          constantInts(n->input(1));
+      Value hv = lookup(n->input(0));
+      auto type = hv ? cast<RankedTensorType>(hv.getType()) : nullptr;
+      if (!starts || starts->size() != 1 || !type ||
+          type.isDynamicDim(type.getRank() - 1))
+        return "";
+      int64_t width = type.getDimSize(type.getRank() - 1);
+      which = (*starts)[0] == 0 ? 0 : (*starts)[0] == width / 2 ? 1 : -1;
+      return n->input(0);
+    }
+    return "";
+  };
+  int gateWhich = -1, upWhich = -1;
+  h = half(gateHalf, gateWhich);
+  if (h.empty() || h != half(upHalf, upWhich) || gateWhich < 0 ||
+      upWhich < 0 || gateWhich == upWhich)
+    return notRaised("gate and up are not the two halves of one projection");
+  m.gateFirst = gateWhich == 0;
+  const onnx::NodeProto *guMM = prod(throughViews(h), "MatMul");
+  if (!guMM)
+    return notRaised("the gate/up projection is not a MatMul");
+  m.gateUp = gatheredInit(guMM->input(0), guIdx);
+  if (m.gateUp.empty())
+    return notRaised("the gate/up weights are not gathered from an "
+                     "initializer");
+  // --- The routing: both gathers by one TopK's indices ---------------------
+  std::string ids = throughViews(downIdx);
+  m.topk = producer(ids).first;
+  if (!m.topk || m.topk->op_type() != "TopK" || producer(ids).second != 1 ||
+      throughViews(guIdx) != ids)
+    return notRaised("the expert indices are not one TopK's indices");
+  m.ids = ids;
+  m.vals = m.topk->output(0);
+  // --- The tokens: repeat_interleave(x, k) -------------------------------
+  std::string rep = throughViews(guMM->input(1));
+  auto [repNode, repOut] = producer(rep);
+  if (!repNode ||
+      (repNode->op_type() != "Expand" && repNode->op_type() != "Tile"))
+    return notRaised("the tokens are not repeated by Expand or Tile");
+  const onnx::NodeProto *unsq = prod(repNode->input(0), "Unsqueeze");
+  std::optional<llvm::SmallVector<int64_t>> unsqAxes =
+      unsq && unsq->input_size() > 1 ? constantInts(unsq->input(1))
+                                     : std::nullopt;
+  if (!unsq || !unsqAxes || *unsqAxes != llvm::SmallVector<int64_t>{1})
+    return notRaised("the tokens are not repeated token by token");
+  m.x = unsq->input(0);
+  // The weights: the other Mul operand, followed back to its [T, k] form.
+  m.weights = weightsName;
+  for (int guard = 0; guard < 8; ++guard) {
+    Value v = lookup(m.weights);
+    auto t = v ? dyn_cast<RankedTensorType>(v.getType()) : nullptr;
+    if (t && t.getRank() == 2 && !t.isDynamicDim(1) &&
+        t.getDimSize(1) > 1)
+      break;
+    const onnx::NodeProto *n = producer(m.weights).first;
+    if (!n || (n->op_type() != "Reshape" && n->op_type() != "Unsqueeze" &&
+               n->op_type() != "Flatten"))
+      break;
+    m.weights = n->input(0);
+  }
+  // --- The router, when it is the plain softmax form ------------------------
+  std::string weightsSrc = throughViews(m.weights);
+  if (const onnx::NodeProto *div = prod(weightsSrc, "Div")) {
+    const onnx::NodeProto *sum = prod(div->input(1), "ReduceSum");
+    if (div->input(0) == m.vals && sum && sum->input(0) == m.vals)
+      m.renormalize = true, weightsSrc = m.vals;
+  }
+  const onnx::NodeProto *softmax =
+      prod(throughViews(m.topk->input(0)), "Softmax");
+  if (weightsSrc != m.vals)
+    m.routerWhy = "the routing weights are not TopK's values (scaled or "
+                  "otherwise transformed)";
+  else if (!softmax || intAttr(*softmax, "axis", -1) != -1)
+    m.routerWhy = "the scores are not a Softmax over the experts (e.g. "
+                  "sigmoid or group-limited routing)";
+  else if (intAttr(*m.topk, "largest", 1) != 1 ||
+           intAttr(*m.topk, "axis", -1) != -1)
+    m.routerWhy = "TopK is not the largest over the last axis";
+  if (m.routerWhy.empty()) {
+    auto [lin, _] = producer(throughViews(softmax->input(0)));
+    bool gemm = lin && lin->op_type() == "Gemm" && lin->input_size() == 2 &&
+                intAttr(*lin, "transB", 0) == 1 &&
+                intAttr(*lin, "transA", 0) == 0 &&
+                floatAttr(*lin, "alpha").value_or(1.0f) == 1.0f;
+    bool matmul = lin && lin->op_type() == "MatMul";
+    if ((!gemm && !matmul) || !isInit(lin->input(1)) ||
+        throughViews(lin->input(0)) != throughViews(m.x))
+      m.routerWhy = "the logits are not x times an initializer";
+    else
+      m.router = lin->input(1), m.routerTransposed = matmul;
+  }
+
+  // --- Shapes -----------------------------------------------------------
+  Value x = lookup(m.x), gateUp = lookup(m.gateUp), down = lookup(m.down);
+  Value ids64 = lookup(m.ids), weights = lookup(m.weights);
+  auto xt = x ? cast<RankedTensorType>(x.getType()) : nullptr;
+  auto gut = gateUp ? cast<RankedTensorType>(gateUp.getType()) : nullptr;
+  auto dt = down ? cast<RankedTensorType>(down.getType()) : nullptr;
+  auto it = ids64 ? cast<RankedTensorType>(ids64.getType()) : nullptr;
+  auto wt = weights ? cast<RankedTensorType>(weights.getType()) : nullptr;
+  if (!xt || !gut || !dt || !it || !wt || xt.getRank() != 2 ||
+      gut.getRank() != 3 || dt.getRank() != 3 || it.getRank() != 2 ||
+      wt.getRank() != 2)
+    return notRaised("operand ranks are not x [T, H], weights [E, 2I, H] / "
+                     "[E, H, I], ids and weights [T, k]");
+  int64_t numExperts = gut.getDimSize(0), hidden = xt.getDimSize(1);
+  inter = dt.getDimSize(2);
+  int64_t k = it.getDimSize(1);
+  Type et = xt.getElementType();
+  if (ShapedType::isDynamic(hidden) || ShapedType::isDynamic(k) ||
+      gut.getDimSize(1) != 2 * inter || gut.getDimSize(2) != hidden ||
+      dt.getDimSize(0) != numExperts || dt.getDimSize(1) != hidden ||
+      gut.getElementType() != et || dt.getElementType() != et ||
+      wt.getDimSize(1) != k || !wt.getElementType().isF32())
+    return notRaised(llvm::formatv(
+        "shapes do not fit one MoE layer: x {0}, gate_up {1}, down {2}, "
+        "ids {3}, weights {4}",
+        xt, gut, dt, it, wt));
+
+  // --- Emit ---------------------------------------------------------------
+  Location loc = locOf(node);
+  auto rows = [&](int64_t first) -> Value {
+    return tensor::ExtractSliceOp::create(
+        builder, loc, RankedTensorType::get({numExperts, inter, hidden}, et),
+        gateUp, ValueRange{}, ValueRange{}, ValueRange{},
+        builder.getDenseI64ArrayAttr({0, first, 0}),
+        builder.getDenseI64ArrayAttr({numExperts, inter, hidden}),
+        builder.getDenseI64ArrayAttr({1, 1, 1}));
+  };
+  Value gate = rows(m.gateFirst ? 0 : inter);
+  Value up = rows(m.gateFirst ? inter : 0);
+  auto idsType = RankedTensorType::get({xt.getDimSize(0), k},
+                                       builder.getI32Type());
+  Value expertIds, expertWeights;
+  if (m.routerWhy.empty()) {
+    Value router = lookup(m.router);
+    auto rt = cast<RankedTensorType>(router.getType());
+    if (m.routerTransposed)
+      router =
+          linalg::TransposeOp::create(
+              builder, loc, router,
+              tensor::EmptyOp::create(builder, loc,
+                                      llvm::ArrayRef<int64_t>{numExperts, hidden},
+                                      rt.getElementType()),
+              llvm::ArrayRef<int64_t>{1, 0})
+              .getResult()[0];
+    if (cast<RankedTensorType>(router.getType()).getShape() !=
+        llvm::ArrayRef<int64_t>{numExperts, hidden})
+      return notRaised(llvm::formatv("the router weight {0} is not [E, H] = "
+                                     "[{1}, {2}]",
+                                     router.getType(), numExperts, hidden));
+    auto route = RouteOp::create(
+        builder, loc, idsType,
+        RankedTensorType::get({xt.getDimSize(0), k}, builder.getF32Type()), x,
+        router, Value(), Value(), builder.getI64IntegerAttr(k),
+        ScoreFuncAttr::get(ctx, ScoreFunc::Softmax),
+        RouteOrderAttr::get(ctx, RouteOrder::ScoreThenTopK),
+        builder.getI64IntegerAttr(1), builder.getI64IntegerAttr(1),
+        GroupScoreAttr::get(ctx, GroupScore::Max),
+        RenormAttr::get(ctx, m.renormalize ? Renorm::Sum : Renorm::None),
+        builder.getF32FloatAttr(0.0f), builder.getF32FloatAttr(1.0f));
+    expertIds = route.getExpertIds();
+    expertWeights = route.getExpertWeights();
+
+  } else {
+    // The plain router's ids (int64 -> int32) and weights feed the experts.
+    Value init = tensor::EmptyOp::create(
+        builder, loc, tensor::getMixedSizes(builder, loc, ids64),
+        builder.getI32Type());
+    AffineMap id = builder.getMultiDimIdentityMap(2);
+    expertIds =
+        linalg::GenericOp::create(
+            builder, loc, TypeRange{init.getType()}, ValueRange{ids64},
+            ValueRange{init}, llvm::ArrayRef<AffineMap>{id, id},
+            llvm::SmallVector<utils::IteratorType>(
+                2, utils::IteratorType::parallel),
+            [&](OpBuilder &b, Location l, ValueRange args) {
+              linalg::YieldOp::create(
+                  b, l,
+                  Value(arith::TruncIOp::create(b, l, b.getI32Type(),
+                                                args[0])));
+            })
+            .getResult(0);
+    expertWeights = weights;
+    block.raisedTo = "moe.experts; the router stays plain ops because " +
+                     m.routerWhy;
+  }
+  auto experts = ExpertsOp::create(
+      builder, loc, x.getType(), x, expertIds, expertWeights, gate, up, down,
+      Value(), Value(), Value(), Value(), Value(), Value(), Value(),
+      ActivationAttr::get(ctx, Activation::SwiGLU),
+      builder.getF32FloatAttr(1.702f), builder.getF32FloatAttr(7.0f),
+      builder.getF32FloatAttr(1.0f));
+  values[node.output(0)] = experts.getResult();
+  block.raised = true;
+  if (blocks)
+    blocks->push_back(block);
+  return true;
+}
