@@ -448,7 +448,13 @@ ImportResult Importer::importSoftmax(const onnx::NodeProto &node) {
     return std::string("only the last axis is imported yet");
   if (!type.getElementType().isF32() || rank < 1)
     return std::string("only f32 tensors are imported yet");
-  Location loc = locOf(node);
+  values[node.output(0)] = softmaxLastAxis(locOf(node), x);
+  return std::nullopt;
+}
+
+Value Importer::softmaxLastAxis(Location loc, Value x) {
+  auto type = cast<RankedTensorType>(x.getType());
+  int64_t rank = type.getRank();
   Type f32 = type.getElementType();
   llvm::SmallVector<OpFoldResult> rowSizes =
       tensor::getMixedSizes(builder, loc, x);
@@ -489,8 +495,7 @@ ImportResult Importer::importSoftmax(const onnx::NodeProto &node) {
           .getResult(0);
   Value init = tensor::EmptyOp::create(
       builder, loc, tensor::getMixedSizes(builder, loc, x), f32);
-  values[node.output(0)] =
-      linalg::GenericOp::create(
+  return linalg::GenericOp::create(
           builder, loc, TypeRange{type}, ValueRange{x, max, sum},
           ValueRange{init}, llvm::ArrayRef<AffineMap>{id, row, row, id},
           parallel,
@@ -500,8 +505,7 @@ ImportResult Importer::importSoftmax(const onnx::NodeProto &node) {
             linalg::YieldOp::create(
                 b, l, Value(arith::DivFOp::create(b, l, e, args[2])));
           })
-          .getResult(0);
-  return std::nullopt;
+      .getResult(0);
 }
 
 /// ReduceMean/Sum/Max/Min/Prod of a float tensor over constant axes

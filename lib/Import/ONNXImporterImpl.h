@@ -218,6 +218,21 @@ private:
   broadcastGeneric(Location loc, ValueRange operands, Type resultElement,
                    llvm::function_ref<Value(OpBuilder &, Location, ValueRange)>
                        body);
+  /// Softmax over the last axis (max, sum of exponentials, quotient).
+  Value softmaxLastAxis(Location loc, Value x);
+  /// The `k` largest (or smallest) values along the last axis, in order,
+  /// ties to the lower index, and their int64 indices.
+  std::pair<Value, Value> topK(Location loc, Value x, int64_t k, bool largest);
+  /// com.microsoft.MoE that cannot become moe ops, as plain tensor ops:
+  /// softmax over the logits, top-k, optional renormalisation (ORT's CUDA
+  /// routing), then each (token, slot) reads its expert's rows.
+  /// `gate` [E, I, H] (and `up` for gated activations), `down` [E, H, I],
+  /// optional biases; SwiGLU as ORT defines it (alpha, beta, limit).
+  Value plainMoE(Location loc, Value x, Value logits, Value gate,
+                 Value gateBias, Value up, Value upBias, Value down,
+                 Value downBias, int64_t k, bool normalize,
+                 llvm::StringRef activation, float alpha, float beta,
+                 std::optional<float> limit);
   /// A linalg.generic producing a tensor of `type` (sizes `sizes`) whose
   /// element at each index is `body(indices)`.
   Value indexGeneric(Location loc, RankedTensorType type,

@@ -409,43 +409,77 @@ ImportResult Importer::importMoE(const onnx::NodeProto &node) {
                      "required");
   auto xt = cast<RankedTensorType>(x.getType());
   if (xt.getRank() != 2)
-    return notRaised("only a [T, H] input is raised yet");
+    return notRaised("only a [T, H] input is imported yet");
+  Value probs = input(1);
+  if (!probs || cast<RankedTensorType>(probs.getType()).getRank() != 2)
+    return notRaised("router_probs must be [T, E] logits");
+  // Why the block cannot become moe ops; it then runs as plain tensor ops.
+  std::string plainWhy;
   if (!fc1.getDefiningOp<WeightOp>() || !fc2.getDefiningOp<WeightOp>() ||
       (fc3 && !fc3.getDefiningOp<WeightOp>()))
-    return notRaised("expert weights must be initializers");
+    plainWhy = "expert weights are not initializers";
 
   // The router: router_probs must be MatMul(input, W) with W an [H, E]
   // initializer, so that moe.route computes the logits itself.
-  Value probs = input(1);
-  auto matmul = probs ? probs.getDefiningOp<linalg::MatmulOp>() : nullptr;
+  auto matmul = probs.getDefiningOp<linalg::MatmulOp>();
   Value router = matmul ? matmul.getInputs()[1] : Value();
   if (!matmul || matmul.getInputs()[0] != x ||
       !router.getDefiningOp<WeightOp>())
-    return notRaised("router_probs is not MatMul(input, initializer)");
-  auto routerType = cast<RankedTensorType>(router.getType());
-  int64_t hidden = xt.getDimSize(1), numExperts = routerType.getDimSize(1);
-  if (k < 1 || k > numExperts)
+    plainWhy = "router_probs is not MatMul(input, initializer)";
+  int64_t hidden = xt.getDimSize(1);
+  int64_t numExperts = cast<RankedTensorType>(probs.getType()).getDimSize(1);
+  if (ShapedType::isDynamic(numExperts) || k < 1 || k > numExperts)
     return notRaised(
         llvm::formatv("k = {0} is not in [1, {1}]", k, numExperts));
 
-  // Expert weights, [E, I, H] gate/up and [E, H, I] down.
+  // Expert weights, [E, I, H] gate/up and [E, H, I] down. The legacy
+  // shapes ([E, H, I] fc1/fc3, [E, I, H] fc2; detected by ORT's rule in
+  // moe_helper.h: fc2's dim 1 is not H, or, for fused SwiGLU with I = H,
+  // fc1's dim 1 is H) label the same bytes column-major per expert:
+  // onnxruntime's kernels read them as the current layout, and so do we
+  // (a reshape, not a transpose; checked by the moe_*_legacy fixtures).
   auto fc1Type = cast<RankedTensorType>(fc1.getType());
   auto fc2Type = cast<RankedTensorType>(fc2.getType());
-  if (fc1Type.getRank() != 3 || fc2Type.getRank() != 3)
+  if (fc1Type.getRank() != 3 || fc2Type.getRank() != 3 ||
+      (fc3 && cast<RankedTensorType>(fc3.getType()).getRank() != 3))
     return notRaised("expert weights must be 3-D");
+  bool fused = activation == "swiglu" && fusion != 0;
+  bool legacy = fc2Type.getDimSize(1) != hidden ||
+                (fused && fc2Type.getDimSize(2) == hidden &&
+                 fc1Type.getDimSize(1) == hidden);
+  if (legacy) {
+    auto swapLast = [&](Value w) -> Value {
+      if (!w)
+        return w;
+      auto t = cast<RankedTensorType>(w.getType());
+      llvm::SmallVector<int64_t> shape = {t.getDimSize(0), t.getDimSize(2),
+                                          t.getDimSize(1)};
+      llvm::SmallVector<OpFoldResult> dims;
+      for (int64_t d : shape)
+        dims.push_back(builder.getIndexAttr(d));
+      return reshapeTo(locOf(node), w, shape, dims);
+    };
+    fc1 = swapLast(fc1);
+    fc2 = swapLast(fc2);
+    fc3 = swapLast(fc3);
+    fc1Type = cast<RankedTensorType>(fc1.getType());
+    fc2Type = cast<RankedTensorType>(fc2.getType());
+    block.form += " (legacy weight layout)";
+  }
   int64_t inter = fc2Type.getDimSize(2);
-  int64_t factor = activation == "swiglu" && fusion != 0 ? 2 : 1;
+  int64_t factor = fused ? 2 : 1;
   if (fc2Type.getDimSize(1) != hidden ||
       fc1Type.getDimSize(1) != factor * inter ||
       fc1Type.getDimSize(2) != hidden)
     return notRaised(llvm::formatv(
-        "weights are not in the [E, I, H] / [E, H, I] layout (legacy "
-        "[E, H, I] fc1 layouts are not raised yet): fc1 {0}, fc2 {1}",
+        "weights fit neither the [E, I, H] / [E, H, I] layout nor the "
+        "legacy one: fc1 {0}, fc2 {1}",
         fc1Type, fc2Type));
   if (fc1Type.getDimSize(0) != numExperts ||
       fc2Type.getDimSize(0) != numExperts)
-    return notRaised("the router and the expert weights disagree on the "
-                     "number of experts (expert parallelism is not raised)");
+    return notRaised("router_probs and the expert weights disagree on the "
+                     "number of experts (expert parallelism is not "
+                     "supported)");
 
   auto hasShape = [](Value v, llvm::ArrayRef<int64_t> shape) {
     return !v || cast<RankedTensorType>(v.getType()).getShape() == shape;
@@ -500,13 +534,21 @@ ImportResult Importer::importMoE(const onnx::NodeProto &node) {
     up = fc3;
     gateBias = fc1Bias;
     upBias = fc3Bias;
+  } else if (llvm::is_contained({"relu", "gelu", "silu", "identity"},
+                                activation) &&
+             !fc3) {
+    // Ungated: act(fc1 x) only; moe.experts is gated, so plain ops.
+    gate = fc1;
+    gateBias = fc1Bias;
+    plainWhy = "activation_type '" + activation +
+               "' is not a gated FFN that moe.experts expresses";
   } else {
-    return notRaised("activation_type '" + activation + "'" +
-                     (fc3 ? "" : " without fc3") +
-                     " is not a gated FFN that moe.experts expresses");
+    return notRaised("activation_type '" + activation + "' with swiglu_fusion " +
+                     std::to_string(fusion) + (fc3 ? " and" : " and no") +
+                     " fc3 is not a combination the op defines");
   }
-  if (cast<RankedTensorType>(up.getType()) !=
-      cast<RankedTensorType>(gate.getType()))
+  if (up && cast<RankedTensorType>(up.getType()) !=
+                cast<RankedTensorType>(gate.getType()))
     return notRaised("fc3 does not match fc1");
 
   // Activation parameters: SwiGLU with alpha 1, beta 0 and no limit is
@@ -532,11 +574,21 @@ ImportResult Importer::importMoE(const onnx::NodeProto &node) {
       fc2Bias = zeros({numExperts, hidden});
   }
 
+  if (!plainWhy.empty()) {
+    values[node.output(0)] =
+        plainMoE(loc, x, probs, gate, gateBias, up, upBias, fc2, fc2Bias, k,
+                 normalize, activation, alpha, beta, limit);
+    block.reason = plainWhy + "; it runs as plain tensor ops";
+    if (blocks)
+      blocks->push_back(block);
+    return std::nullopt;
+  }
   auto idsType =
       RankedTensorType::get({xt.getDimSize(0), k}, builder.getI32Type());
   auto weightsType =
       RankedTensorType::get({xt.getDimSize(0), k}, builder.getF32Type());
   // moe.route wants the router as [E, H].
+  auto routerType = cast<RankedTensorType>(router.getType());
   Value routerEH =
       linalg::TransposeOp::create(
           builder, loc, router,
@@ -567,4 +619,219 @@ ImportResult Importer::importMoE(const onnx::NodeProto &node) {
   if (blocks)
     blocks->push_back(block);
   return std::nullopt;
+}
+
+Value Importer::plainMoE(Location loc, Value x, Value logits, Value gate,
+                         Value gateBias, Value up, Value upBias, Value down,
+                         Value downBias, int64_t k, bool normalize,
+                         llvm::StringRef activation, float alpha, float beta,
+                         std::optional<float> limit) {
+  auto xt = cast<RankedTensorType>(x.getType());
+  Type et = xt.getElementType();
+  auto gt = cast<RankedTensorType>(gate.getType());
+  int64_t numExperts = gt.getDimSize(0), inter = gt.getDimSize(1),
+          hidden = gt.getDimSize(2);
+  // Routing as ORT's kernel: softmax over all experts, top-k, optional
+  // renormalisation of the k weights.
+  std::pair<Value, Value> routed =
+      topK(loc, softmaxLastAxis(loc, logits), k, true);
+  Value weights = routed.first, ids = routed.second;
+  Type wt = cast<RankedTensorType>(weights.getType()).getElementType();
+  OpFoldResult tokens = tensor::getMixedSize(builder, loc, x, 0);
+  auto zeros = [&](llvm::ArrayRef<OpFoldResult> sizes, Type t) {
+    Value empty = tensor::EmptyOp::create(builder, loc, sizes, t);
+    Value z = arith::ConstantOp::create(builder, loc, builder.getZeroAttr(t));
+    return linalg::FillOp::create(builder, loc, z, empty).getResult(0);
+  };
+  OpFoldResult kSize = builder.getIndexAttr(k);
+  auto par = utils::IteratorType::parallel, red = utils::IteratorType::reduction;
+  auto d = [&](unsigned i) { return builder.getAffineDimExpr(i); };
+  auto map = [&](unsigned dims, llvm::ArrayRef<AffineExpr> exprs) {
+    return AffineMap::get(dims, 0, exprs, ctx);
+  };
+  if (normalize) {
+    Value sum =
+        linalg::GenericOp::create(
+            builder, loc, TypeRange{zeros({tokens}, wt).getType()},
+            ValueRange{weights}, ValueRange{zeros({tokens}, wt)},
+            llvm::ArrayRef<AffineMap>{map(2, {d(0), d(1)}), map(2, {d(0)})},
+            llvm::ArrayRef<utils::IteratorType>{par, red},
+            [&](OpBuilder &b, Location l, ValueRange args) {
+              linalg::YieldOp::create(
+                  b, l, Value(arith::AddFOp::create(b, l, args[0], args[1])));
+            })
+            .getResult(0);
+    weights = linalg::GenericOp::create(
+                  builder, loc, TypeRange{weights.getType()},
+                  ValueRange{weights, sum},
+                  ValueRange{tensor::EmptyOp::create(
+                      builder, loc, llvm::ArrayRef<OpFoldResult>{tokens, kSize},
+                      wt)},
+                  llvm::ArrayRef<AffineMap>{map(2, {d(0), d(1)}),
+                                            map(2, {d(0)}),
+                                            map(2, {d(0), d(1)})},
+                  llvm::ArrayRef<utils::IteratorType>{par, par},
+                  [&](OpBuilder &b, Location l, ValueRange args) {
+                    linalg::YieldOp::create(
+                        b, l,
+                        Value(arith::DivFOp::create(b, l, args[0], args[1])));
+                  })
+                  .getResult(0);
+  }
+  // The expert of slot (t, j), clamped into [0, E).
+  auto expertOf = [&](OpBuilder &b, Location l, Value id) -> Value {
+    Value e = arith::IndexCastOp::create(b, l, b.getIndexType(), id);
+    Value zero = arith::ConstantIndexOp::create(b, l, 0);
+    Value last = arith::ConstantIndexOp::create(b, l, numExperts - 1);
+    return arith::MaxSIOp::create(b, l, zero,
+                                  arith::MinSIOp::create(b, l, e, last));
+  };
+  // h[t, j, i] = sum_h W[e(t, j), i, h] x[t, h], for gate (and up).
+  auto project = [&](Value w) -> Value {
+    Value acc = zeros({tokens, kSize, builder.getIndexAttr(inter)}, et);
+    return linalg::GenericOp::create(
+               builder, loc, TypeRange{acc.getType()}, ValueRange{x, ids},
+               ValueRange{acc},
+               llvm::ArrayRef<AffineMap>{map(4, {d(0), d(3)}),
+                                         map(4, {d(0), d(1)}),
+                                         map(4, {d(0), d(1), d(2)})},
+               llvm::ArrayRef<utils::IteratorType>{par, par, par, red},
+               [&](OpBuilder &b, Location l, ValueRange args) {
+                 Value e = expertOf(b, l, args[1]);
+                 Value v = tensor::ExtractOp::create(
+                     b, l, w,
+                     ValueRange{e, linalg::IndexOp::create(b, l, 2),
+                                linalg::IndexOp::create(b, l, 3)});
+                 linalg::YieldOp::create(
+                     b, l,
+                     Value(arith::AddFOp::create(
+                         b, l, args[2],
+                         arith::MulFOp::create(b, l, v, args[0]))));
+               })
+        .getResult(0);
+  };
+  Value g = project(gate);
+  Value u = up ? project(up) : Value();
+  // The activation, with the biases, per (t, j, i).
+  llvm::SmallVector<Value> ins = {g, ids};
+  if (u)
+    ins.push_back(u);
+  Value actInit = tensor::EmptyOp::create(
+      builder, loc,
+      llvm::ArrayRef<OpFoldResult>{tokens, kSize, builder.getIndexAttr(inter)},
+      et);
+  llvm::SmallVector<AffineMap> actMaps = {map(3, {d(0), d(1), d(2)}),
+                                          map(3, {d(0), d(1)})};
+  if (u)
+    actMaps.push_back(map(3, {d(0), d(1), d(2)}));
+  actMaps.push_back(map(3, {d(0), d(1), d(2)}));
+  Value act =
+      linalg::GenericOp::create(
+          builder, loc, TypeRange{actInit.getType()}, ins, ValueRange{actInit},
+          actMaps, llvm::ArrayRef<utils::IteratorType>{par, par, par},
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            auto c = [&](double v) -> Value {
+              return arith::ConstantOp::create(b, l, b.getFloatAttr(et, v));
+            };
+            Value e = expertOf(b, l, args[1]);
+            Value i = linalg::IndexOp::create(b, l, 2);
+            Value gv = args[0];
+            if (gateBias)
+              gv = arith::AddFOp::create(
+                  b, l, gv,
+                  tensor::ExtractOp::create(b, l, gateBias, ValueRange{e, i}));
+            auto sigmoid = [&](Value v) -> Value {
+              return arith::DivFOp::create(
+                  b, l, c(1),
+                  arith::AddFOp::create(
+                      b, l, c(1),
+                      math::ExpOp::create(b, l, arith::NegFOp::create(b, l, v))));
+            };
+            Value r;
+            if (u) {
+              Value uv = args[2];
+              if (upBias)
+                uv = arith::AddFOp::create(
+                    b, l, uv,
+                    tensor::ExtractOp::create(b, l, upBias, ValueRange{e, i}));
+              if (limit) {
+                gv = arith::MinimumFOp::create(b, l, gv, c(*limit));
+                uv = arith::MaximumFOp::create(
+                    b, l, c(-*limit), arith::MinimumFOp::create(b, l, uv, c(*limit)));
+              }
+              Value gated = arith::MulFOp::create(
+                  b, l, gv, sigmoid(arith::MulFOp::create(b, l, gv, c(alpha))));
+              r = arith::MulFOp::create(b, l, gated,
+                                        arith::AddFOp::create(b, l, uv, c(beta)));
+            } else if (activation == "relu") {
+              r = arith::MaximumFOp::create(b, l, gv, c(0));
+            } else if (activation == "gelu") {
+              // The tanh approximation, as onnxruntime's MoE kernels.
+              Value cube = arith::MulFOp::create(
+                  b, l, gv, arith::MulFOp::create(b, l, gv, gv));
+              Value inner = arith::MulFOp::create(
+                  b, l, c(std::sqrt(2.0 / M_PI)),
+                  arith::AddFOp::create(
+                      b, l, gv, arith::MulFOp::create(b, l, c(0.044715), cube)));
+              r = arith::MulFOp::create(
+                  b, l, arith::MulFOp::create(b, l, c(0.5), gv),
+                  arith::AddFOp::create(b, l, c(1),
+                                        math::TanhOp::create(b, l, inner)));
+            } else if (activation == "silu") {
+              r = arith::MulFOp::create(b, l, gv, sigmoid(gv));
+            } else {
+              r = gv;
+            }
+            linalg::YieldOp::create(b, l, r);
+          })
+          .getResult(0);
+  // o[t, j, h] = sum_i down[e, h, i] act[t, j, i] (+ bias); y = sum_j w o.
+  Value oAcc = zeros({tokens, kSize, builder.getIndexAttr(hidden)}, et);
+  Value o =
+      linalg::GenericOp::create(
+          builder, loc, TypeRange{oAcc.getType()}, ValueRange{act, ids},
+          ValueRange{oAcc},
+          llvm::ArrayRef<AffineMap>{map(4, {d(0), d(1), d(3)}),
+                                    map(4, {d(0), d(1)}),
+                                    map(4, {d(0), d(1), d(2)})},
+          llvm::ArrayRef<utils::IteratorType>{par, par, par, red},
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            Value e = expertOf(b, l, args[1]);
+            Value v = tensor::ExtractOp::create(
+                b, l, down,
+                ValueRange{e, linalg::IndexOp::create(b, l, 2),
+                           linalg::IndexOp::create(b, l, 3)});
+            linalg::YieldOp::create(
+                b, l,
+                Value(arith::AddFOp::create(
+                    b, l, args[2], arith::MulFOp::create(b, l, v, args[0]))));
+          })
+          .getResult(0);
+  Value yAcc = zeros({tokens, builder.getIndexAttr(hidden)}, et);
+  return linalg::GenericOp::create(
+             builder, loc, TypeRange{yAcc.getType()},
+             ValueRange{o, weights, ids}, ValueRange{yAcc},
+             llvm::ArrayRef<AffineMap>{map(3, {d(0), d(2), d(1)}),
+                                       map(3, {d(0), d(2)}),
+                                       map(3, {d(0), d(2)}),
+                                       map(3, {d(0), d(1)})},
+             llvm::ArrayRef<utils::IteratorType>{par, par, red},
+             [&](OpBuilder &b, Location l, ValueRange args) {
+               Value v = args[0];
+               if (downBias)
+                 v = arith::AddFOp::create(
+                     b, l, v,
+                     tensor::ExtractOp::create(
+                         b, l, downBias,
+                         ValueRange{expertOf(b, l, args[2]),
+                                    linalg::IndexOp::create(b, l, 1)}));
+               Value w = args[1];
+               if (w.getType() != et)
+                 w = arith::TruncFOp::create(b, l, et, w);
+               linalg::YieldOp::create(
+                   b, l,
+                   Value(arith::AddFOp::create(
+                       b, l, args[3], arith::MulFOp::create(b, l, w, v))));
+             })
+      .getResult(0);
 }

@@ -968,7 +968,17 @@ ImportResult Importer::importTopK(const onnx::NodeProto &node) {
   if (k < 0 || (!ShapedType::isDynamic(n) && k > n))
     return llvm::formatv("k = {0} is not in [0, {1}]", k, n).str();
   bool largest = intAttr(node, "largest", 1) != 0;
-  Location loc = locOf(node);
+  auto [vals, ids] = topK(locOf(node), x, k, largest);
+  values[node.output(0)] = vals;
+  values[node.output(1)] = ids;
+  return std::nullopt;
+}
+
+std::pair<Value, Value> Importer::topK(Location loc, Value x, int64_t k,
+                                       bool largest) {
+  auto type = cast<RankedTensorType>(x.getType());
+  Type et = type.getElementType();
+  int64_t n = type.getDimSize(type.getRank() - 1);
   // Rows: every leading index, flattened.
   llvm::SmallVector<OpFoldResult> lead = tensor::getMixedSizes(builder, loc, x);
   OpFoldResult cols = lead.pop_back_val();
@@ -1049,9 +1059,8 @@ ImportResult Importer::importTopK(const onnx::NodeProto &node) {
   llvm::SmallVector<int64_t> shape(type.getShape());
   shape.back() = k;
   lead.push_back(builder.getIndexAttr(k));
-  values[node.output(0)] = reshapeTo(loc, rowLoop.getResult(0), shape, lead);
-  values[node.output(1)] = reshapeTo(loc, rowLoop.getResult(1), shape, lead);
-  return std::nullopt;
+  return {reshapeTo(loc, rowLoop.getResult(0), shape, lead),
+          reshapeTo(loc, rowLoop.getResult(1), shape, lead)};
 }
 
 /// GatherND (batch_dims = 0): out[i..., j...] = data[indices[i..., :], j...],
