@@ -122,6 +122,9 @@ ImportResult Importer::importNode(const onnx::NodeProto &node) {
         table[{"", "MatMul"}] = &Importer::importMatMul;
         table[{"", "Gemm"}] = &Importer::importGemm;
         table[{"", "LayerNormalization"}] = &Importer::importLayerNorm;
+        table[{"", "RotaryEmbedding"}] = &Importer::importRotaryEmbedding;
+        table[{"com.microsoft", "RotaryEmbedding"}] =
+            &Importer::importRotaryEmbedding;
         table[{"", "RMSNormalization"}] = &Importer::importSimplifiedLayerNorm;
         // onnxruntime registers it in the default domain; some exporters
         // write com.microsoft.

@@ -194,6 +194,7 @@ private:
   ImportResult importGemm(const onnx::NodeProto &node);
   ImportResult importSimplifiedLayerNorm(const onnx::NodeProto &node);
   ImportResult importLayerNorm(const onnx::NodeProto &node);
+  ImportResult importRotaryEmbedding(const onnx::NodeProto &node);
   ImportResult importMoE(const onnx::NodeProto &node);
   // ONNXRaiseMoE.cpp
   /// If `node` (a ReduceSum) ends an exported gathered-weights MoE block,

@@ -835,3 +835,144 @@ Value Importer::plainMoE(Location loc, Value x, Value logits, Value gate,
              })
       .getResult(0);
 }
+
+/// RotaryEmbedding, opset 23 (X, cos, sin[, position_ids]) and
+/// com.microsoft (input, position_ids, cos, sin): x is [B, S, N*D] (with
+/// num_heads) or [B, N, S, D]; the first rotary_embedding_dim (default D)
+/// features of each head rotate in halves or, interleaved, in pairs, by
+/// cos/sin rows picked by position (position_ids [B, S], a [1] offset, or
+/// no ids with [B, S, rd/2] caches); the rest pass through. Checked
+/// against onnxruntime by the rope_ops fixture.
+ImportResult Importer::importRotaryEmbedding(const onnx::NodeProto &node) {
+  bool contrib = node.domain() == "com.microsoft";
+  Value x = input(node, 0);
+  Value pos = input(node, contrib ? 1 : 3);
+  Value cosCache = input(node, contrib ? 2 : 1);
+  Value sinCache = input(node, contrib ? 3 : 2);
+  if (!x || !cosCache || !sinCache || node.output_size() != 1)
+    return std::string("needs the input and the cos and sin caches");
+  if (intAttr(node, "is_packed_batching", 0))
+    return std::string("is_packed_batching is not imported");
+  if (floatAttr(node, "scale").value_or(1.0f) != 1.0f)
+    return std::string("a scale other than 1 is not imported");
+  auto xt = cast<RankedTensorType>(x.getType());
+  auto ct = cast<RankedTensorType>(cosCache.getType());
+  Type et = xt.getElementType();
+  int64_t rank = xt.getRank();
+  if ((rank != 3 && rank != 4) || ct != sinCache.getType() ||
+      ct.getElementType() != et || ct.isDynamicDim(ct.getRank() - 1))
+    return std::string("x must be [B, S, N*D] or [B, N, S, D] and the caches "
+                       "of one static type");
+  int64_t half = ct.getDimSize(ct.getRank() - 1);
+  int64_t rd = intAttr(node, "rotary_embedding_dim", 0);
+  int64_t heads = intAttr(node, "num_heads", 0);
+  int64_t width = xt.getDimSize(rank - 1);
+  if (ShapedType::isDynamic(width))
+    return std::string("the feature dimension must be static");
+  int64_t headDim = width;
+  if (rank == 3) {
+    if (heads <= 0 && rd == 0)
+      heads = width / (2 * half);
+    if (heads <= 0 || width % heads)
+      return std::string("num_heads does not divide the hidden size");
+    headDim = width / heads;
+  }
+  if (rd == 0)
+    rd = headDim;
+  if (rd != 2 * half || rd > headDim)
+    return llvm::formatv("the caches hold {0} frequencies, rotary dim {1} of "
+                         "head size {2} needs {1}/2",
+                         half, rd, headDim)
+        .str();
+  if (pos) {
+    auto pt = cast<RankedTensorType>(pos.getType());
+    if (!isa<IntegerType>(pt.getElementType()) || pt.getRank() > 2 ||
+        (pt.getRank() == 1 && pt.getDimSize(0) != 1))
+      return std::string("position_ids must be [B, S] or a [1] offset");
+    if (ct.getRank() != 2)
+      return std::string("with position_ids the caches are [max_seq, rd/2]");
+  } else if (ct.getRank() != 3) {
+    return std::string("without position_ids the caches are [B, S, rd/2]");
+  }
+  bool interleaved = intAttr(node, "interleaved", 0) != 0;
+  Location loc = locOf(node);
+  Value maxPos = ct.getRank() == 2
+                     ? Value(tensor::DimOp::create(builder, loc, cosCache, 0))
+                     : Value();
+  values[node.output(0)] = indexGeneric(
+      loc, xt, tensor::getMixedSizes(builder, loc, x),
+      [&](OpBuilder &b, Location l, ValueRange idx) -> Value {
+        auto c = [&](int64_t v) -> Value {
+          return arith::ConstantIndexOp::create(b, l, v);
+        };
+        using P = arith::CmpIPredicate;
+        Value batch = idx[0], seq = rank == 3 ? idx[1] : idx[2];
+        Value last = idx[rank - 1];
+        Value d = rank == 3 ? Value(arith::RemUIOp::create(b, l, last,
+                                                           c(headDim)))
+                            : last;
+        Value headBase = arith::SubIOp::create(b, l, last, d);
+        Value rotated = arith::CmpIOp::create(b, l, P::ult, d, c(rd));
+        // Frequency i and partner feature; the sign of the partner's term.
+        Value i, partner, first;
+        if (interleaved) {
+          i = arith::DivUIOp::create(b, l, d, c(2));
+          first = arith::CmpIOp::create(
+              b, l, P::eq, arith::RemUIOp::create(b, l, d, c(2)), c(0));
+          partner = arith::SelectOp::create(
+              b, l, first, arith::AddIOp::create(b, l, d, c(1)),
+              arith::SubIOp::create(b, l, d, c(1)));
+        } else {
+          first = arith::CmpIOp::create(b, l, P::ult, d, c(half));
+          i = arith::SelectOp::create(b, l, first, d,
+                                      arith::SubIOp::create(b, l, d, c(half)));
+          partner = arith::SelectOp::create(
+              b, l, first, arith::AddIOp::create(b, l, d, c(half)), i);
+        }
+        // Pass-through features read in bounds: frequency 0, themselves.
+        i = arith::SelectOp::create(b, l, rotated, i, c(0));
+        partner = arith::SelectOp::create(b, l, rotated, partner, d);
+        llvm::SmallVector<Value> at(idx);
+        at[rank - 1] = arith::AddIOp::create(b, l, headBase, partner);
+        Value xv = tensor::ExtractOp::create(b, l, x, idx);
+        Value xp = tensor::ExtractOp::create(b, l, x, at);
+        llvm::SmallVector<Value> cacheAt;
+        if (pos) {
+          auto pt = cast<RankedTensorType>(pos.getType());
+          Value p;
+          if (pt.getRank() == 2) {
+            p = tensor::ExtractOp::create(b, l, pos, ValueRange{batch, seq});
+            p = arith::IndexCastOp::create(b, l, b.getIndexType(), p);
+          } else {
+            p = arith::IndexCastOp::create(
+                b, l, b.getIndexType(),
+                tensor::ExtractOp::create(b, l, pos, ValueRange{c(0)}));
+            p = arith::AddIOp::create(b, l, p, seq);
+          }
+          // Clamped into the cache.
+          p = arith::MaxSIOp::create(
+              b, l, c(0),
+              arith::MinSIOp::create(b, l, p,
+                                     arith::SubIOp::create(b, l, maxPos, c(1))));
+          cacheAt = {p, i};
+        } else {
+          // [B, S, rd/2] caches: clamped, so a longer input never reads
+          // past them.
+          auto clampTo = [&](Value v, int64_t dim) -> Value {
+            Value n = tensor::DimOp::create(b, l, cosCache, dim);
+            return arith::MinSIOp::create(
+                b, l, v, arith::SubIOp::create(b, l, n, c(1)));
+          };
+          cacheAt = {clampTo(batch, 0), clampTo(seq, 1), i};
+        }
+        Value cv = tensor::ExtractOp::create(b, l, cosCache, cacheAt);
+        Value sv = tensor::ExtractOp::create(b, l, sinCache, cacheAt);
+        Value term = arith::MulFOp::create(b, l, xp, sv);
+        term = arith::SelectOp::create(b, l, first,
+                                       arith::NegFOp::create(b, l, term), term);
+        Value out = arith::AddFOp::create(
+            b, l, arith::MulFOp::create(b, l, xv, cv), term);
+        return arith::SelectOp::create(b, l, rotated, out, xv);
+      });
+  return std::nullopt;
+}
