@@ -123,6 +123,7 @@ ImportResult Importer::importNode(const onnx::NodeProto &node) {
         table[{"", "Gemm"}] = &Importer::importGemm;
         table[{"", "LayerNormalization"}] = &Importer::importLayerNorm;
         table[{"", "RotaryEmbedding"}] = &Importer::importRotaryEmbedding;
+        table[{"", "Attention"}] = &Importer::importAttention;
         table[{"com.microsoft", "RotaryEmbedding"}] =
             &Importer::importRotaryEmbedding;
         table[{"", "RMSNormalization"}] = &Importer::importSimplifiedLayerNorm;

@@ -195,6 +195,7 @@ private:
   ImportResult importSimplifiedLayerNorm(const onnx::NodeProto &node);
   ImportResult importLayerNorm(const onnx::NodeProto &node);
   ImportResult importRotaryEmbedding(const onnx::NodeProto &node);
+  ImportResult importAttention(const onnx::NodeProto &node);
   ImportResult importMoE(const onnx::NodeProto &node);
   // ONNXRaiseMoE.cpp
   /// If `node` (a ReduceSum) ends an exported gathered-weights MoE block,

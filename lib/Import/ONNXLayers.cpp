@@ -976,3 +976,204 @@ ImportResult Importer::importRotaryEmbedding(const onnx::NodeProto &node) {
       });
   return std::nullopt;
 }
+
+/// Attention (opset 23) without a KV cache: softmax(scale * Q K^T [softcap]
+/// + mask) V over [B, heads, S, D] tensors (or their [B, S, heads*D] forms
+/// with q_num_heads/kv_num_heads), query head h reading key/value head
+/// h / (q_heads / kv_heads); attn_mask bool (keep) or float (added),
+/// broadcast to [B, heads, Sq, Skv]; is_causal masks key j > query i. The
+/// present_key/present_value outputs, without past inputs, are K and V.
+ImportResult Importer::importAttention(const onnx::NodeProto &node) {
+  Value q = input(node, 0), k = input(node, 1), v = input(node, 2);
+  Value mask = input(node, 3);
+  if (!q || !k || !v || node.output_size() < 1)
+    return std::string("needs Q, K and V of supported types");
+  if (input(node, 4) || input(node, 5))
+    return std::string("past_key/past_value (a KV cache) are not imported "
+                       "yet");
+  if (node.output_size() > 3 && !node.output(3).empty())
+    return std::string("the qk_matmul_output output is not supported");
+  auto qt = cast<RankedTensorType>(q.getType());
+  auto kt = cast<RankedTensorType>(k.getType());
+  auto vt = cast<RankedTensorType>(v.getType());
+  Type et = qt.getElementType();
+  int64_t rank = qt.getRank();
+  if (!et.isF32() || kt.getElementType() != et || vt.getElementType() != et ||
+      (rank != 3 && rank != 4) || kt.getRank() != rank || vt.getRank() != rank)
+    return std::string("Q, K and V must be f32 tensors of rank 3 or 4");
+  Location loc = locOf(node);
+  // To [B, heads, S, D].
+  auto toHeads = [&](Value t, int64_t heads) -> Value {
+    if (rank == 4)
+      return t;
+    auto tt = cast<RankedTensorType>(t.getType());
+    int64_t width = tt.getDimSize(2);
+    llvm::SmallVector<OpFoldResult> dims = {
+        tensor::getMixedSize(builder, loc, t, 0),
+        tensor::getMixedSize(builder, loc, t, 1), builder.getIndexAttr(heads),
+        builder.getIndexAttr(width / heads)};
+    Value split = reshapeTo(
+        loc, t, {tt.getDimSize(0), tt.getDimSize(1), heads, width / heads},
+        dims);
+    Value init = tensor::EmptyOp::create(
+        builder, loc,
+        llvm::SmallVector<OpFoldResult>{dims[0], dims[2], dims[1], dims[3]},
+        et);
+    return linalg::TransposeOp::create(builder, loc, split, init,
+                                       llvm::ArrayRef<int64_t>{0, 2, 1, 3})
+        .getResult()[0];
+  };
+  int64_t qHeads = intAttr(node, "q_num_heads", 0),
+          kvHeads = intAttr(node, "kv_num_heads", 0);
+  if (rank == 3 && (qHeads <= 0 || kvHeads <= 0 ||
+                    qt.isDynamicDim(2) || qt.getDimSize(2) % qHeads ||
+                    kt.isDynamicDim(2) || kt.getDimSize(2) % kvHeads ||
+                    vt.isDynamicDim(2) || vt.getDimSize(2) % kvHeads))
+    return std::string("3-D inputs need q_num_heads and kv_num_heads that "
+                       "divide their widths");
+  Value q4 = toHeads(q, qHeads), k4 = toHeads(k, kvHeads),
+        v4 = toHeads(v, kvHeads);
+  auto q4t = cast<RankedTensorType>(q4.getType());
+  auto k4t = cast<RankedTensorType>(k4.getType());
+  auto v4t = cast<RankedTensorType>(v4.getType());
+  qHeads = q4t.getDimSize(1);
+  kvHeads = k4t.getDimSize(1);
+  int64_t headDim = q4t.getDimSize(3);
+  if (ShapedType::isDynamic(qHeads) || ShapedType::isDynamic(kvHeads) ||
+      kvHeads <= 0 || qHeads % kvHeads || v4t.getDimSize(1) != kvHeads ||
+      ShapedType::isDynamic(headDim) || k4t.getDimSize(3) != headDim)
+    return std::string("head counts must be static, the query heads a "
+                       "multiple of the key/value heads, and Q and K of one "
+                       "head size");
+  int64_t group = qHeads / kvHeads;
+  float scale = floatAttr(node, "scale").value_or(1.0f / std::sqrt(float(headDim)));
+  float softcap = floatAttr(node, "softcap").value_or(0.0f);
+  bool causal = intAttr(node, "is_causal", 0) != 0;
+  auto d = [&](unsigned i) { return builder.getAffineDimExpr(i); };
+  auto map = [&](unsigned n, llvm::ArrayRef<AffineExpr> e) {
+    return AffineMap::get(n, 0, e, ctx);
+  };
+  auto par = utils::IteratorType::parallel, red = utils::IteratorType::reduction;
+  OpFoldResult batch = tensor::getMixedSize(builder, loc, q4, 0);
+  OpFoldResult sq = tensor::getMixedSize(builder, loc, q4, 2);
+  OpFoldResult skv = tensor::getMixedSize(builder, loc, k4, 2);
+  OpFoldResult dv = tensor::getMixedSize(builder, loc, v4, 3);
+  auto zeros = [&](llvm::ArrayRef<OpFoldResult> sizes) {
+    Value empty = tensor::EmptyOp::create(builder, loc, sizes, et);
+    Value z = arith::ConstantOp::create(builder, loc, builder.getZeroAttr(et));
+    return linalg::FillOp::create(builder, loc, z, empty).getResult(0);
+  };
+  AffineExpr kvHead = d(1).floorDiv(group);
+  // scores[b, h, i, j] = sum_e Q[b, h, i, e] K[b, h / group, j, e]
+  Value acc = zeros({batch, builder.getIndexAttr(qHeads), sq, skv});
+  Value scores =
+      linalg::GenericOp::create(
+          builder, loc, TypeRange{acc.getType()}, ValueRange{q4, k4},
+          ValueRange{acc},
+          llvm::ArrayRef<AffineMap>{map(5, {d(0), d(1), d(2), d(4)}),
+                                    map(5, {d(0), kvHead, d(3), d(4)}),
+                                    map(5, {d(0), d(1), d(2), d(3)})},
+          llvm::ArrayRef<utils::IteratorType>{par, par, par, par, red},
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            linalg::YieldOp::create(
+                b, l,
+                Value(arith::AddFOp::create(
+                    b, l, args[2], arith::MulFOp::create(b, l, args[0], args[1]))));
+          })
+          .getResult(0);
+  // Scale, softcap, mask, causality.
+  llvm::SmallVector<Value> ins = {scores};
+  llvm::SmallVector<AffineMap> maps = {map(4, {d(0), d(1), d(2), d(3)})};
+  if (mask) {
+    auto mt = cast<RankedTensorType>(mask.getType());
+    if (mt.getRank() > 4 || (!mt.getElementType().isInteger(1) &&
+                             mt.getElementType() != et))
+      return std::string("attn_mask must be bool or the inputs' float type, "
+                         "of rank <= 4");
+    llvm::SmallVector<AffineExpr> exprs;
+    for (int64_t i = 0; i < mt.getRank(); ++i) {
+      int64_t dim = i + 4 - mt.getRank();
+      exprs.push_back(mt.getDimSize(i) == 1 ? builder.getAffineConstantExpr(0)
+                                            : d(dim));
+    }
+    ins.push_back(mask);
+    maps.push_back(map(4, exprs));
+  }
+  maps.push_back(map(4, {d(0), d(1), d(2), d(3)}));
+  Value maskedInit = tensor::EmptyOp::create(
+      builder, loc,
+      llvm::ArrayRef<OpFoldResult>{batch, builder.getIndexAttr(qHeads), sq, skv},
+      et);
+  Value masked =
+      linalg::GenericOp::create(
+          builder, loc, TypeRange{maskedInit.getType()}, ins,
+          ValueRange{maskedInit}, maps,
+          llvm::ArrayRef<utils::IteratorType>{par, par, par, par},
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            auto c = [&](double x) -> Value {
+              return arith::ConstantOp::create(b, l, b.getFloatAttr(et, x));
+            };
+            Value s = arith::MulFOp::create(b, l, args[0], c(scale));
+            if (softcap > 0)
+              s = arith::MulFOp::create(
+                  b, l, c(softcap),
+                  math::TanhOp::create(
+                      b, l, arith::DivFOp::create(b, l, s, c(softcap))));
+            if (mask) {
+              Value m = args[1];
+              s = m.getType().isInteger(1)
+                      ? Value(arith::SelectOp::create(b, l, m, s, c(-INFINITY)))
+                      : Value(arith::AddFOp::create(b, l, s, m));
+            }
+            if (causal) {
+              Value i = linalg::IndexOp::create(b, l, 2);
+              Value j = linalg::IndexOp::create(b, l, 3);
+              Value future =
+                  arith::CmpIOp::create(b, l, arith::CmpIPredicate::ugt, j, i);
+              s = arith::SelectOp::create(b, l, future, c(-INFINITY), s);
+            }
+            linalg::YieldOp::create(b, l, s);
+          })
+          .getResult(0);
+  Value probs = softmaxLastAxis(loc, masked);
+  // out[b, h, i, e] = sum_j P[b, h, i, j] V[b, h / group, j, e]
+  Value outAcc = zeros({batch, builder.getIndexAttr(qHeads), sq, dv});
+  Value out =
+      linalg::GenericOp::create(
+          builder, loc, TypeRange{outAcc.getType()}, ValueRange{probs, v4},
+          ValueRange{outAcc},
+          llvm::ArrayRef<AffineMap>{map(5, {d(0), d(1), d(2), d(4)}),
+                                    map(5, {d(0), kvHead, d(4), d(3)}),
+                                    map(5, {d(0), d(1), d(2), d(3)})},
+          llvm::ArrayRef<utils::IteratorType>{par, par, par, par, red},
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            linalg::YieldOp::create(
+                b, l,
+                Value(arith::AddFOp::create(
+                    b, l, args[2], arith::MulFOp::create(b, l, args[0], args[1]))));
+          })
+          .getResult(0);
+  if (rank == 3) {
+    // Back to [B, S, heads * Dv].
+    Value init = tensor::EmptyOp::create(
+        builder, loc,
+        llvm::SmallVector<OpFoldResult>{batch, sq, builder.getIndexAttr(qHeads),
+                                        dv},
+        et);
+    Value t = linalg::TransposeOp::create(builder, loc, out, init,
+                                          llvm::ArrayRef<int64_t>{0, 2, 1, 3})
+                  .getResult()[0];
+    int64_t dvStatic = v4t.getDimSize(3);
+    out = reshapeTo(loc, t,
+                    {qt.getDimSize(0), qt.getDimSize(1),
+                     ShapedType::isDynamic(dvStatic) ? ShapedType::kDynamic
+                                                     : qHeads * dvStatic},
+                    {batch, sq, foldIndex(loc, '*', builder.getIndexAttr(qHeads), dv)});
+  }
+  values[node.output(0)] = out;
+  if (node.output_size() > 1 && !node.output(1).empty())
+    values[node.output(1)] = k4;
+  if (node.output_size() > 2 && !node.output(2).empty())
+    values[node.output(2)] = v4;
+  return std::nullopt;
+}
