@@ -121,6 +121,7 @@ ImportResult Importer::importNode(const onnx::NodeProto &node) {
         table[{"", "TopK"}] = &Importer::importTopK;
         table[{"", "MatMul"}] = &Importer::importMatMul;
         table[{"", "Gemm"}] = &Importer::importGemm;
+        table[{"", "Einsum"}] = &Importer::importEinsum;
         table[{"", "LayerNormalization"}] = &Importer::importLayerNorm;
         table[{"", "RotaryEmbedding"}] = &Importer::importRotaryEmbedding;
         table[{"", "Attention"}] = &Importer::importAttention;

@@ -189,6 +189,7 @@ private:
   ImportResult importTopK(const onnx::NodeProto &node);
   // ONNXLayers.cpp
   ImportResult importMatMul(const onnx::NodeProto &node);
+  ImportResult importEinsum(const onnx::NodeProto &node);
   ImportResult importBatchMatMul(const onnx::NodeProto &node, Value a,
                                  Value b);
   ImportResult importGemm(const onnx::NodeProto &node);

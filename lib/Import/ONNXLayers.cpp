@@ -19,6 +19,8 @@
 
 #include "llvm/Support/FormatVariadic.h"
 
+#include "llvm/ADT/SmallSet.h"
+
 #include <cfloat>
 #include <cmath>
 
@@ -1175,5 +1177,103 @@ ImportResult Importer::importAttention(const onnx::NodeProto &node) {
     values[node.output(1)] = k4;
   if (node.output_size() > 2 && !node.output(2).empty())
     values[node.output(2)] = v4;
+  return std::nullopt;
+}
+
+/// Einsum with an explicit output ("bij,bjk->bik"; letters only, no
+/// ellipsis, no repeated letter within one operand): one linalg.generic
+/// whose iteration space is the equation's letters, summing the letters
+/// missing from the output. Sizes of one letter must agree.
+ImportResult Importer::importEinsum(const onnx::NodeProto &node) {
+  std::string eq = stringAttr(node, "equation", "");
+  eq.erase(llvm::remove_if(eq, [](char c) { return c == ' '; }), eq.end());
+  size_t arrow = eq.find("->");
+  if (arrow == std::string::npos || eq.find("...") != std::string::npos)
+    return std::string("only equations with an explicit output and no "
+                       "ellipsis are imported yet");
+  llvm::SmallVector<llvm::StringRef> terms;
+  llvm::StringRef(eq).substr(0, arrow).split(terms, ',');
+  llvm::StringRef outTerm = llvm::StringRef(eq).substr(arrow + 2);
+  if (int64_t(terms.size()) != node.input_size() || node.output_size() != 1)
+    return std::string("the equation's operands do not match the inputs");
+  // Letters in order of first appearance: outputs first (parallel), then
+  // the summed ones.
+  std::string letters(outTerm);
+  for (llvm::StringRef t : terms)
+    for (char c : t)
+      if (letters.find(c) == std::string::npos)
+        letters += c;
+  for (char c : letters)
+    if (!llvm::isAlpha(c))
+      return std::string("the equation has a character that is not a letter");
+  auto unique = [](llvm::StringRef t) {
+    return llvm::SmallSet<char, 8>(t.begin(), t.end()).size() == t.size();
+  };
+  if (!unique(outTerm))
+    return std::string("the output repeats a letter");
+  Location loc = locOf(node);
+  llvm::SmallVector<Value> operands;
+  llvm::SmallVector<AffineMap> maps;
+  llvm::DenseMap<char, OpFoldResult> sizes;
+  Type et;
+  for (auto [i, t] : llvm::enumerate(terms)) {
+    Value v = input(node, i);
+    if (!v)
+      return std::string("an input has an unsupported type");
+    auto vt = cast<RankedTensorType>(v.getType());
+    if (!unique(t) || vt.getRank() != int64_t(t.size()))
+      return llvm::formatv("operand {0} ('{1}') does not match its rank {2} "
+                           "or repeats a letter (diagonals are not imported)",
+                           i, t, vt.getRank())
+          .str();
+    if (!et)
+      et = vt.getElementType();
+    if (vt.getElementType() != et || !isa<FloatType>(et))
+      return std::string("operands must be floats of one type");
+    llvm::SmallVector<AffineExpr> exprs;
+    for (auto [j, c] : llvm::enumerate(t)) {
+      exprs.push_back(builder.getAffineDimExpr(letters.find(c)));
+      int64_t have = vt.getDimSize(j);
+      auto [it, inserted] =
+          sizes.insert({c, tensor::getMixedSize(builder, loc, v, j)});
+      std::optional<int64_t> known = getConstantIntValue(it->second);
+      if (!inserted && !ShapedType::isDynamic(have) && known && *known != have)
+        return llvm::formatv("letter '{0}' has sizes {1} and {2}", c, *known,
+                             have)
+            .str();
+      if (!inserted && !known && !ShapedType::isDynamic(have))
+        it->second = builder.getIndexAttr(have);
+    }
+    operands.push_back(v);
+    maps.push_back(AffineMap::get(letters.size(), 0, exprs, ctx));
+  }
+  llvm::SmallVector<OpFoldResult> outSizes;
+  llvm::SmallVector<AffineExpr> outExprs;
+  for (char c : outTerm) {
+    if (!sizes.count(c))
+      return llvm::formatv("output letter '{0}' is in no operand", c).str();
+    outSizes.push_back(sizes[c]);
+    outExprs.push_back(builder.getAffineDimExpr(letters.find(c)));
+  }
+  maps.push_back(AffineMap::get(letters.size(), 0, outExprs, ctx));
+  llvm::SmallVector<utils::IteratorType> iters(letters.size(),
+                                               utils::IteratorType::parallel);
+  for (size_t i = outTerm.size(); i < letters.size(); ++i)
+    iters[i] = utils::IteratorType::reduction;
+  Value empty = tensor::EmptyOp::create(builder, loc, outSizes, et);
+  Value zero = arith::ConstantOp::create(builder, loc, builder.getZeroAttr(et));
+  Value init = linalg::FillOp::create(builder, loc, zero, empty).getResult(0);
+  values[node.output(0)] =
+      linalg::GenericOp::create(
+          builder, loc, TypeRange{init.getType()}, operands, ValueRange{init},
+          maps, iters,
+          [&](OpBuilder &b, Location l, ValueRange args) {
+            Value p = args[0];
+            for (Value a : args.drop_front().drop_back())
+              p = arith::MulFOp::create(b, l, p, a);
+            linalg::YieldOp::create(
+                b, l, Value(arith::AddFOp::create(b, l, args.back(), p)));
+          })
+          .getResult(0);
   return std::nullopt;
 }
