@@ -137,6 +137,10 @@ ImportResult Importer::importNode(const onnx::NodeProto &node) {
         table[{"com.microsoft", "SkipSimplifiedLayerNormalization"}] =
             &Importer::importSimplifiedLayerNorm;
         table[{"com.microsoft", "MoE"}] = &Importer::importMoE;
+        table[{"com.microsoft", "GroupQueryAttention"}] =
+            &Importer::importContribAttention;
+        table[{"com.microsoft", "MultiHeadAttention"}] =
+            &Importer::importContribAttention;
         return table;
       }();
   std::string domain = node.domain() == "ai.onnx" ? "" : node.domain();

@@ -197,6 +197,7 @@ private:
   ImportResult importLayerNorm(const onnx::NodeProto &node);
   ImportResult importRotaryEmbedding(const onnx::NodeProto &node);
   ImportResult importAttention(const onnx::NodeProto &node);
+  ImportResult importContribAttention(const onnx::NodeProto &node);
   ImportResult importMoE(const onnx::NodeProto &node);
   // ONNXRaiseMoE.cpp
   /// If `node` (a ReduceSum) ends an exported gathered-weights MoE block,
@@ -236,6 +237,17 @@ private:
                  Value downBias, int64_t k, bool normalize,
                  llvm::StringRef activation, float alpha, float beta,
                  std::optional<float> limit);
+  /// [B, S, heads*D] -> [B, heads, S, D], and back.
+  Value splitHeads(Location loc, Value t, int64_t heads);
+  Value mergeHeads(Location loc, Value t);
+  /// softmax(scale * Q K^T [softcap] + mask) V on [B, heads, S, D]
+  /// tensors, query head h reading key/value head h / (Hq / Hkv). `mask`
+  /// (optional) is bool (keep) or additive, right-aligned to [B, Hq, Sq,
+  /// Skv]; `keyLimit` (optional, [B] integers) masks keys j > limit[b];
+  /// `causal` masks keys j > query i. Null when the heads do not fit.
+  std::optional<Value> attentionCore(Location loc, Value q4, Value k4,
+                                     Value v4, float scale, float softcap,
+                                     bool causal, Value mask, Value keyLimit);
   /// A linalg.generic producing a tensor of `type` (sizes `sizes`) whose
   /// element at each index is `body(indices)`.
   Value indexGeneric(Location loc, RankedTensorType type,

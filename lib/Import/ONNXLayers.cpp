@@ -1004,27 +1004,6 @@ ImportResult Importer::importAttention(const onnx::NodeProto &node) {
       (rank != 3 && rank != 4) || kt.getRank() != rank || vt.getRank() != rank)
     return std::string("Q, K and V must be f32 tensors of rank 3 or 4");
   Location loc = locOf(node);
-  // To [B, heads, S, D].
-  auto toHeads = [&](Value t, int64_t heads) -> Value {
-    if (rank == 4)
-      return t;
-    auto tt = cast<RankedTensorType>(t.getType());
-    int64_t width = tt.getDimSize(2);
-    llvm::SmallVector<OpFoldResult> dims = {
-        tensor::getMixedSize(builder, loc, t, 0),
-        tensor::getMixedSize(builder, loc, t, 1), builder.getIndexAttr(heads),
-        builder.getIndexAttr(width / heads)};
-    Value split = reshapeTo(
-        loc, t, {tt.getDimSize(0), tt.getDimSize(1), heads, width / heads},
-        dims);
-    Value init = tensor::EmptyOp::create(
-        builder, loc,
-        llvm::SmallVector<OpFoldResult>{dims[0], dims[2], dims[1], dims[3]},
-        et);
-    return linalg::TransposeOp::create(builder, loc, split, init,
-                                       llvm::ArrayRef<int64_t>{0, 2, 1, 3})
-        .getResult()[0];
-  };
   int64_t qHeads = intAttr(node, "q_num_heads", 0),
           kvHeads = intAttr(node, "kv_num_heads", 0);
   if (rank == 3 && (qHeads <= 0 || kvHeads <= 0 ||
@@ -1033,24 +1012,87 @@ ImportResult Importer::importAttention(const onnx::NodeProto &node) {
                     vt.isDynamicDim(2) || vt.getDimSize(2) % kvHeads))
     return std::string("3-D inputs need q_num_heads and kv_num_heads that "
                        "divide their widths");
-  Value q4 = toHeads(q, qHeads), k4 = toHeads(k, kvHeads),
-        v4 = toHeads(v, kvHeads);
+  Value q4 = rank == 4 ? q : splitHeads(loc, q, qHeads);
+  Value k4 = rank == 4 ? k : splitHeads(loc, k, kvHeads);
+  Value v4 = rank == 4 ? v : splitHeads(loc, v, kvHeads);
+  if (mask) {
+    auto mt = cast<RankedTensorType>(mask.getType());
+    if (mt.getRank() > 4 || (!mt.getElementType().isInteger(1) &&
+                             mt.getElementType() != et))
+      return std::string("attn_mask must be bool or the inputs' float type, "
+                         "of rank <= 4");
+  }
+  int64_t headDim = cast<RankedTensorType>(q4.getType()).getDimSize(3);
+  float scale = floatAttr(node, "scale").value_or(
+      1.0f / std::sqrt(float(headDim)));
+  std::optional<Value> out =
+      attentionCore(loc, q4, k4, v4, scale,
+                    floatAttr(node, "softcap").value_or(0.0f),
+                    intAttr(node, "is_causal", 0) != 0, mask, Value());
+  if (!out)
+    return std::string("head counts must be static, the query heads a "
+                       "multiple of the key/value heads, and Q and K of one "
+                       "head size");
+  values[node.output(0)] = rank == 3 ? mergeHeads(loc, *out) : *out;
+  if (node.output_size() > 1 && !node.output(1).empty())
+    values[node.output(1)] = k4;
+  if (node.output_size() > 2 && !node.output(2).empty())
+    values[node.output(2)] = v4;
+  return std::nullopt;
+}
+
+Value Importer::splitHeads(Location loc, Value t, int64_t heads) {
+  auto tt = cast<RankedTensorType>(t.getType());
+  int64_t width = tt.getDimSize(2);
+  llvm::SmallVector<OpFoldResult> dims = {
+      tensor::getMixedSize(builder, loc, t, 0),
+      tensor::getMixedSize(builder, loc, t, 1), builder.getIndexAttr(heads),
+      builder.getIndexAttr(width / heads)};
+  Value split = reshapeTo(
+      loc, t, {tt.getDimSize(0), tt.getDimSize(1), heads, width / heads}, dims);
+  Value init = tensor::EmptyOp::create(
+      builder, loc,
+      llvm::SmallVector<OpFoldResult>{dims[0], dims[2], dims[1], dims[3]},
+      tt.getElementType());
+  return linalg::TransposeOp::create(builder, loc, split, init,
+                                     llvm::ArrayRef<int64_t>{0, 2, 1, 3})
+      .getResult()[0];
+}
+
+Value Importer::mergeHeads(Location loc, Value t) {
+  auto tt = cast<RankedTensorType>(t.getType());
+  llvm::SmallVector<OpFoldResult> dims = tensor::getMixedSizes(builder, loc, t);
+  Value init = tensor::EmptyOp::create(
+      builder, loc,
+      llvm::SmallVector<OpFoldResult>{dims[0], dims[2], dims[1], dims[3]},
+      tt.getElementType());
+  Value moved = linalg::TransposeOp::create(builder, loc, t, init,
+                                            llvm::ArrayRef<int64_t>{0, 2, 1, 3})
+                    .getResult()[0];
+  int64_t heads = tt.getDimSize(1), dv = tt.getDimSize(3);
+  return reshapeTo(loc, moved,
+                   {tt.getDimSize(0), tt.getDimSize(2),
+                    ShapedType::isDynamic(dv) || ShapedType::isDynamic(heads)
+                        ? ShapedType::kDynamic
+                        : heads * dv},
+                   {dims[0], dims[2], foldIndex(loc, '*', dims[1], dims[3])});
+}
+
+std::optional<Value> Importer::attentionCore(Location loc, Value q4, Value k4,
+                                             Value v4, float scale,
+                                             float softcap, bool causal,
+                                             Value mask, Value keyLimit) {
   auto q4t = cast<RankedTensorType>(q4.getType());
   auto k4t = cast<RankedTensorType>(k4.getType());
   auto v4t = cast<RankedTensorType>(v4.getType());
-  qHeads = q4t.getDimSize(1);
-  kvHeads = k4t.getDimSize(1);
+  Type et = q4t.getElementType();
+  int64_t qHeads = q4t.getDimSize(1), kvHeads = k4t.getDimSize(1);
   int64_t headDim = q4t.getDimSize(3);
   if (ShapedType::isDynamic(qHeads) || ShapedType::isDynamic(kvHeads) ||
       kvHeads <= 0 || qHeads % kvHeads || v4t.getDimSize(1) != kvHeads ||
       ShapedType::isDynamic(headDim) || k4t.getDimSize(3) != headDim)
-    return std::string("head counts must be static, the query heads a "
-                       "multiple of the key/value heads, and Q and K of one "
-                       "head size");
+    return std::nullopt;
   int64_t group = qHeads / kvHeads;
-  float scale = floatAttr(node, "scale").value_or(1.0f / std::sqrt(float(headDim)));
-  float softcap = floatAttr(node, "softcap").value_or(0.0f);
-  bool causal = intAttr(node, "is_causal", 0) != 0;
   auto d = [&](unsigned i) { return builder.getAffineDimExpr(i); };
   auto map = [&](unsigned n, llvm::ArrayRef<AffineExpr> e) {
     return AffineMap::get(n, 0, e, ctx);
@@ -1088,10 +1130,6 @@ ImportResult Importer::importAttention(const onnx::NodeProto &node) {
   llvm::SmallVector<AffineMap> maps = {map(4, {d(0), d(1), d(2), d(3)})};
   if (mask) {
     auto mt = cast<RankedTensorType>(mask.getType());
-    if (mt.getRank() > 4 || (!mt.getElementType().isInteger(1) &&
-                             mt.getElementType() != et))
-      return std::string("attn_mask must be bool or the inputs' float type, "
-                         "of rank <= 4");
     llvm::SmallVector<AffineExpr> exprs;
     for (int64_t i = 0; i < mt.getRank(); ++i) {
       int64_t dim = i + 4 - mt.getRank();
@@ -1100,6 +1138,10 @@ ImportResult Importer::importAttention(const onnx::NodeProto &node) {
     }
     ins.push_back(mask);
     maps.push_back(map(4, exprs));
+  }
+  if (keyLimit) {
+    ins.push_back(keyLimit);
+    maps.push_back(map(4, {d(0)}));
   }
   maps.push_back(map(4, {d(0), d(1), d(2), d(3)}));
   Value maskedInit = tensor::EmptyOp::create(
@@ -1127,9 +1169,17 @@ ImportResult Importer::importAttention(const onnx::NodeProto &node) {
                       ? Value(arith::SelectOp::create(b, l, m, s, c(-INFINITY)))
                       : Value(arith::AddFOp::create(b, l, s, m));
             }
+            Value j = linalg::IndexOp::create(b, l, 3);
+            if (keyLimit) {
+              // Keys past the sequence's last valid position are masked.
+              Value limit = arith::IndexCastOp::create(
+                  b, l, b.getIndexType(), args[mask ? 2 : 1]);
+              Value beyond = arith::CmpIOp::create(
+                  b, l, arith::CmpIPredicate::sgt, j, limit);
+              s = arith::SelectOp::create(b, l, beyond, c(-INFINITY), s);
+            }
             if (causal) {
               Value i = linalg::IndexOp::create(b, l, 2);
-              Value j = linalg::IndexOp::create(b, l, 3);
               Value future =
                   arith::CmpIOp::create(b, l, arith::CmpIPredicate::ugt, j, i);
               s = arith::SelectOp::create(b, l, future, c(-INFINITY), s);
@@ -1155,29 +1205,7 @@ ImportResult Importer::importAttention(const onnx::NodeProto &node) {
                     b, l, args[2], arith::MulFOp::create(b, l, args[0], args[1]))));
           })
           .getResult(0);
-  if (rank == 3) {
-    // Back to [B, S, heads * Dv].
-    Value init = tensor::EmptyOp::create(
-        builder, loc,
-        llvm::SmallVector<OpFoldResult>{batch, sq, builder.getIndexAttr(qHeads),
-                                        dv},
-        et);
-    Value t = linalg::TransposeOp::create(builder, loc, out, init,
-                                          llvm::ArrayRef<int64_t>{0, 2, 1, 3})
-                  .getResult()[0];
-    int64_t dvStatic = v4t.getDimSize(3);
-    out = reshapeTo(loc, t,
-                    {qt.getDimSize(0), qt.getDimSize(1),
-                     ShapedType::isDynamic(dvStatic) ? ShapedType::kDynamic
-                                                     : qHeads * dvStatic},
-                    {batch, sq, foldIndex(loc, '*', builder.getIndexAttr(qHeads), dv)});
-  }
-  values[node.output(0)] = out;
-  if (node.output_size() > 1 && !node.output(1).empty())
-    values[node.output(1)] = k4;
-  if (node.output_size() > 2 && !node.output(2).empty())
-    values[node.output(2)] = v4;
-  return std::nullopt;
+  return out;
 }
 
 /// Einsum with an explicit output ("bij,bjk->bik"; letters only, no
@@ -1275,5 +1303,92 @@ ImportResult Importer::importEinsum(const onnx::NodeProto &node) {
                 b, l, Value(arith::AddFOp::create(b, l, args.back(), p)));
           })
           .getResult(0);
+  return std::nullopt;
+}
+
+/// com.microsoft GroupQueryAttention and MultiHeadAttention without a KV
+/// cache, on [B, S, heads*D] query/key/value: GroupQueryAttention is
+/// causal and masks keys past seqlens_k[b] (the last valid position, so
+/// right padding is honoured); MultiHeadAttention takes an additive
+/// attention_bias and `unidirectional` for causality. present_key/value
+/// are K and V in [B, heads, S, D]. Past inputs, packed QKV, rotary inside
+/// the op, sliding windows and the other optional inputs are refused with a
+/// reason.
+ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
+  bool gqa = node.op_type() == "GroupQueryAttention";
+  Value q = input(node, 0), k = input(node, 1), v = input(node, 2);
+  if (!q || !k || !v)
+    return std::string("needs separate query, key and value (packed QKV is "
+                       "not imported yet)");
+  int pastAt = gqa ? 3 : 6;
+  if (input(node, pastAt) || input(node, pastAt + 1))
+    return std::string("past_key/past_value (a KV cache) are not imported "
+                       "yet");
+  Value keyLimit, bias;
+  if (gqa) {
+    keyLimit = input(node, 5);
+    if (!keyLimit)
+      return std::string("seqlens_k is required");
+    for (int i = 7; i < node.input_size(); ++i)
+      if (!node.input(i).empty())
+        return llvm::formatv("optional input {0} (rotary caches, position "
+                             "ids, bias, sinks, scales or norms) is not "
+                             "imported yet",
+                             i)
+            .str();
+    if (intAttr(node, "do_rotary", 0) || intAttr(node, "smooth_softmax", 0) ||
+        intAttr(node, "local_window_size", -1) != -1 ||
+        intAttr(node, "qk_output", 0))
+      return std::string("do_rotary, smooth_softmax, local_window_size and "
+                         "qk_output are not imported yet");
+  } else {
+    if (input(node, 3) || input(node, 4) ||
+        (node.input_size() > 8 && !node.input(8).empty()))
+      return std::string("bias, key_padding_mask and past_sequence_length "
+                         "are not imported yet");
+    bias = input(node, 5);
+  }
+  for (int i = 3; i < node.output_size(); ++i)
+    if (!node.output(i).empty())
+      return std::string("the qk output is not supported");
+  int64_t heads = intAttr(node, "num_heads", 0);
+  int64_t kvHeads = gqa ? intAttr(node, "kv_num_heads", 0) : heads;
+  auto qt = cast<RankedTensorType>(q.getType());
+  auto kt = cast<RankedTensorType>(k.getType());
+  auto vt = cast<RankedTensorType>(v.getType());
+  if (!qt.getElementType().isF32() || qt.getRank() != 3 || kt.getRank() != 3 ||
+      vt.getRank() != 3 || kt.getElementType() != qt.getElementType() ||
+      vt.getElementType() != qt.getElementType())
+    return std::string("query, key and value must be f32 [B, S, heads*D]");
+  if (heads <= 0 || kvHeads <= 0 || qt.isDynamicDim(2) ||
+      qt.getDimSize(2) % heads || kt.isDynamicDim(2) ||
+      kt.getDimSize(2) % kvHeads || vt.isDynamicDim(2) ||
+      vt.getDimSize(2) % kvHeads)
+    return std::string("num_heads/kv_num_heads must divide the widths");
+  if (bias) {
+    auto bt = cast<RankedTensorType>(bias.getType());
+    if (bt.getElementType() != qt.getElementType() || bt.getRank() > 4)
+      return std::string("attention_bias must be f32 of rank <= 4");
+  }
+  Location loc = locOf(node);
+  Value q4 = splitHeads(loc, q, heads), k4 = splitHeads(loc, k, kvHeads),
+        v4 = splitHeads(loc, v, kvHeads);
+  int64_t headDim = qt.getDimSize(2) / heads;
+  float scale =
+      floatAttr(node, "scale").value_or(0.0f) != 0.0f
+          ? *floatAttr(node, "scale")
+          : 1.0f / std::sqrt(float(headDim));
+  bool causal = gqa || intAttr(node, "unidirectional", 0) != 0;
+  std::optional<Value> out = attentionCore(
+      loc, q4, k4, v4, scale, gqa ? floatAttr(node, "softcap").value_or(0.0f) : 0.0f,
+      causal, bias, keyLimit);
+  if (!out)
+    return std::string("the query heads must be a multiple of the key/value "
+                       "heads, with one head size");
+  values[node.output(0)] = mergeHeads(loc, *out);
+  if (node.output_size() > 1 && !node.output(1).empty())
+    values[node.output(1)] = k4;
+  if (node.output_size() > 2 && !node.output(2).empty())
+    values[node.output(2)] = v4;
   return std::nullopt;
 }
