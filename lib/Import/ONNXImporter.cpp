@@ -601,6 +601,7 @@ llvm::Expected<OwningOpRef<ModuleOp>> Importer::run() {
         unavailable.insert(out);
   }
 
+  reportUnraisedRouters();
   if (!missing.empty()) {
     unsigned nodes = 0;
     for (const Missing &m : missing)

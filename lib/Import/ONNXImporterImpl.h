@@ -21,6 +21,7 @@
 
 #include "onnx/onnx_pb.h"
 
+#include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/StringMap.h"
 
 #include <optional>
@@ -205,6 +206,12 @@ private:
   /// when the router is not recognised) and returns true; a block that is
   /// found but cannot be raised is reported and imported as plain ops.
   bool raiseGatheredMoE(const onnx::NodeProto &node);
+  /// Reports MoE routers (TopK over expert scores whose ids select expert
+  /// weights or masks) that no raised block used: the unrolled per-expert
+  /// and other forms, which run as plain ops.
+  void reportUnraisedRouters();
+  /// TopK nodes of raised blocks.
+  llvm::SmallPtrSet<const onnx::NodeProto *, 8> raisedRouters;
   /// The node producing `name` and the output index, or null.
   std::pair<const onnx::NodeProto *, int> producer(const std::string &name);
   /// `name` followed back through Reshape/Unsqueeze/Squeeze/Flatten/

@@ -367,8 +367,64 @@ bool Importer::raiseGatheredMoE(const onnx::NodeProto &node) {
       builder.getF32FloatAttr(1.702f), builder.getF32FloatAttr(7.0f),
       builder.getF32FloatAttr(1.0f));
   values[node.output(0)] = experts.getResult();
+  raisedRouters.insert(m.topk);
   block.raised = true;
   if (blocks)
     blocks->push_back(block);
   return true;
+}
+
+void Importer::reportUnraisedRouters() {
+  if (!blocks)
+    return;
+  // Who reads each value.
+  llvm::StringMap<llvm::SmallVector<const onnx::NodeProto *>> readers;
+  for (const onnx::NodeProto *node : model.nodes())
+    for (const std::string &in : node->input())
+      readers[in].push_back(node);
+  for (const onnx::NodeProto *node : model.nodes()) {
+    if (node->op_type() != "TopK" || node->output_size() != 2 ||
+        raisedRouters.contains(node))
+      continue;
+    // Router scores: a softmax or sigmoid (possibly biased) over experts.
+    const onnx::NodeProto *src = producer(throughViews(node->input(0))).first;
+    if (src && src->op_type() == "Add")
+      for (const std::string &in : src->input())
+        if (const onnx::NodeProto *p = producer(throughViews(in)).first;
+            p && p->op_type() == "Sigmoid")
+          src = p;
+    if (!src || (src->op_type() != "Softmax" && src->op_type() != "Sigmoid"))
+      continue;
+    Value scores = lookup(node->input(0));
+    auto st = scores ? dyn_cast<RankedTensorType>(scores.getType()) : nullptr;
+    if (!st || st.getRank() < 1 || st.isDynamicDim(st.getRank() - 1) ||
+        st.getDimSize(st.getRank() - 1) > 1024)
+      continue;
+    // The ids, through views, pick expert weights or build expert masks.
+    llvm::SmallVector<std::string> work = {node->output(1)};
+    std::string use;
+    for (size_t i = 0; i < work.size() && work.size() < 256 && use.empty();
+         ++i)
+      for (const onnx::NodeProto *r : readers.lookup(work[i])) {
+        const std::string &op = r->op_type();
+        if (op == "OneHot" || op == "Equal")
+          use = op;
+        else if ((op == "Gather" || op == "GatherND") && r->input(1) == work[i] &&
+                 model.initializers().count(r->input(0)) &&
+                 model.initializers().find(r->input(0))->second.shape.size() == 3)
+          use = op + " of 3-D weights";
+        else if (op == "Reshape" || op == "Unsqueeze" || op == "Squeeze" ||
+                 op == "Flatten" || op == "Cast" || op == "Transpose")
+          work.push_back(r->output(0));
+      }
+    if (use.empty())
+      continue;
+    ONNXMoEBlock block;
+    block.node = model.describe(*node);
+    block.form = "TopK expert routing (ids used by " + use + ")";
+    block.reason = "the experts are not a form that is raised yet (unrolled "
+                   "per-expert subgraphs, dense all-experts products, or "
+                   "another gathered form); the block runs as plain ops";
+    blocks->push_back(block);
+  }
 }

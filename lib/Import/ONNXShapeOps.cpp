@@ -235,8 +235,12 @@ ImportResult Importer::importSqueeze(const onnx::NodeProto &node) {
         if (a < -rank || a >= rank)
           return llvm::formatv("axis {0} is out of range", a).str();
         int64_t d = a < 0 ? a + rank : a;
-        if (type.getDimSize(d) != 1)
-          return llvm::formatv("dimension {0} is not statically 1", d).str();
+        // ONNX requires the size to be 1; a dynamic one is taken to be.
+        // (Were it not, the reshape would read fewer elements, never more.)
+        if (type.getDimSize(d) != 1 && !type.isDynamicDim(d))
+          return llvm::formatv("dimension {0} has size {1}, not 1", d,
+                               type.getDimSize(d))
+              .str();
         drop[d] = true;
       }
     }
