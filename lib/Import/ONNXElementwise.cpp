@@ -267,6 +267,8 @@ ImportResult Importer::importElementwise(const onnx::NodeProto &node) {
   int arity = unary ? 1 : op == "Where" ? 3 : 2;
   if (node.input_size() != arity || node.output_size() != 1)
     return llvm::formatv("needs {0} input(s) and 1 output", arity).str();
+  if (op == "Add" && raiseSharedExpert(node))
+    return std::nullopt;
   if (isOneOf(op, {"Add", "Sub", "Mul", "Div", "Mod", "Max", "Min", "Neg",
                    "Equal", "Less", "Greater", "LessOrEqual",
                    "GreaterOrEqual", "Where"}) &&

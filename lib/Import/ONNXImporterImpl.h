@@ -21,6 +21,7 @@
 
 #include "onnx/onnx_pb.h"
 
+#include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/StringMap.h"
 
@@ -210,6 +211,14 @@ private:
   /// weights or masks) that no raised block used: the unrolled per-expert
   /// and other forms, which run as plain ops.
   void reportUnraisedRouters();
+  /// If `node` (an Add) adds a shared expert (SiLU-gated MLP of the same
+  /// tokens, optionally scaled by sigmoid(x w)) to a raised moe.experts,
+  /// folds it into the op and returns true.
+  bool raiseSharedExpert(const onnx::NodeProto &node);
+  /// Each raised moe.experts: the ONNX name of its tokens and its block's
+  /// node (as --report names it).
+  llvm::DenseMap<Operation *, std::pair<std::string, std::string>>
+      raisedExperts;
   /// TopK nodes of raised blocks.
   llvm::SmallPtrSet<const onnx::NodeProto *, 8> raisedRouters;
   /// The node producing `name` and the output index, or null.

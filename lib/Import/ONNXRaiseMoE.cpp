@@ -357,8 +357,8 @@ bool Importer::raiseGatheredMoE(const onnx::NodeProto &node) {
             })
             .getResult(0);
     expertWeights = weights;
-    block.raisedTo = "moe.experts; the router stays plain ops because " +
-                     m.routerWhy;
+    block.raisedTo = "moe.experts (the router stays plain ops: " +
+                     m.routerWhy + ")";
   }
   auto experts = ExpertsOp::create(
       builder, loc, x.getType(), x, expertIds, expertWeights, gate, up, down,
@@ -368,6 +368,7 @@ bool Importer::raiseGatheredMoE(const onnx::NodeProto &node) {
       builder.getF32FloatAttr(1.0f));
   values[node.output(0)] = experts.getResult();
   raisedRouters.insert(m.topk);
+  raisedExperts[experts] = {m.x, block.node};
   block.raised = true;
   if (blocks)
     blocks->push_back(block);
@@ -427,4 +428,127 @@ void Importer::reportUnraisedRouters() {
                    "another gathered form); the block runs as plain ops";
     blocks->push_back(block);
   }
+}
+
+bool Importer::raiseSharedExpert(const onnx::NodeProto &node) {
+  if (node.input_size() != 2 || node.output_size() != 1)
+    return false;
+  for (int side = 0; side < 2; ++side) {
+    Value routed = lookup(node.input(side));
+    // The experts' [T, H] result, possibly reshaped back to [B, S, H].
+    auto reshape = routed ? routed.getDefiningOp<tensor::ReshapeOp>() : nullptr;
+    Value expertsOut = reshape ? reshape.getSource() : routed;
+    auto experts = expertsOut ? expertsOut.getDefiningOp<ExpertsOp>() : nullptr;
+    if (!experts || !raisedExperts.count(experts) ||
+        experts.getSharedGateWeight())
+      continue;
+    std::string tokens = throughViews(raisedExperts[experts].first);
+    Location loc = locOf(node);
+    // A projection of the tokens by an initializer, as moe.experts wants
+    // shared weights: [out, in]. Gemm(transB = 1) or MatMul([in, out]).
+    auto linear = [&](const std::string &name,
+                      const std::string &from) -> Value {
+      auto [n, idx] = producer(name);
+      if (!n || n->input_size() < 2 ||
+          !model.initializers().count(n->input(1)) ||
+          throughViews(n->input(0)) != from)
+        return nullptr;
+      if (n->op_type() == "Gemm" && n->input_size() == 2 &&
+          intAttr(*n, "transB", 0) == 1 && intAttr(*n, "transA", 0) == 0 &&
+          floatAttr(*n, "alpha").value_or(1.0f) == 1.0f)
+        return lookup(n->input(1));
+      if (n->op_type() == "MatMul") {
+        Value w = lookup(n->input(1));
+        auto wt = cast<RankedTensorType>(w.getType());
+        if (wt.getRank() != 2)
+          return nullptr;
+        Value init = tensor::EmptyOp::create(
+            builder, loc,
+            llvm::ArrayRef<int64_t>{wt.getDimSize(1), wt.getDimSize(0)},
+            wt.getElementType());
+        return linalg::TransposeOp::create(builder, loc, w, init,
+                                           llvm::ArrayRef<int64_t>{1, 0})
+            .getResult()[0];
+      }
+      return nullptr;
+    };
+    // The other operand: [sigmoid(x w_g) *] down(SiLU(gate x) * up x).
+    std::string shared = throughViews(node.input(1 - side));
+    Value sharedGate;
+    auto [mul, _] = producer(shared);
+    std::string mlpOut = shared;
+    if (mul && mul->op_type() == "Mul")
+      for (int i = 0; i < 2 && !sharedGate; ++i) {
+        auto [sig, __] = producer(throughViews(mul->input(i)));
+        if (sig && sig->op_type() == "Sigmoid")
+          if ((sharedGate = linear(throughViews(sig->input(0)), tokens)))
+            mlpOut = throughViews(mul->input(1 - i));
+      }
+    auto [downNode, ___] = producer(mlpOut);
+    if (!downNode || downNode->input_size() < 1)
+      continue;
+    auto [prod, ____] = producer(throughViews(downNode->input(0)));
+    if (!prod || prod->op_type() != "Mul")
+      continue;
+    Value gate, up, down;
+    for (int i = 0; i < 2 && !gate; ++i) {
+      auto [silu, s1] = producer(prod->input(i));
+      if (!silu || silu->op_type() != "Mul")
+        continue;
+      for (int j = 0; j < 2; ++j) {
+        auto [sig, s2] = producer(silu->input(j));
+        if (sig && sig->op_type() == "Sigmoid" &&
+            sig->input(0) == silu->input(1 - j)) {
+          // Projections are built only once all three are recognised.
+          auto [gn, g1] = producer(silu->input(1 - j));
+          auto [un, u1] = producer(throughViews(prod->input(1 - i)));
+          if (!gn || !un)
+            continue;
+          gate = linear(silu->input(1 - j), tokens);
+          up = gate ? linear(throughViews(prod->input(1 - i)), tokens)
+                    : Value();
+          if (!up)
+            gate = nullptr;
+        }
+      }
+    }
+    if (!gate)
+      continue;
+    // The down projection reads the gated product, not the tokens.
+    std::string product = throughViews(downNode->input(0));
+    down = linear(mlpOut, product);
+    if (!down)
+      continue;
+    auto gt = cast<RankedTensorType>(gate.getType());
+    auto dt = cast<RankedTensorType>(down.getType());
+    int64_t hidden = cast<RankedTensorType>(expertsOut.getType()).getDimSize(1);
+    if (gt != up.getType() || gt.getDimSize(1) != hidden ||
+        dt.getDimSize(0) != hidden || dt.getDimSize(1) != gt.getDimSize(0) ||
+        (sharedGate &&
+         cast<RankedTensorType>(sharedGate.getType()).getShape() !=
+             llvm::ArrayRef<int64_t>{1, hidden}) ||
+        lookup(node.input(1 - side)).getType() != routed.getType())
+      continue;
+    auto fused = ExpertsOp::create(
+        builder, loc, experts.getType(), experts.getHidden(),
+        experts.getExpertIds(), experts.getExpertWeights(),
+        experts.getGateWeight(), experts.getUpWeight(),
+        experts.getDownWeight(), experts.getGateBias(), experts.getUpBias(),
+        experts.getDownBias(), gate, up, down, sharedGate,
+        experts.getActivationAttr(), experts.getAlphaAttr(),
+        experts.getLimitAttr(), experts.getBetaAttr());
+    values[node.output(0)] =
+        reshape ? Value(tensor::ReshapeOp::create(builder, loc, reshape.getType(),
+                                                  fused.getResult(),
+                                                  reshape.getShape()))
+                : fused.getResult();
+    raisedExperts[fused] = raisedExperts[experts];
+    if (blocks)
+      for (ONNXMoEBlock &b : *blocks)
+        if (b.raised && b.node == raisedExperts[experts].second)
+          b.raisedTo += sharedGate ? ", with the sigmoid-gated shared expert"
+                                   : ", with the shared expert";
+    return true;
+  }
+  return false;
 }
