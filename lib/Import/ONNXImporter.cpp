@@ -521,6 +521,13 @@ llvm::Expected<Value> Importer::broadcastGeneric(
       .getResult(0);
 }
 
+Value Importer::zeros(Location loc, llvm::ArrayRef<OpFoldResult> sizes,
+                      Type type) {
+  Value empty = tensor::EmptyOp::create(builder, loc, sizes, type);
+  Value zero = arith::ConstantOp::create(builder, loc, builder.getZeroAttr(type));
+  return linalg::FillOp::create(builder, loc, zero, empty).getResult(0);
+}
+
 Value Importer::indexGeneric(
     Location loc, RankedTensorType type, llvm::ArrayRef<OpFoldResult> sizes,
     llvm::function_ref<Value(OpBuilder &, Location, ValueRange)> body) {

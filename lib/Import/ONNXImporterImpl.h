@@ -253,6 +253,9 @@ private:
                  Value downBias, int64_t k, bool normalize,
                  llvm::StringRef activation, float alpha, float beta,
                  std::optional<float> limit);
+  /// A tensor of `sizes` and element type `type` filled with zeros (the
+  /// accumulator of a contraction).
+  Value zeros(Location loc, llvm::ArrayRef<OpFoldResult> sizes, Type type);
   /// [B, S, heads*D] -> [B, heads, S, D], and back.
   Value splitHeads(Location loc, Value t, int64_t heads);
   Value mergeHeads(Location loc, Value t);

@@ -60,11 +60,7 @@ ImportResult Importer::importMatMul(const onnx::NodeProto &node) {
     llvm::SmallVector<OpFoldResult> sizes = {
         tensor::getMixedSize(builder, loc, flat, 0),
         tensor::getMixedSize(builder, loc, flatB, 1)};
-    Value empty =
-        tensor::EmptyOp::create(builder, loc, sizes, ft.getElementType());
-    Value zero = arith::ConstantOp::create(
-        builder, loc, builder.getZeroAttr(ft.getElementType()));
-    Value init = linalg::FillOp::create(builder, loc, zero, empty).getResult(0);
+    Value init = zeros(loc, sizes, ft.getElementType());
     Value product = linalg::MatmulOp::create(
                         builder, loc, ValueRange{flat, flatB}, ValueRange{init})
                         .getResult(0);
@@ -84,11 +80,7 @@ ImportResult Importer::importMatMul(const onnx::NodeProto &node) {
   llvm::SmallVector<OpFoldResult> sizes = {
       tensor::getMixedSize(builder, loc, a, 0),
       tensor::getMixedSize(builder, loc, b, 1)};
-  Value empty =
-      tensor::EmptyOp::create(builder, loc, sizes, at.getElementType());
-  Value zero = arith::ConstantOp::create(
-      builder, loc, builder.getZeroAttr(at.getElementType()));
-  Value init = linalg::FillOp::create(builder, loc, zero, empty).getResult(0);
+  Value init = zeros(loc, sizes, at.getElementType());
   values[node.output(0)] =
       linalg::MatmulOp::create(builder, loc, ValueRange{a, b}, ValueRange{init})
           .getResult(0);
@@ -148,10 +140,7 @@ ImportResult Importer::importBatchMatMul(const onnx::NodeProto &node, Value a,
   sizes.push_back(tensor::getMixedSize(builder, loc, a, at.getRank() - 2));
   sizes.push_back(tensor::getMixedSize(builder, loc, b, bt.getRank() - 1));
   Type et = at.getElementType();
-  Value empty = tensor::EmptyOp::create(builder, loc, sizes, et);
-  Value zero =
-      arith::ConstantOp::create(builder, loc, builder.getZeroAttr(et));
-  Value init = linalg::FillOp::create(builder, loc, zero, empty).getResult(0);
+  Value init = zeros(loc, sizes, et);
   llvm::SmallVector<utils::IteratorType> iters(dims,
                                                utils::IteratorType::parallel);
   iters.back() = utils::IteratorType::reduction;
@@ -259,18 +248,14 @@ ImportResult Importer::importLayerNorm(const onnx::NodeProto &node) {
       arith::IndexCastUIOp::create(
           builder, loc, builder.getI64Type(),
           getValueOrCreateConstantIndexOp(builder, loc, width)));
-  auto zeros = [&] {
-    Value empty = tensor::EmptyOp::create(builder, loc, rowSizes, et);
-    Value z = arith::ConstantOp::create(builder, loc, builder.getZeroAttr(et));
-    return linalg::FillOp::create(builder, loc, z, empty).getResult(0);
-  };
   auto rowSum = [&](ValueRange inputs, llvm::ArrayRef<AffineMap> maps,
                     auto term) {
     llvm::SmallVector<AffineMap> all(maps);
     all.push_back(row);
+    Value acc = zeros(loc, rowSizes, et);
     return linalg::GenericOp::create(
-               builder, loc, TypeRange{zeros().getType()}, inputs,
-               ValueRange{zeros()}, all, reduce,
+               builder, loc, TypeRange{acc.getType()}, inputs,
+               ValueRange{acc}, all, reduce,
                [&](OpBuilder &b, Location l, ValueRange args) {
                  linalg::YieldOp::create(
                      b, l,
@@ -640,11 +625,6 @@ Value Importer::plainMoE(Location loc, Value x, Value logits, Value gate,
   Value weights = routed.first, ids = routed.second;
   Type wt = cast<RankedTensorType>(weights.getType()).getElementType();
   OpFoldResult tokens = tensor::getMixedSize(builder, loc, x, 0);
-  auto zeros = [&](llvm::ArrayRef<OpFoldResult> sizes, Type t) {
-    Value empty = tensor::EmptyOp::create(builder, loc, sizes, t);
-    Value z = arith::ConstantOp::create(builder, loc, builder.getZeroAttr(t));
-    return linalg::FillOp::create(builder, loc, z, empty).getResult(0);
-  };
   OpFoldResult kSize = builder.getIndexAttr(k);
   auto par = utils::IteratorType::parallel, red = utils::IteratorType::reduction;
   auto d = [&](unsigned i) { return builder.getAffineDimExpr(i); };
@@ -654,8 +634,8 @@ Value Importer::plainMoE(Location loc, Value x, Value logits, Value gate,
   if (normalize) {
     Value sum =
         linalg::GenericOp::create(
-            builder, loc, TypeRange{zeros({tokens}, wt).getType()},
-            ValueRange{weights}, ValueRange{zeros({tokens}, wt)},
+            builder, loc, TypeRange{zeros(loc, {tokens}, wt).getType()},
+            ValueRange{weights}, ValueRange{zeros(loc, {tokens}, wt)},
             llvm::ArrayRef<AffineMap>{map(2, {d(0), d(1)}), map(2, {d(0)})},
             llvm::ArrayRef<utils::IteratorType>{par, red},
             [&](OpBuilder &b, Location l, ValueRange args) {
@@ -688,14 +668,16 @@ Value Importer::plainMoE(Location loc, Value x, Value logits, Value gate,
     return arith::MaxSIOp::create(b, l, zero,
                                   arith::MinSIOp::create(b, l, e, last));
   };
-  // h[t, j, i] = sum_h W[e(t, j), i, h] x[t, h], for gate (and up).
-  auto project = [&](Value w) -> Value {
-    Value acc = zeros({tokens, kSize, builder.getIndexAttr(inter)}, et);
+  // out[t, j, o] = sum_r W[e(t, j), o, r] in[..., r]: the expert rows
+  // gathered per (token, slot), for gate/up (in = x[t, r]) and down
+  // (in = act[t, j, r]).
+  auto project = [&](Value w, Value in, AffineMap inMap,
+                     int64_t rows) -> Value {
+    Value acc = zeros(loc, {tokens, kSize, builder.getIndexAttr(rows)}, et);
     return linalg::GenericOp::create(
-               builder, loc, TypeRange{acc.getType()}, ValueRange{x, ids},
+               builder, loc, TypeRange{acc.getType()}, ValueRange{in, ids},
                ValueRange{acc},
-               llvm::ArrayRef<AffineMap>{map(4, {d(0), d(3)}),
-                                         map(4, {d(0), d(1)}),
+               llvm::ArrayRef<AffineMap>{inMap, map(4, {d(0), d(1)}),
                                          map(4, {d(0), d(1), d(2)})},
                llvm::ArrayRef<utils::IteratorType>{par, par, par, red},
                [&](OpBuilder &b, Location l, ValueRange args) {
@@ -712,8 +694,9 @@ Value Importer::plainMoE(Location loc, Value x, Value logits, Value gate,
                })
         .getResult(0);
   };
-  Value g = project(gate);
-  Value u = up ? project(up) : Value();
+  AffineMap tokenMap = map(4, {d(0), d(3)});
+  Value g = project(gate, x, tokenMap, inter);
+  Value u = up ? project(up, x, tokenMap, inter) : Value();
   // The activation, with the biases, per (t, j, i).
   llvm::SmallVector<Value> ins = {g, ids};
   if (u)
@@ -788,28 +771,8 @@ Value Importer::plainMoE(Location loc, Value x, Value logits, Value gate,
           })
           .getResult(0);
   // o[t, j, h] = sum_i down[e, h, i] act[t, j, i] (+ bias); y = sum_j w o.
-  Value oAcc = zeros({tokens, kSize, builder.getIndexAttr(hidden)}, et);
-  Value o =
-      linalg::GenericOp::create(
-          builder, loc, TypeRange{oAcc.getType()}, ValueRange{act, ids},
-          ValueRange{oAcc},
-          llvm::ArrayRef<AffineMap>{map(4, {d(0), d(1), d(3)}),
-                                    map(4, {d(0), d(1)}),
-                                    map(4, {d(0), d(1), d(2)})},
-          llvm::ArrayRef<utils::IteratorType>{par, par, par, red},
-          [&](OpBuilder &b, Location l, ValueRange args) {
-            Value e = expertOf(b, l, args[1]);
-            Value v = tensor::ExtractOp::create(
-                b, l, down,
-                ValueRange{e, linalg::IndexOp::create(b, l, 2),
-                           linalg::IndexOp::create(b, l, 3)});
-            linalg::YieldOp::create(
-                b, l,
-                Value(arith::AddFOp::create(
-                    b, l, args[2], arith::MulFOp::create(b, l, v, args[0]))));
-          })
-          .getResult(0);
-  Value yAcc = zeros({tokens, builder.getIndexAttr(hidden)}, et);
+  Value o = project(down, act, map(4, {d(0), d(1), d(3)}), hidden);
+  Value yAcc = zeros(loc, {tokens, builder.getIndexAttr(hidden)}, et);
   return linalg::GenericOp::create(
              builder, loc, TypeRange{yAcc.getType()},
              ValueRange{o, weights, ids}, ValueRange{yAcc},
@@ -1102,29 +1065,31 @@ std::optional<Value> Importer::attentionCore(Location loc, Value q4, Value k4,
   OpFoldResult sq = tensor::getMixedSize(builder, loc, q4, 2);
   OpFoldResult skv = tensor::getMixedSize(builder, loc, k4, 2);
   OpFoldResult dv = tensor::getMixedSize(builder, loc, v4, 3);
-  auto zeros = [&](llvm::ArrayRef<OpFoldResult> sizes) {
-    Value empty = tensor::EmptyOp::create(builder, loc, sizes, et);
-    Value z = arith::ConstantOp::create(builder, loc, builder.getZeroAttr(et));
-    return linalg::FillOp::create(builder, loc, z, empty).getResult(0);
-  };
   AffineExpr kvHead = d(1).floorDiv(group);
+  // out[b, h, i, j] = sum_r lhs[b, h, i, r] rhs[b, h / group, <rhsMap>], the
+  // iteration space (b, h, i, j, r).
+  auto contract = [&](Value lhs, Value rhs, AffineMap rhsMap,
+                      OpFoldResult cols) -> Value {
+    Value acc = zeros(loc, {batch, builder.getIndexAttr(qHeads), sq, cols}, et);
+    return linalg::GenericOp::create(
+               builder, loc, TypeRange{acc.getType()}, ValueRange{lhs, rhs},
+               ValueRange{acc},
+               llvm::ArrayRef<AffineMap>{map(5, {d(0), d(1), d(2), d(4)}),
+                                         rhsMap,
+                                         map(5, {d(0), d(1), d(2), d(3)})},
+               llvm::ArrayRef<utils::IteratorType>{par, par, par, par, red},
+               [&](OpBuilder &b, Location l, ValueRange args) {
+                 linalg::YieldOp::create(
+                     b, l,
+                     Value(arith::AddFOp::create(
+                         b, l, args[2],
+                         arith::MulFOp::create(b, l, args[0], args[1]))));
+               })
+        .getResult(0);
+  };
   // scores[b, h, i, j] = sum_e Q[b, h, i, e] K[b, h / group, j, e]
-  Value acc = zeros({batch, builder.getIndexAttr(qHeads), sq, skv});
   Value scores =
-      linalg::GenericOp::create(
-          builder, loc, TypeRange{acc.getType()}, ValueRange{q4, k4},
-          ValueRange{acc},
-          llvm::ArrayRef<AffineMap>{map(5, {d(0), d(1), d(2), d(4)}),
-                                    map(5, {d(0), kvHead, d(3), d(4)}),
-                                    map(5, {d(0), d(1), d(2), d(3)})},
-          llvm::ArrayRef<utils::IteratorType>{par, par, par, par, red},
-          [&](OpBuilder &b, Location l, ValueRange args) {
-            linalg::YieldOp::create(
-                b, l,
-                Value(arith::AddFOp::create(
-                    b, l, args[2], arith::MulFOp::create(b, l, args[0], args[1]))));
-          })
-          .getResult(0);
+      contract(q4, k4, map(5, {d(0), kvHead, d(3), d(4)}), skv);
   // Scale, softcap, mask, causality.
   llvm::SmallVector<Value> ins = {scores};
   llvm::SmallVector<AffineMap> maps = {map(4, {d(0), d(1), d(2), d(3)})};
@@ -1189,23 +1154,7 @@ std::optional<Value> Importer::attentionCore(Location loc, Value q4, Value k4,
           .getResult(0);
   Value probs = softmaxLastAxis(loc, masked);
   // out[b, h, i, e] = sum_j P[b, h, i, j] V[b, h / group, j, e]
-  Value outAcc = zeros({batch, builder.getIndexAttr(qHeads), sq, dv});
-  Value out =
-      linalg::GenericOp::create(
-          builder, loc, TypeRange{outAcc.getType()}, ValueRange{probs, v4},
-          ValueRange{outAcc},
-          llvm::ArrayRef<AffineMap>{map(5, {d(0), d(1), d(2), d(4)}),
-                                    map(5, {d(0), kvHead, d(4), d(3)}),
-                                    map(5, {d(0), d(1), d(2), d(3)})},
-          llvm::ArrayRef<utils::IteratorType>{par, par, par, par, red},
-          [&](OpBuilder &b, Location l, ValueRange args) {
-            linalg::YieldOp::create(
-                b, l,
-                Value(arith::AddFOp::create(
-                    b, l, args[2], arith::MulFOp::create(b, l, args[0], args[1]))));
-          })
-          .getResult(0);
-  return out;
+  return contract(probs, v4, map(5, {d(0), kvHead, d(4), d(3)}), dv);
 }
 
 /// Einsum with an explicit output ("bij,bjk->bik"; letters only, no
@@ -1288,9 +1237,7 @@ ImportResult Importer::importEinsum(const onnx::NodeProto &node) {
                                                utils::IteratorType::parallel);
   for (size_t i = outTerm.size(); i < letters.size(); ++i)
     iters[i] = utils::IteratorType::reduction;
-  Value empty = tensor::EmptyOp::create(builder, loc, outSizes, et);
-  Value zero = arith::ConstantOp::create(builder, loc, builder.getZeroAttr(et));
-  Value init = linalg::FillOp::create(builder, loc, zero, empty).getResult(0);
+  Value init = zeros(loc, outSizes, et);
   values[node.output(0)] =
       linalg::GenericOp::create(
           builder, loc, TypeRange{init.getType()}, operands, ValueRange{init},
