@@ -71,6 +71,11 @@ struct GatheredMoE {
   std::string router;          ///< initializer, [E, H] or [H, E]
   bool routerTransposed = false; ///< stored [H, E] (MatMul form)
   bool renormalize = false;
+  bool sigmoid = false;        ///< sigmoid scores (else softmax)
+  std::string selectionBias;   ///< initializer added before selection
+  int64_t nGroup = 1, topkGroup = 1;
+  float scale = 1.0f;          ///< routed_scaling_factor
+  float renormEps = 0.0f;      ///< added to the renormalising sum
   std::string routerWhy;       ///< why the router was not recognised
 };
 } // namespace
@@ -233,26 +238,144 @@ bool Importer::raiseGatheredMoE(const onnx::NodeProto &node) {
       break;
     m.weights = n->input(0);
   }
-  // --- The router, when it is the plain softmax form ------------------------
+  // --- The router -----------------------------------------------------
+  // Softmax form: TopK(Softmax(x W^T)) with the values as weights, maybe
+  // renormalised. Sigmoid form (DeepSeek-V3): the weights are the sigmoid
+  // scores gathered at the ids, maybe renormalised and scaled; the ids are
+  // the TopK of the scores plus a selection bias, after the groups outside
+  // the top topk_group (by the sum of each group's top two) are masked.
   std::string weightsSrc = throughViews(m.weights);
-  if (const onnx::NodeProto *div = prod(weightsSrc, "Div")) {
-    const onnx::NodeProto *sum = prod(div->input(1), "ReduceSum");
-    if (div->input(0) == m.vals && sum && sum->input(0) == m.vals)
-      m.renormalize = true, weightsSrc = m.vals;
+  // A scalar float constant (initializer or Constant node), if `name` is.
+  auto scalar = [&](const std::string &name) -> std::optional<float> {
+    Value v = lookup(name);
+    auto c = v ? v.getDefiningOp<arith::ConstantOp>() : nullptr;
+    auto dense = c ? dyn_cast<DenseElementsAttr>(c.getValue()) : nullptr;
+    if (dense && dense.isSplat() && dense.getElementType().isF32())
+      return dense.getSplatValue<float>();
+    auto init = model.initializers().find(name);
+    if (init != model.initializers().end() &&
+        init->second.dataType == onnx::TensorProto::FLOAT &&
+        init->second.byteSize == 4 && init->second.inlineData)
+      return *static_cast<const float *>(init->second.inlineData);
+    return std::nullopt;
+  };
+  auto renormOf = [&](std::string &src) {
+    if (const onnx::NodeProto *div = prod(src, "Div")) {
+      // a / sum(a), or a / (sum(a) + eps)
+      std::string denominator = div->input(1);
+      float eps = 0.0f;
+      if (const onnx::NodeProto *add = prod(denominator, "Add"))
+        for (int i = 0; i < 2; ++i)
+          if (std::optional<float> e = scalar(add->input(i))) {
+            eps = *e;
+            denominator = add->input(1 - i);
+            break;
+          }
+      const onnx::NodeProto *sum = prod(denominator, "ReduceSum");
+      if (sum && sum->input(0) == div->input(0)) {
+        m.renormalize = true;
+        m.renormEps = eps;
+        src = throughViews(div->input(0));
+      }
+    }
+  };
+  const onnx::NodeProto *scores = nullptr; // the Softmax or Sigmoid
+  if (const onnx::NodeProto *mulScale = prod(weightsSrc, "Mul")) {
+    for (int i = 0; i < 2; ++i)
+      if (std::optional<float> f = scalar(mulScale->input(i))) {
+        m.scale = *f;
+        weightsSrc = throughViews(mulScale->input(1 - i));
+        break;
+      }
   }
-  const onnx::NodeProto *softmax =
-      prod(throughViews(m.topk->input(0)), "Softmax");
-  if (weightsSrc != m.vals)
-    m.routerWhy = "the routing weights are not TopK's values (scaled or "
-                  "otherwise transformed)";
-  else if (!softmax || intAttr(*softmax, "axis", -1) != -1)
-    m.routerWhy = "the scores are not a Softmax over the experts (e.g. "
-                  "sigmoid or group-limited routing)";
-  else if (intAttr(*m.topk, "largest", 1) != 1 ||
-           intAttr(*m.topk, "axis", -1) != -1)
+  renormOf(weightsSrc);
+  if (weightsSrc == m.vals) {
+    // Softmax form.
+    scores = prod(throughViews(m.topk->input(0)), "Softmax");
+    if (!scores || intAttr(*scores, "axis", -1) != -1)
+      m.routerWhy = "the scores are not a Softmax over the experts";
+  } else if (const onnx::NodeProto *gather =
+                 prod(weightsSrc, "GatherElements")) {
+    // Sigmoid form: weights = Sigmoid(logits)[ids].
+    scores = prod(throughViews(gather->input(0)), "Sigmoid");
+    if (!scores || intAttr(*gather, "axis", 0) != 1 ||
+        throughViews(gather->input(1)) != m.ids)
+      m.routerWhy = "the routing weights are gathered from something other "
+                    "than the sigmoid scores at the chosen ids";
+    m.sigmoid = true;
+    std::string sigmoidOut = gather->input(0);
+    // What TopK selects on: the scores (+ bias), maybe with groups masked.
+    std::string sel = throughViews(m.topk->input(0));
+    std::string choice = sel;
+    if (const onnx::NodeProto *where = prod(sel, "Where")) {
+      // Follow the condition to the ScatterElements of the kept groups,
+      // counting Nots: masked_fill(~keep, fill, scores).
+      std::string cond = where->input(0);
+      int nots = 0;
+      const onnx::NodeProto *scatter = nullptr;
+      for (int guard = 0; guard < 16 && !scatter; ++guard) {
+        const onnx::NodeProto *n = producer(cond).first;
+        if (!n)
+          break;
+        if (n->op_type() == "ScatterElements")
+          scatter = n;
+        else if (n->op_type() == "Not")
+          ++nots, cond = n->input(0);
+        else if (llvm::is_contained({"Cast", "Reshape", "Expand", "Unsqueeze",
+                                     "Squeeze", "Identity"},
+                                    n->op_type()))
+          cond = n->input(0);
+        else
+          break;
+      }
+      choice = throughViews(where->input(nots % 2 ? 2 : 1));
+      const onnx::NodeProto *groupTopK =
+          scatter ? producer(scatter->input(1)).first : nullptr;
+      const onnx::NodeProto *groupSum =
+          groupTopK && groupTopK->op_type() == "TopK"
+              ? producer(throughViews(groupTopK->input(0))).first
+              : nullptr;
+      const onnx::NodeProto *pairTopK =
+          groupSum && groupSum->op_type() == "ReduceSum"
+              ? prod(groupSum->input(0), "TopK", 0)
+              : nullptr;
+      std::optional<llvm::SmallVector<int64_t>> two =
+          pairTopK ? constantInts(pairTopK->input(1)) : std::nullopt;
+      std::optional<llvm::SmallVector<int64_t>> kGroups =
+          groupTopK ? constantInts(groupTopK->input(1)) : std::nullopt;
+      Value grouped = pairTopK ? lookup(pairTopK->input(0)) : Value();
+      auto gt = grouped ? dyn_cast<RankedTensorType>(grouped.getType())
+                        : nullptr;
+      if (!scatter || !pairTopK || !two || *two != llvm::SmallVector<int64_t>{2} ||
+          !kGroups || kGroups->size() != 1 || !gt || gt.getRank() != 3 ||
+          gt.isDynamicDim(1) ||
+          throughViews(pairTopK->input(0)) != choice)
+        m.routerWhy = "the expert mask is not the top topk_group groups by "
+                      "the sum of their top two scores";
+      else
+        m.nGroup = gt.getDimSize(1), m.topkGroup = (*kGroups)[0];
+    }
+    // choice = scores [+ selection bias]
+    if (const onnx::NodeProto *add = prod(choice, "Add")) {
+      for (int i = 0; i < 2; ++i)
+        if (throughViews(add->input(i)) == throughViews(sigmoidOut) &&
+            isInit(add->input(1 - i)))
+          m.selectionBias = add->input(1 - i);
+      if (m.selectionBias.empty())
+        m.routerWhy = "the selection scores are not the sigmoid scores plus "
+                      "a bias initializer";
+    } else if (choice != throughViews(sigmoidOut)) {
+      m.routerWhy = "TopK does not select on the sigmoid scores";
+    }
+  } else {
+    m.routerWhy = "the routing weights are neither TopK's values nor the "
+                  "sigmoid scores at the chosen ids";
+  }
+  if (m.routerWhy.empty() && (intAttr(*m.topk, "largest", 1) != 1 ||
+                              intAttr(*m.topk, "axis", -1) != -1))
     m.routerWhy = "TopK is not the largest over the last axis";
   if (m.routerWhy.empty()) {
-    auto [lin, _] = producer(throughViews(softmax->input(0)));
+    auto [lin, _] = producer(throughViews(scores->input(0)));
     bool gemm = lin && lin->op_type() == "Gemm" && lin->input_size() == 2 &&
                 intAttr(*lin, "transB", 0) == 1 &&
                 intAttr(*lin, "transA", 0) == 0 &&
@@ -324,16 +447,30 @@ bool Importer::raiseGatheredMoE(const onnx::NodeProto &node) {
       return notRaised(llvm::formatv("the router weight {0} is not [E, H] = "
                                      "[{1}, {2}]",
                                      router.getType(), numExperts, hidden));
+    if (numExperts % m.nGroup || m.topkGroup < 1 || m.topkGroup > m.nGroup ||
+        k > m.topkGroup * (numExperts / m.nGroup))
+      return notRaised(llvm::formatv(
+          "the groups do not fit: {0} experts, {1} groups, top {2} groups, "
+          "k = {3}",
+          numExperts, m.nGroup, m.topkGroup, k));
+    Value bias = m.selectionBias.empty() ? Value() : lookup(m.selectionBias);
+    if (bias && cast<RankedTensorType>(bias.getType()) !=
+                    RankedTensorType::get({numExperts}, builder.getF32Type()))
+      return notRaised("the selection bias is not f32 [E]");
     auto route = RouteOp::create(
         builder, loc, idsType,
         RankedTensorType::get({xt.getDimSize(0), k}, builder.getF32Type()), x,
-        router, Value(), Value(), builder.getI64IntegerAttr(k),
-        ScoreFuncAttr::get(ctx, ScoreFunc::Softmax),
+        router, bias, Value(), builder.getI64IntegerAttr(k),
+        ScoreFuncAttr::get(ctx, m.sigmoid ? ScoreFunc::Sigmoid
+                                          : ScoreFunc::Softmax),
         RouteOrderAttr::get(ctx, RouteOrder::ScoreThenTopK),
-        builder.getI64IntegerAttr(1), builder.getI64IntegerAttr(1),
-        GroupScoreAttr::get(ctx, GroupScore::Max),
+        builder.getI64IntegerAttr(m.nGroup),
+        builder.getI64IntegerAttr(m.topkGroup),
+        GroupScoreAttr::get(ctx, m.nGroup > 1 ? GroupScore::Top2Sum
+                                              : GroupScore::Max),
         RenormAttr::get(ctx, m.renormalize ? Renorm::Sum : Renorm::None),
-        builder.getF32FloatAttr(0.0f), builder.getF32FloatAttr(1.0f));
+        builder.getF32FloatAttr(m.renormEps), builder.getF32FloatAttr(m.scale));
+
     expertIds = route.getExpertIds();
     expertWeights = route.getExpertWeights();
 
@@ -537,6 +674,12 @@ bool Importer::raiseSharedExpert(const onnx::NodeProto &node) {
         experts.getDownBias(), gate, up, down, sharedGate,
         experts.getActivationAttr(), experts.getAlphaAttr(),
         experts.getLimitAttr(), experts.getBetaAttr());
+    // Sizes read from the unfused op (the reshape's shape) are the tokens'
+    // sizes (the result has the hidden states' type): read them there, so
+    // the unfused op becomes dead.
+    experts.getResult().replaceUsesWithIf(
+        experts.getHidden(),
+        [](OpOperand &use) { return isa<tensor::DimOp>(use.getOwner()); });
     values[node.output(0)] =
         reshape ? Value(tensor::ReshapeOp::create(builder, loc, reshape.getType(),
                                                   fused.getResult(),
