@@ -263,10 +263,13 @@ private:
   /// tensors, query head h reading key/value head h / (Hq / Hkv). `mask`
   /// (optional) is bool (keep) or additive, right-aligned to [B, Hq, Sq,
   /// Skv]; `keyLimit` (optional, [B] integers) masks keys j > limit[b];
-  /// `causal` masks keys j > query i. Null when the heads do not fit.
+  /// `causal` masks keys j > query i + `causalOffset` (an index, 0 when
+  /// null: the cached keys before the new queries). Null when the heads do
+  /// not fit.
   std::optional<Value> attentionCore(Location loc, Value q4, Value k4,
                                      Value v4, float scale, float softcap,
-                                     bool causal, Value mask, Value keyLimit);
+                                     bool causal, Value mask, Value keyLimit,
+                                     Value causalOffset = Value());
   /// A linalg.generic producing a tensor of `type` (sizes `sizes`) whose
   /// element at each index is `body(indices)`.
   Value indexGeneric(Location loc, RankedTensorType type,

@@ -1044,7 +1044,8 @@ Value Importer::mergeHeads(Location loc, Value t) {
 std::optional<Value> Importer::attentionCore(Location loc, Value q4, Value k4,
                                              Value v4, float scale,
                                              float softcap, bool causal,
-                                             Value mask, Value keyLimit) {
+                                             Value mask, Value keyLimit,
+                                             Value causalOffset) {
   auto q4t = cast<RankedTensorType>(q4.getType());
   auto k4t = cast<RankedTensorType>(k4.getType());
   auto v4t = cast<RankedTensorType>(v4.getType());
@@ -1145,6 +1146,8 @@ std::optional<Value> Importer::attentionCore(Location loc, Value q4, Value k4,
             }
             if (causal) {
               Value i = linalg::IndexOp::create(b, l, 2);
+              if (causalOffset)
+                i = arith::AddIOp::create(b, l, i, causalOffset);
               Value future =
                   arith::CmpIOp::create(b, l, arith::CmpIPredicate::ugt, j, i);
               s = arith::SelectOp::create(b, l, future, c(-INFINITY), s);
@@ -1253,14 +1256,15 @@ ImportResult Importer::importEinsum(const onnx::NodeProto &node) {
   return std::nullopt;
 }
 
-/// com.microsoft GroupQueryAttention and MultiHeadAttention without a KV
-/// cache, on [B, S, heads*D] query/key/value: GroupQueryAttention is
-/// causal and masks keys past seqlens_k[b] (the last valid position, so
-/// right padding is honoured); MultiHeadAttention takes an additive
-/// attention_bias and `unidirectional` for causality. present_key/value
-/// are K and V in [B, heads, S, D]. Past inputs, packed QKV, rotary inside
-/// the op, sliding windows and the other optional inputs are refused with a
-/// reason.
+/// com.microsoft GroupQueryAttention and MultiHeadAttention on [B, S,
+/// heads*D] query/key/value: GroupQueryAttention is causal and masks keys
+/// past seqlens_k[b] (the last valid position, so right padding is
+/// honoured); with past_key/past_value [B, Hkv, P, D] the keys are the
+/// cache then the new ones (that is also present_key/value) and query i
+/// sits at position P + i. MultiHeadAttention takes an additive
+/// attention_bias and `unidirectional`, and no cache. Packed QKV, rotary
+/// inside the op, sliding windows and the other optional inputs are refused
+/// with a reason.
 ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
   bool gqa = node.op_type() == "GroupQueryAttention";
   Value q = input(node, 0), k = input(node, 1), v = input(node, 2);
@@ -1268,9 +1272,12 @@ ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
     return std::string("needs separate query, key and value (packed QKV is "
                        "not imported yet)");
   int pastAt = gqa ? 3 : 6;
-  if (input(node, pastAt) || input(node, pastAt + 1))
+  Value pastKey = input(node, pastAt), pastValue = input(node, pastAt + 1);
+  if (!gqa && (pastKey || pastValue))
     return std::string("past_key/past_value (a KV cache) are not imported "
-                       "yet");
+                       "yet for MultiHeadAttention");
+  if (bool(pastKey) != bool(pastValue))
+    return std::string("past_key and past_value come together");
   Value keyLimit, bias;
   if (gqa) {
     keyLimit = input(node, 5);
@@ -1321,6 +1328,42 @@ ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
   Value q4 = splitHeads(loc, q, heads), k4 = splitHeads(loc, k, kvHeads),
         v4 = splitHeads(loc, v, kvHeads);
   int64_t headDim = qt.getDimSize(2) / heads;
+  Value causalOffset;
+  if (pastKey) {
+    // The cache [B, Hkv, P, D] then the new keys: present = concat, and the
+    // new queries sit at positions P + i.
+    auto pk = cast<RankedTensorType>(pastKey.getType());
+    auto pv = cast<RankedTensorType>(pastValue.getType());
+    auto v4t = cast<RankedTensorType>(v4.getType());
+    auto fits = [&](RankedTensorType t, int64_t width) {
+      return t.getRank() == 4 && t.getElementType() == qt.getElementType() &&
+             t.getDimSize(1) == kvHeads && t.getDimSize(3) == width;
+    };
+    if (!fits(pk, headDim) || !fits(pv, v4t.getDimSize(3)))
+      return std::string("past_key/past_value must be [B, kv_num_heads, P, "
+                         "head size] of the inputs' type (the shared-buffer "
+                         "form is not imported)");
+    auto concatSeq = [&](Value past, Value now) -> Value {
+      llvm::SmallVector<OpFoldResult> sizes =
+          tensor::getMixedSizes(builder, loc, now);
+      OpFoldResult p = tensor::getMixedSize(builder, loc, past, 2);
+      sizes[2] = foldIndex(loc, '+', p, sizes[2]);
+      Value out = tensor::EmptyOp::create(builder, loc, sizes,
+                                          qt.getElementType());
+      llvm::SmallVector<OpFoldResult> ones(4, builder.getIndexAttr(1));
+      llvm::SmallVector<OpFoldResult> at(4, builder.getIndexAttr(0));
+      out = tensor::InsertSliceOp::create(
+          builder, loc, past, out, at,
+          tensor::getMixedSizes(builder, loc, past), ones);
+      at[2] = p;
+      return tensor::InsertSliceOp::create(
+          builder, loc, now, out, at, tensor::getMixedSizes(builder, loc, now),
+          ones);
+    };
+    causalOffset = tensor::DimOp::create(builder, loc, pastKey, 2);
+    k4 = concatSeq(pastKey, k4);
+    v4 = concatSeq(pastValue, v4);
+  }
   float scale =
       floatAttr(node, "scale").value_or(0.0f) != 0.0f
           ? *floatAttr(node, "scale")
@@ -1328,7 +1371,7 @@ ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
   bool causal = gqa || intAttr(node, "unidirectional", 0) != 0;
   std::optional<Value> out = attentionCore(
       loc, q4, k4, v4, scale, gqa ? floatAttr(node, "softcap").value_or(0.0f) : 0.0f,
-      causal, bias, keyLimit);
+      causal, bias, keyLimit, causalOffset);
   if (!out)
     return std::string("the query heads must be a multiple of the key/value "
                        "heads, with one head size");
