@@ -256,6 +256,14 @@ private:
   /// A tensor of `sizes` and element type `type` filled with zeros (the
   /// accumulator of a contraction).
   Value zeros(Location loc, llvm::ArrayRef<OpFoldResult> sizes, Type type);
+  /// RoPE on x ([B, S, N*D] or [B, N, S, D]): the first `rd` features of
+  /// each head rotate (halves, or interleaved pairs) by cos/sin cache rows
+  /// at the token's position: position_ids `pos` ([B, S] or a [1] offset
+  /// plus s), else `offset` + s, else (no ids, [B, S, rd/2] caches) by
+  /// (b, s).
+  Value applyRotary(Location loc, Value x, int64_t headDim, int64_t rd,
+                    Value cosCache, Value sinCache, Value pos, Value offset,
+                    bool interleaved);
   /// [B, S, heads*D] -> [B, heads, S, D], and back.
   Value splitHeads(Location loc, Value t, int64_t heads);
   Value mergeHeads(Location loc, Value t);

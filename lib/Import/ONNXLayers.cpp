@@ -859,12 +859,23 @@ ImportResult Importer::importRotaryEmbedding(const onnx::NodeProto &node) {
   } else if (ct.getRank() != 3) {
     return std::string("without position_ids the caches are [B, S, rd/2]");
   }
-  bool interleaved = intAttr(node, "interleaved", 0) != 0;
-  Location loc = locOf(node);
+  values[node.output(0)] =
+      applyRotary(locOf(node), x, headDim, rd, cosCache, sinCache, pos,
+                  Value(), intAttr(node, "interleaved", 0) != 0);
+  return std::nullopt;
+}
+
+Value Importer::applyRotary(Location loc, Value x, int64_t headDim, int64_t rd,
+                            Value cosCache, Value sinCache, Value pos,
+                            Value offset, bool interleaved) {
+  auto xt = cast<RankedTensorType>(x.getType());
+  auto ct = cast<RankedTensorType>(cosCache.getType());
+  int64_t rank = xt.getRank();
+  int64_t half = rd / 2;
   Value maxPos = ct.getRank() == 2
                      ? Value(tensor::DimOp::create(builder, loc, cosCache, 0))
                      : Value();
-  values[node.output(0)] = indexGeneric(
+  return indexGeneric(
       loc, xt, tensor::getMixedSizes(builder, loc, x),
       [&](OpBuilder &b, Location l, ValueRange idx) -> Value {
         auto c = [&](int64_t v) -> Value {
@@ -902,10 +913,12 @@ ImportResult Importer::importRotaryEmbedding(const onnx::NodeProto &node) {
         Value xv = tensor::ExtractOp::create(b, l, x, idx);
         Value xp = tensor::ExtractOp::create(b, l, x, at);
         llvm::SmallVector<Value> cacheAt;
-        if (pos) {
-          auto pt = cast<RankedTensorType>(pos.getType());
+        if (pos || offset) {
+          auto pt = pos ? cast<RankedTensorType>(pos.getType()) : nullptr;
           Value p;
-          if (pt.getRank() == 2) {
+          if (!pos) {
+            p = arith::AddIOp::create(b, l, offset, seq);
+          } else if (pt.getRank() == 2) {
             p = tensor::ExtractOp::create(b, l, pos, ValueRange{batch, seq});
             p = arith::IndexCastOp::create(b, l, b.getIndexType(), p);
           } else {
@@ -939,7 +952,6 @@ ImportResult Importer::importRotaryEmbedding(const onnx::NodeProto &node) {
             b, l, arith::MulFOp::create(b, l, xv, cv), term);
         return arith::SelectOp::create(b, l, rotated, out, xv);
       });
-  return std::nullopt;
 }
 
 /// Attention (opset 23) without a KV cache: softmax(scale * Q K^T [softcap]
@@ -1278,23 +1290,30 @@ ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
                        "yet for MultiHeadAttention");
   if (bool(pastKey) != bool(pastValue))
     return std::string("past_key and past_value come together");
+  // onnxruntime reads the cache differently when the present outputs are
+  // omitted; only the form with both is imported.
+  if (pastKey && (node.output_size() < 3 || node.output(1).empty() ||
+                  node.output(2).empty()))
+    return std::string("a KV cache without the present_key/present_value "
+                       "outputs is not imported");
   Value keyLimit, bias;
   if (gqa) {
     keyLimit = input(node, 5);
     if (!keyLimit)
       return std::string("seqlens_k is required");
-    for (int i = 7; i < node.input_size(); ++i)
+    bool rotary = intAttr(node, "do_rotary", 0) != 0;
+    for (int i = rotary ? 9 : 7; i < node.input_size(); ++i)
       if (!node.input(i).empty())
-        return llvm::formatv("optional input {0} (rotary caches, position "
-                             "ids, bias, sinks, scales or norms) is not "
-                             "imported yet",
-                             i)
+        return llvm::formatv("optional input {0} (position ids, bias, sinks, "
+                             "scales or norms{1}) is not imported yet",
+                             i, rotary ? "" : ", or rotary caches without "
+                                              "do_rotary")
             .str();
-    if (intAttr(node, "do_rotary", 0) || intAttr(node, "smooth_softmax", 0) ||
+    if (intAttr(node, "smooth_softmax", 0) ||
         intAttr(node, "local_window_size", -1) != -1 ||
         intAttr(node, "qk_output", 0))
-      return std::string("do_rotary, smooth_softmax, local_window_size and "
-                         "qk_output are not imported yet");
+      return std::string("smooth_softmax, local_window_size and qk_output "
+                         "are not imported yet");
   } else {
     if (input(node, 3) || input(node, 4) ||
         (node.input_size() > 8 && !node.input(8).empty()))
@@ -1325,9 +1344,30 @@ ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
       return std::string("attention_bias must be f32 of rank <= 4");
   }
   Location loc = locOf(node);
+  int64_t headDim = qt.getDimSize(2) / heads;
+  // Rotary inside GroupQueryAttention: q and k rotate at positions P + s
+  // (P cached positions) by [max_seq, rd/2] caches.
+  if (gqa && intAttr(node, "do_rotary", 0)) {
+    Value cosCache = input(node, 7), sinCache = input(node, 8);
+    auto ct = cosCache ? cast<RankedTensorType>(cosCache.getType()) : nullptr;
+    if (!ct || !sinCache || sinCache.getType() != ct || ct.getRank() != 2 ||
+        ct.getElementType() != qt.getElementType() || ct.isDynamicDim(1) ||
+        2 * ct.getDimSize(1) > headDim ||
+        kt.getDimSize(2) / kvHeads != headDim)
+      return std::string("do_rotary needs [max_seq, rd/2] cos/sin caches of "
+                         "the inputs' type, rd at most the head size");
+    Value offset =
+        pastKey ? Value(tensor::DimOp::create(builder, loc, pastKey, 2))
+                : Value(arith::ConstantIndexOp::create(builder, loc, 0));
+    bool interleaved = intAttr(node, "rotary_interleaved", 0) != 0;
+    int64_t rd = 2 * ct.getDimSize(1);
+    q = applyRotary(loc, q, headDim, rd, cosCache, sinCache, Value(), offset,
+                    interleaved);
+    k = applyRotary(loc, k, headDim, rd, cosCache, sinCache, Value(), offset,
+                    interleaved);
+  }
   Value q4 = splitHeads(loc, q, heads), k4 = splitHeads(loc, k, kvHeads),
         v4 = splitHeads(loc, v, kvHeads);
-  int64_t headDim = qt.getDimSize(2) / heads;
   Value causalOffset;
   if (pastKey) {
     // The cache [B, Hkv, P, D] then the new keys: present = concat, and the
