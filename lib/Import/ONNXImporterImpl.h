@@ -264,6 +264,8 @@ private:
   Value applyRotary(Location loc, Value x, int64_t headDim, int64_t rd,
                     Value cosCache, Value sinCache, Value pos, Value offset,
                     bool interleaved);
+  /// A [B, H, P, D] cache followed by [B, H, S, D] new entries.
+  Value appendToCache(Location loc, Value past, Value now);
   /// [B, S, heads*D] -> [B, heads, S, D], and back.
   Value splitHeads(Location loc, Value t, int64_t heads);
   Value mergeHeads(Location loc, Value t);

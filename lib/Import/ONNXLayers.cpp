@@ -954,20 +954,23 @@ Value Importer::applyRotary(Location loc, Value x, int64_t headDim, int64_t rd,
       });
 }
 
-/// Attention (opset 23) without a KV cache: softmax(scale * Q K^T [softcap]
+/// Attention (opset 23): softmax(scale * Q K^T [softcap]
 /// + mask) V over [B, heads, S, D] tensors (or their [B, S, heads*D] forms
 /// with q_num_heads/kv_num_heads), query head h reading key/value head
 /// h / (q_heads / kv_heads); attn_mask bool (keep) or float (added),
-/// broadcast to [B, heads, Sq, Skv]; is_causal masks key j > query i. The
-/// present_key/present_value outputs, without past inputs, are K and V.
+/// broadcast to [B, heads, Sq, Skv]; is_causal masks key j > query i + P.
+/// With past_key/past_value (P cached positions) the keys and values are
+/// the cache then the new ones; that is also present_key/present_value.
 ImportResult Importer::importAttention(const onnx::NodeProto &node) {
   Value q = input(node, 0), k = input(node, 1), v = input(node, 2);
   Value mask = input(node, 3);
   if (!q || !k || !v || node.output_size() < 1)
     return std::string("needs Q, K and V of supported types");
-  if (input(node, 4) || input(node, 5))
-    return std::string("past_key/past_value (a KV cache) are not imported "
-                       "yet");
+  Value pastKey = input(node, 4), pastValue = input(node, 5);
+  if (bool(pastKey) != bool(pastValue))
+    return std::string("past_key and past_value come together");
+  if (node.input_size() > 6 && !node.input(6).empty())
+    return std::string("nonpad_kv_seqlen is not imported yet");
   if (node.output_size() > 3 && !node.output(3).empty())
     return std::string("the qk_matmul_output output is not supported");
   auto qt = cast<RankedTensorType>(q.getType());
@@ -998,12 +1001,33 @@ ImportResult Importer::importAttention(const onnx::NodeProto &node) {
                          "of rank <= 4");
   }
   int64_t headDim = cast<RankedTensorType>(q4.getType()).getDimSize(3);
+  Value causalOffset;
+  if (pastKey) {
+    // [B, Hkv, P, D] caches: keys are the cache then the new ones (also the
+    // present outputs); new query i sits at P + i (bottom-right causal
+    // alignment, as onnxruntime 1.32 computes it).
+    auto pk = cast<RankedTensorType>(pastKey.getType());
+    auto pv = cast<RankedTensorType>(pastValue.getType());
+    auto k4t = cast<RankedTensorType>(k4.getType());
+    auto v4t = cast<RankedTensorType>(v4.getType());
+    if (pk.getRank() != 4 || pv.getRank() != 4 || pk.getElementType() != et ||
+        pv.getElementType() != et || pk.getDimSize(1) != k4t.getDimSize(1) ||
+        pk.getDimSize(3) != k4t.getDimSize(3) ||
+        pv.getDimSize(1) != v4t.getDimSize(1) ||
+        pv.getDimSize(3) != v4t.getDimSize(3))
+      return std::string("past_key/past_value must be [B, kv heads, P, head "
+                         "size] like the new keys and values");
+    causalOffset = tensor::DimOp::create(builder, loc, pastKey, 2);
+    k4 = appendToCache(loc, pastKey, k4);
+    v4 = appendToCache(loc, pastValue, v4);
+  }
   float scale = floatAttr(node, "scale").value_or(
       1.0f / std::sqrt(float(headDim)));
   std::optional<Value> out =
       attentionCore(loc, q4, k4, v4, scale,
                     floatAttr(node, "softcap").value_or(0.0f),
-                    intAttr(node, "is_causal", 0) != 0, mask, Value());
+                    intAttr(node, "is_causal", 0) != 0, mask, Value(),
+                    causalOffset);
   if (!out)
     return std::string("head counts must be static, the query heads a "
                        "multiple of the key/value heads, and Q and K of one "
@@ -1014,6 +1038,23 @@ ImportResult Importer::importAttention(const onnx::NodeProto &node) {
   if (node.output_size() > 2 && !node.output(2).empty())
     values[node.output(2)] = v4;
   return std::nullopt;
+}
+
+Value Importer::appendToCache(Location loc, Value past, Value now) {
+  llvm::SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(builder, loc, now);
+  OpFoldResult cached = tensor::getMixedSize(builder, loc, past, 2);
+  sizes[2] = foldIndex(loc, '+', cached, sizes[2]);
+  Value out = tensor::EmptyOp::create(
+      builder, loc, sizes, cast<RankedTensorType>(now.getType()).getElementType());
+  llvm::SmallVector<OpFoldResult> ones(4, builder.getIndexAttr(1));
+  llvm::SmallVector<OpFoldResult> at(4, builder.getIndexAttr(0));
+  out = tensor::InsertSliceOp::create(builder, loc, past, out, at,
+                                      tensor::getMixedSizes(builder, loc, past),
+                                      ones);
+  at[2] = cached;
+  return tensor::InsertSliceOp::create(builder, loc, now, out, at,
+                                       tensor::getMixedSizes(builder, loc, now),
+                                       ones);
 }
 
 Value Importer::splitHeads(Location loc, Value t, int64_t heads) {
@@ -1383,26 +1424,9 @@ ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
       return std::string("past_key/past_value must be [B, kv_num_heads, P, "
                          "head size] of the inputs' type (the shared-buffer "
                          "form is not imported)");
-    auto concatSeq = [&](Value past, Value now) -> Value {
-      llvm::SmallVector<OpFoldResult> sizes =
-          tensor::getMixedSizes(builder, loc, now);
-      OpFoldResult p = tensor::getMixedSize(builder, loc, past, 2);
-      sizes[2] = foldIndex(loc, '+', p, sizes[2]);
-      Value out = tensor::EmptyOp::create(builder, loc, sizes,
-                                          qt.getElementType());
-      llvm::SmallVector<OpFoldResult> ones(4, builder.getIndexAttr(1));
-      llvm::SmallVector<OpFoldResult> at(4, builder.getIndexAttr(0));
-      out = tensor::InsertSliceOp::create(
-          builder, loc, past, out, at,
-          tensor::getMixedSizes(builder, loc, past), ones);
-      at[2] = p;
-      return tensor::InsertSliceOp::create(
-          builder, loc, now, out, at, tensor::getMixedSizes(builder, loc, now),
-          ones);
-    };
     causalOffset = tensor::DimOp::create(builder, loc, pastKey, 2);
-    k4 = concatSeq(pastKey, k4);
-    v4 = concatSeq(pastValue, v4);
+    k4 = appendToCache(loc, pastKey, k4);
+    v4 = appendToCache(loc, pastValue, v4);
   }
   float scale =
       floatAttr(node, "scale").value_or(0.0f) != 0.0f
