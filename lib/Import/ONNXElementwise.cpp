@@ -435,8 +435,9 @@ ImportResult Importer::importCast(const onnx::NodeProto &node) {
   return std::nullopt;
 }
 
-/// Softmax over the last axis (opset 13 semantics), in three passes: the
-/// row maximum, the sum of exponentials, the quotient.
+/// Softmax over one axis (opset 13 semantics), in three passes over the
+/// last axis (another axis is swapped there and back): the row maximum,
+/// the sum of exponentials, the quotient.
 ImportResult Importer::importSoftmax(const onnx::NodeProto &node) {
   if (node.input_size() != 1 || node.output_size() != 1)
     return std::string("needs 1 input and 1 output");
@@ -445,12 +446,32 @@ ImportResult Importer::importSoftmax(const onnx::NodeProto &node) {
     return std::string("the input has an unsupported type");
   auto type = cast<RankedTensorType>(x.getType());
   int64_t rank = type.getRank();
-  int64_t axis = intAttr(node, "axis", -1);
-  if (axis != -1 && axis != rank - 1)
-    return std::string("only the last axis is imported yet");
+  std::optional<int64_t> axis =
+      normalizeAxis(intAttr(node, "axis", -1), std::max<int64_t>(rank, 1));
+  if (!axis)
+    return std::string("axis is out of range");
   if (!type.getElementType().isF32() || rank < 1)
     return std::string("only f32 tensors are imported yet");
-  values[node.output(0)] = softmaxLastAxis(locOf(node), x);
+  Location loc = locOf(node);
+  if (*axis == rank - 1) {
+    values[node.output(0)] = softmaxLastAxis(loc, x);
+    return std::nullopt;
+  }
+  // Another axis (opset 13 semantics): swap it with the last, and back.
+  llvm::SmallVector<int64_t> perm;
+  for (int64_t i = 0; i < rank; ++i)
+    perm.push_back(i);
+  std::swap(perm[*axis], perm.back());
+  auto swap = [&](Value t) -> Value {
+    llvm::SmallVector<OpFoldResult> sizes;
+    for (int64_t p : perm)
+      sizes.push_back(tensor::getMixedSize(builder, loc, t, p));
+    Value init = tensor::EmptyOp::create(builder, loc, sizes,
+                                         type.getElementType());
+    return linalg::TransposeOp::create(builder, loc, t, init, perm)
+        .getResult()[0];
+  };
+  values[node.output(0)] = swap(softmaxLastAxis(loc, swap(x)));
   return std::nullopt;
 }
 

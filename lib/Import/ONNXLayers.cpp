@@ -310,16 +310,16 @@ ImportResult Importer::importLayerNorm(const onnx::NodeProto &node) {
   return std::nullopt;
 }
 
-/// Gemm with alpha = beta = 1 and no transposed A: Y = A B' + C, C absent
-/// or a row bias ([N] or [1, N]). With transB = 1 (torch.nn.Linear's
-/// export) it is moe.linear, so the projection passes see it.
+/// Gemm: Y = alpha * A' B' + beta * C (' = transposed as asked, C
+/// broadcast). The product is moe.linear, so the projection passes see it;
+/// with alpha = beta = 1 and a row bias C (torch.nn.Linear's export) C is
+/// its bias.
 ImportResult Importer::importGemm(const onnx::NodeProto &node) {
   if (node.input_size() < 2 || node.output_size() != 1)
     return std::string("needs A and B");
-  if (intAttr(node, "transA", 0) != 0 ||
-      floatAttr(node, "alpha").value_or(1.0f) != 1.0f ||
-      floatAttr(node, "beta").value_or(1.0f) != 1.0f)
-    return std::string("only alpha = beta = 1 without transA is imported yet");
+  bool transA = intAttr(node, "transA", 0) != 0;
+  float alpha = floatAttr(node, "alpha").value_or(1.0f);
+  float beta = floatAttr(node, "beta").value_or(1.0f);
   bool transB = intAttr(node, "transB", 0) != 0;
   Value a = lookup(node.input(0)), b = lookup(node.input(1));
   Value c = node.input_size() > 2 && !node.input(2).empty()
@@ -335,35 +335,68 @@ ImportResult Importer::importGemm(const onnx::NodeProto &node) {
     return std::string("A and B must be 2-D float tensors of one type");
   int64_t n = bt.getDimSize(transB ? 0 : 1);
   Location loc = locOf(node);
+  auto transposed = [&](Value m) -> Value {
+    Value init = tensor::EmptyOp::create(
+        builder, loc,
+        llvm::SmallVector<OpFoldResult>{tensor::getMixedSize(builder, loc, m, 1),
+                                        tensor::getMixedSize(builder, loc, m, 0)},
+        et);
+    return linalg::TransposeOp::create(builder, loc, m, init,
+                                       llvm::ArrayRef<int64_t>{1, 0})
+        .getResult()[0];
+  };
+  if (transA) {
+    a = transposed(a);
+    at = cast<RankedTensorType>(a.getType());
+  }
+  // The common form (torch.nn.Linear: alpha = beta = 1, C a row bias)
+  // keeps C as moe.linear's bias; any other C is added after, broadcast,
+  // as beta * C, and the product scaled by alpha.
+  Value addend;
   if (c) {
     auto ct = cast<RankedTensorType>(c.getType());
     bool row =
         ct.getElementType() == et &&
         ((ct.getRank() == 1 && ct.getDimSize(0) == n) ||
          (ct.getRank() == 2 && ct.getDimSize(0) == 1 && ct.getDimSize(1) == n));
-    if (!row)
-      return std::string("only a [N] or [1, N] C is imported yet");
-    if (ct.getRank() == 2)
+    if (ct.getElementType() != et || ct.getRank() > 2)
+      return std::string("C must be of A's type and rank <= 2");
+    if (!row || alpha != 1.0f || beta != 1.0f) {
+      addend = c;
+      c = nullptr;
+    } else if (ct.getRank() == 2) {
       c = tensor::CollapseShapeOp::create(
           builder, loc, c, llvm::ArrayRef<ReassociationIndices>{{0, 1}});
+    }
   }
-  if (!transB) {
-    // [K, N] weights: the transpose moe.linear wants, as a linalg op.
-    Value init =
-        tensor::EmptyOp::create(builder, loc,
-                                llvm::SmallVector<OpFoldResult>{
-                                    tensor::getMixedSize(builder, loc, b, 1),
-                                    tensor::getMixedSize(builder, loc, b, 0)},
-                                et);
-    b = linalg::TransposeOp::create(builder, loc, b, init,
-                                    llvm::ArrayRef<int64_t>{1, 0})
-            .getResult()[0];
-  }
+  // [K, N] weights: the transpose moe.linear wants, as a linalg op.
+  if (!transB)
+    b = transposed(b);
   auto type = RankedTensorType::get({at.getDimSize(0), n}, et);
-  values[node.output(0)] =
+  Value product =
       LinearOp::create(builder, loc, type, a, b, c, /*norm_weight=*/Value(),
                        /*residual=*/Value(), /*norm_eps=*/FloatAttr(),
                        /*norm_weight_in_f32=*/UnitAttr());
+  if (alpha != 1.0f || addend) {
+    llvm::SmallVector<Value> operands = {product};
+    if (addend)
+      operands.push_back(addend);
+    llvm::Expected<Value> scaled = broadcastGeneric(
+        loc, operands, et, [&](OpBuilder &bb, Location l, ValueRange args) {
+          auto cst = [&](float v) -> Value {
+            return arith::ConstantOp::create(bb, l, bb.getFloatAttr(et, v));
+          };
+          Value y = arith::MulFOp::create(bb, l, args[0], cst(alpha));
+          if (args.size() > 1)
+            y = arith::AddFOp::create(
+                bb, l, y, arith::MulFOp::create(bb, l, args[1], cst(beta)));
+          return y;
+        });
+    if (!scaled)
+      return llvm::toString(scaled.takeError());
+    product = *scaled;
+  }
+  values[node.output(0)] = product;
   return std::nullopt;
 }
 /// com.microsoft.MoE -> moe.route + moe.experts. The routing follows the
