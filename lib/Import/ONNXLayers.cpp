@@ -1347,10 +1347,10 @@ ImportResult Importer::importEinsum(const onnx::NodeProto &node) {
 /// past seqlens_k[b] (the last valid position, so right padding is
 /// honoured); with past_key/past_value [B, Hkv, P, D] the keys are the
 /// cache then the new ones (that is also present_key/value) and query i
-/// sits at position P + i. MultiHeadAttention takes an additive
-/// attention_bias and `unidirectional`, and no cache. Packed QKV, rotary
-/// inside the op, sliding windows and the other optional inputs are refused
-/// with a reason.
+/// sits at position P + i (for both ops). MultiHeadAttention takes an
+/// additive attention_bias and `unidirectional`. Packed QKV, rotary inside
+/// MultiHeadAttention, sliding windows and the other optional inputs are
+/// refused with a reason.
 ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
   bool gqa = node.op_type() == "GroupQueryAttention";
   Value q = input(node, 0), k = input(node, 1), v = input(node, 2);
@@ -1359,9 +1359,6 @@ ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
                        "not imported yet)");
   int pastAt = gqa ? 3 : 6;
   Value pastKey = input(node, pastAt), pastValue = input(node, pastAt + 1);
-  if (!gqa && (pastKey || pastValue))
-    return std::string("past_key/past_value (a KV cache) are not imported "
-                       "yet for MultiHeadAttention");
   if (bool(pastKey) != bool(pastValue))
     return std::string("past_key and past_value come together");
   // onnxruntime reads the cache differently when the present outputs are
@@ -1390,9 +1387,10 @@ ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
                          "are not imported yet");
   } else {
     if (input(node, 3) || input(node, 4) ||
-        (node.input_size() > 8 && !node.input(8).empty()))
-      return std::string("bias, key_padding_mask and past_sequence_length "
-                         "are not imported yet");
+        (node.input_size() > 8 && !node.input(8).empty()) ||
+        (node.input_size() > 9 && !node.input(9).empty()))
+      return std::string("bias, key_padding_mask, past_sequence_length and "
+                         "cache_indirection are not imported yet");
     bias = input(node, 5);
   }
   for (int i = 3; i < node.output_size(); ++i)
