@@ -255,17 +255,12 @@ std::optional<RunResult> compileAndRun(const std::string &dir,
   int64_t promptLen = static_cast<int64_t>(prompt.size());
   addTestEntry(module, promptLen);
 
-  PassManager pm(&context);
-  mlir::moe::buildMoECompilePipeline(pm, mlir::moe::EmitStage::LLVM);
-  if (failed(pm.run(module))) {
-    ADD_FAILURE() << "the CPU pipeline failed";
+  llvm::Expected<DictionaryAttr> lowered = ::moe::test::lowerForJIT(module);
+  if (!lowered) {
+    ADD_FAILURE() << llvm::toString(lowered.takeError());
     return std::nullopt;
   }
-  auto manifest = module->getAttrOfType<DictionaryAttr>("moe.weights");
-  if (!manifest) {
-    ADD_FAILURE() << "no moe.weights manifest";
-    return std::nullopt;
-  }
+  DictionaryAttr manifest = *lowered;
 
   // Bind each external weight symbol: a single tensor is used where it lies
   // in the mapping; a stack of experts is gathered into one buffer.

@@ -77,35 +77,29 @@ std::optional<std::vector<float>> run(llvm::StringRef name, unsigned level,
   module.lookupSymbol<func::FuncOp>("main")->setAttr("llvm.emit_c_interface",
                                                      UnitAttr::get(&context));
 
-  PassManager pm(&context);
   mlir::moe::MoEOptimizationOptions options;
   options.level = level;
-  mlir::moe::buildMoECompilePipeline(pm, mlir::moe::EmitStage::LLVM, options);
-  if (failed(pm.run(module))) {
-    ADD_FAILURE() << "the CPU pipeline failed";
-    return std::nullopt;
-  }
-  auto manifest = module->getAttrOfType<DictionaryAttr>("moe.weights");
+  llvm::Expected<DictionaryAttr> manifest =
+      ::moe::test::lowerForJIT(module, options);
   if (!manifest) {
-    ADD_FAILURE() << "no moe.weights manifest";
+    ADD_FAILURE() << llvm::toString(manifest.takeError());
     return std::nullopt;
   }
   std::vector<std::pair<std::string, void *>> symbols;
-  for (NamedAttribute entry : manifest) {
+  for (NamedAttribute entry : *manifest) {
     auto names = cast<ArrayAttr>(entry.getValue());
     llvm::StringRef tensor = cast<StringAttr>(names[0]).getValue();
-    auto it = (*model)->initializers().find(tensor);
-    if (names.size() != 1 || it == (*model)->initializers().end() ||
-        !it->second.inlineData) {
-      ADD_FAILURE() << "weight '" << tensor.str()
-                    << "' is not an inline initializer";
+    llvm::Expected<llvm::ArrayRef<uint8_t>> bytes =
+        (*model)->initializerBytes(tensor);
+    if (names.size() != 1 || !bytes) {
+      ADD_FAILURE() << "weight '" << tensor.str() << "': "
+                    << (bytes ? "stacked" : llvm::toString(bytes.takeError()));
       return std::nullopt;
     }
     symbols.emplace_back(entry.getName().getValue().str(),
-                         const_cast<void *>(it->second.inlineData));
+                         const_cast<uint8_t *>(bytes->data()));
   }
 
-  ExecutionEngineOptions engineOptions;
   auto engine = ::moe::test::createEngine(module, symbols);
   if (!engine) {
     ADD_FAILURE() << "JIT: " << llvm::toString(engine.takeError());

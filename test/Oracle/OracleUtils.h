@@ -8,7 +8,10 @@
 #ifndef MOE_TEST_ORACLE_ORACLEUTILS_H
 #define MOE_TEST_ORACLE_ORACLEUTILS_H
 
+#include "moe/Compiler/Driver.h"
+
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
+#include "mlir/Pass/PassManager.h"
 #include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/ExecutionEngine/Orc/Mangling.h"
@@ -66,6 +69,21 @@ inline std::optional<Npy> readNpy(const std::string &path) {
   out.data.resize(count);
   std::memcpy(out.data.data(), payload.data(), payload.size());
   return out;
+}
+
+/// Lowers `module` through moec's CPU pipeline (`--emit=llvm`, with the
+/// moe optimisations of `options`) and returns its weight manifest.
+inline llvm::Expected<mlir::DictionaryAttr>
+lowerForJIT(mlir::ModuleOp module,
+            const mlir::moe::MoEOptimizationOptions &options = {}) {
+  mlir::PassManager pm(module.getContext());
+  mlir::moe::buildMoECompilePipeline(pm, mlir::moe::EmitStage::LLVM, options);
+  if (mlir::failed(pm.run(module)))
+    return llvm::createStringError("the CPU pipeline failed");
+  auto manifest = module->getAttrOfType<mlir::DictionaryAttr>("moe.weights");
+  if (!manifest)
+    return llvm::createStringError("no moe.weights manifest");
+  return manifest;
 }
 
 /// JITs `module` (optimised at O2, with MLIR's C runner utilities for

@@ -13,27 +13,20 @@ decoding gives logits further than that from prefilling the whole sequence.
 
 import argparse
 import json
-import struct
 import subprocess
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from check_graph import read_npy as read_array  # noqa: E402
 
 
 def read_npy(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    if data[:6] != b"\x93NUMPY":
-        sys.exit(f"{path}: not a .npy file")
-    header_len = struct.unpack("<H", data[8:10])[0]
-    header = data[10:10 + header_len].decode()
-    if "'<f4'" not in header:
-        sys.exit(f"{path}: not float32")
-    shape = tuple(int(x) for x in header.split("'shape': (")[1].split(")")[0].split(",") if x.strip())
-    count = 1
-    for d in shape:
-        count *= d
-    values = struct.unpack(f"<{count}f", data[10 + header_len:10 + header_len + 4 * count])
-    rows = [list(values[i * shape[1]:(i + 1) * shape[1]]) for i in range(shape[0])]
-    return rows
+    """A float32 .npy of rank 2 as a list of rows."""
+    descr, shape, values = read_array(path)
+    if descr != "<f4" or len(shape) != 2:
+        sys.exit(f"{path}: not a 2-D float32 array")
+    return [list(values[i * shape[1]:(i + 1) * shape[1]]) for i in range(shape[0])]
 
 
 def main():
