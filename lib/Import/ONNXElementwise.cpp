@@ -267,7 +267,7 @@ ImportResult Importer::importElementwise(const onnx::NodeProto &node) {
   int arity = unary ? 1 : op == "Where" ? 3 : 2;
   if (node.input_size() != arity || node.output_size() != 1)
     return llvm::formatv("needs {0} input(s) and 1 output", arity).str();
-  if (op == "Add" && raiseSharedExpert(node))
+  if (op == "Add" && (raiseSharedExpert(node) || raiseUnrolledMoE(node)))
     return std::nullopt;
   if (isOneOf(op, {"Add", "Sub", "Mul", "Div", "Mod", "Max", "Min", "Neg",
                    "Equal", "Less", "Greater", "LessOrEqual",
@@ -537,7 +537,7 @@ Value Importer::softmaxLastAxis(Location loc, Value x) {
 /// onnxruntime's CPU kernels do for f32.
 ImportResult Importer::importReduce(const onnx::NodeProto &node) {
   const std::string &op = node.op_type();
-  if (op == "ReduceSum" && raiseGatheredMoE(node))
+  if (op == "ReduceSum" && (raiseGatheredMoE(node) || raiseDenseMoE(node)))
     return std::nullopt;
   bool mean = op == "ReduceMean";
   Value x = node.input_size() ? lookup(node.input(0)) : Value();

@@ -31,6 +31,8 @@
 
 namespace mlir::moe::onnximport {
 
+struct RaisedMoE;
+
 /// The MLIR element type of an ONNX one, or null.
 inline Type elementType(MLIRContext *ctx, int32_t type) {
   using T = onnx::TensorProto;
@@ -66,6 +68,14 @@ inline int64_t intAttr(const onnx::NodeProto &node, llvm::StringRef name,
                 int64_t fallback) {
   const onnx::AttributeProto *attr = findAttr(node, name);
   return attr ? attr->i() : fallback;
+}
+
+inline llvm::SmallVector<int64_t> intsAttr(const onnx::NodeProto &node,
+                                          llvm::StringRef name) {
+  const onnx::AttributeProto *attr = findAttr(node, name);
+  return attr ? llvm::SmallVector<int64_t>(attr->ints().begin(),
+                                           attr->ints().end())
+              : llvm::SmallVector<int64_t>{};
 }
 
 inline std::optional<float> floatAttr(const onnx::NodeProto &node,
@@ -207,6 +217,24 @@ private:
   /// when the router is not recognised) and returns true; a block that is
   /// found but cannot be raised is reported and imported as plain ops.
   bool raiseGatheredMoE(const onnx::NodeProto &node);
+  /// If `node` (an Add or ScatterND) ends the accumulation of an unrolled
+  /// per-expert block (one subgraph per expert, sharing one router), raises
+  /// it like raiseGatheredMoE.
+  bool raiseUnrolledMoE(const onnx::NodeProto &node);
+  /// If `node` (a ReduceSum over experts) ends a dense all-experts block
+  /// (every expert on every token, weighted by a dense [T, E] routing
+  /// matrix), raises it like raiseGatheredMoE.
+  bool raiseDenseMoE(const onnx::NodeProto &node);
+  /// The routers, shapes and ops shared by the matchers above: recognises
+  /// `m`'s router from its routing weights and defines `node`'s output.
+  bool raiseMatchedMoE(const onnx::NodeProto &node, RaisedMoE &m,
+                       ONNXMoEBlock &block);
+  /// A per-(token, slot) routing factor followed back to the [T, k] weights.
+  std::string routingWeightsOf(const std::string &factor);
+  /// The gated product SiLU(h[gate half]) * h[up half] that `name` is, if it
+  /// is one: h's name, with which half is the gate.
+  std::optional<std::pair<std::string, bool>>
+  matchSwiGLU(const std::string &name);
   /// Reports MoE routers (TopK over expert scores whose ids select expert
   /// weights or masks) that no raised block used: the unrolled per-expert
   /// and other forms, which run as plain ops.
@@ -221,6 +249,12 @@ private:
       raisedExperts;
   /// TopK nodes of raised blocks.
   llvm::SmallPtrSet<const onnx::NodeProto *, 8> raisedRouters;
+  /// TopK nodes of blocks found and reported as not raised.
+  llvm::SmallPtrSet<const onnx::NodeProto *, 8> reportedRouters;
+  /// The nodes reading `name`.
+  const llvm::SmallVector<const onnx::NodeProto *> &
+  readers(const std::string &name);
+  llvm::StringMap<llvm::SmallVector<const onnx::NodeProto *>> readerMap;
   /// The node producing `name` and the output index, or null.
   std::pair<const onnx::NodeProto *, int> producer(const std::string &name);
   /// `name` followed back through Reshape/Unsqueeze/Squeeze/Flatten/

@@ -32,6 +32,9 @@
 
 #include "llvm/Support/FormatVariadic.h"
 
+#include <array>
+#include <map>
+
 using namespace mlir;
 using namespace mlir::moe;
 using namespace mlir::moe::onnximport;
@@ -58,14 +61,89 @@ std::string Importer::throughViews(const std::string &name) {
   return at;
 }
 
-namespace {
-/// What the matcher found of one block.
-struct GatheredMoE {
+std::optional<std::pair<std::string, bool>>
+Importer::matchSwiGLU(const std::string &name) {
+  auto [prodMul, _] = producer(name);
+  if (!prodMul || prodMul->op_type() != "Mul" || prodMul->input_size() != 2)
+    return std::nullopt;
+  // SiLU(g) = g * Sigmoid(g), times the other half.
+  std::string gateHalf, upHalf;
+  for (int i = 0; i < 2 && gateHalf.empty(); ++i) {
+    auto [silu, s] = producer(prodMul->input(i));
+    if (!silu || silu->op_type() != "Mul")
+      continue;
+    for (int j = 0; j < 2; ++j) {
+      auto [sig, t] = producer(silu->input(j));
+      if (sig && sig->op_type() == "Sigmoid" &&
+          sig->input(0) == silu->input(1 - j)) {
+        gateHalf = silu->input(1 - j);
+        upHalf = prodMul->input(1 - i);
+      }
+    }
+  }
+  if (gateHalf.empty())
+    return std::nullopt;
+  // Both halves come from one projection h, by a two-way Split or by two
+  // Slices of the last axis, [0, W/2) and [W/2, W).
+  auto half = [&](const std::string &value, int &which) -> std::string {
+    auto [n, out] = producer(value);
+    if (!n)
+      return "";
+    Value hv = lookup(n->input(0));
+    auto type = hv ? dyn_cast<RankedTensorType>(hv.getType()) : nullptr;
+    if (!type || type.getRank() < 1 || type.isDynamicDim(type.getRank() - 1))
+      return "";
+    int64_t rank = type.getRank(), width = type.getDimSize(rank - 1);
+    if (n->op_type() == "Split" && n->output_size() == 2) {
+      int64_t axis = intAttr(*n, "axis", 0);
+      std::optional<llvm::SmallVector<int64_t>> sizes =
+          n->input_size() > 1 ? constantInts(n->input(1)) : std::nullopt;
+      if ((axis != -1 && axis != rank - 1) ||
+          (sizes && (*sizes)[0] != (*sizes)[1]) || width % 2)
+        return "";
+      which = out;
+      return n->input(0);
+    }
+    if (n->op_type() == "Slice" && n->input_size() >= 4) {
+      std::optional<llvm::SmallVector<int64_t>> starts =
+          constantInts(n->input(1));
+      std::optional<llvm::SmallVector<int64_t>> ends =
+          constantInts(n->input(2));
+      std::optional<llvm::SmallVector<int64_t>> axes =
+          constantInts(n->input(3));
+      std::optional<llvm::SmallVector<int64_t>> steps =
+          n->input_size() > 4 ? constantInts(n->input(4))
+                              : llvm::SmallVector<int64_t>{1};
+      if (!starts || !ends || !axes || !steps || starts->size() != 1 ||
+          ends->size() != 1 || axes->size() != 1 || (*steps)[0] != 1 ||
+          ((*axes)[0] != -1 && (*axes)[0] != rank - 1) || width % 2)
+        return "";
+      int64_t begin = (*starts)[0], stop = std::min((*ends)[0], width);
+      which = begin == 0 && stop == width / 2       ? 0
+              : begin == width / 2 && stop == width ? 1
+                                                     : -1;
+      return n->input(0);
+    }
+    return "";
+  };
+  int gateWhich = -1, upWhich = -1;
+  std::string h = half(gateHalf, gateWhich);
+  if (h.empty() || h != half(upHalf, upWhich) || gateWhich < 0 ||
+      upWhich < 0 || gateWhich == upWhich)
+    return std::nullopt;
+  return std::make_pair(h, gateWhich == 0);
+}
+
+namespace mlir::moe::onnximport {
+/// What a matcher found of one exported MoE block.
+struct RaisedMoE {
   std::string x;               ///< tokens [T, H] (the repeat's input)
   std::string ids, vals;       ///< TopK outputs
   const onnx::NodeProto *topk = nullptr;
   std::string weights;         ///< the per-(token, slot) weights, [T, k]
   std::string gateUp, down;    ///< initializers [E, 2I, H], [E, H, I]
+  Value gateUpValue, downValue; ///< or stacks built from per-expert ones
+  Value gateValue, upValue;     ///< or separate gate and up stacks
   bool gateFirst = true;       ///< SiLU on the first half of gate_up
   // The router, when it is Softmax(x W^T) -> TopK [-> / ReduceSum].
   std::string router;          ///< initializer, [E, H] or [H, E]
@@ -78,7 +156,7 @@ struct GatheredMoE {
   float renormEps = 0.0f;      ///< added to the renormalising sum
   std::string routerWhy;       ///< why the router was not recognised
 };
-} // namespace
+} // namespace mlir::moe::onnximport
 
 bool Importer::raiseGatheredMoE(const onnx::NodeProto &node) {
   auto prod = [&](const std::string &name, llvm::StringRef op,
@@ -120,7 +198,7 @@ bool Importer::raiseGatheredMoE(const onnx::NodeProto &node) {
     }
     return "";
   };
-  GatheredMoE m;
+  RaisedMoE m;
   std::string downIdx, guIdx;
   m.down = gatheredInit(downMM->input(0), downIdx);
   if (m.down.empty())
@@ -147,55 +225,13 @@ bool Importer::raiseGatheredMoE(const onnx::NodeProto &node) {
     return notRaised("the combine is not a sum over axis 1 of [T, k, H] "
                      "without keepdims");
   // --- The activation: SiLU(first half) * second half ---------------------
-  const onnx::NodeProto *prodMul = prod(throughViews(downMM->input(1)), "Mul");
-  if (!prodMul)
-    return notRaised("the down projection's input is not a gated product");
-  std::string gateHalf, upHalf;
-  for (int i = 0; i < 2 && gateHalf.empty(); ++i) {
-    const onnx::NodeProto *silu = prod(prodMul->input(i), "Mul");
-    if (!silu)
-      continue;
-    for (int j = 0; j < 2; ++j) {
-      const onnx::NodeProto *sig = prod(silu->input(j), "Sigmoid");
-      if (sig && sig->input(0) == silu->input(1 - j)) {
-        gateHalf = silu->input(1 - j);
-        upHalf = prodMul->input(1 - i);
-      }
-    }
-  }
-  if (gateHalf.empty())
-    return notRaised("the activation is not SiLU(gate) * up");
-  // Both halves come from one projection h, by Split or Slice.
-  std::string h;
-  int64_t inter = 0;
-  auto half = [&](const std::string &name, int &which) -> std::string {
-    auto [n, out] = producer(name);
-    if (!n)
-      return "";
-    if (n->op_type() == "Split" && n->output_size() == 2) {
-      which = out;
-      return n->input(0);
-    }
-    if (n->op_type() == "Slice" && n->input_size() >= 3) {
-      std::optional<llvm::SmallVector<int64_t>> starts =
-          constantInts(n->input(1));
-      Value hv = lookup(n->input(0));
-      auto type = hv ? cast<RankedTensorType>(hv.getType()) : nullptr;
-      if (!starts || starts->size() != 1 || !type ||
-          type.isDynamicDim(type.getRank() - 1))
-        return "";
-      int64_t width = type.getDimSize(type.getRank() - 1);
-      which = (*starts)[0] == 0 ? 0 : (*starts)[0] == width / 2 ? 1 : -1;
-      return n->input(0);
-    }
-    return "";
-  };
-  int gateWhich = -1, upWhich = -1;
-  h = half(gateHalf, gateWhich);
-  if (h.empty() || h != half(upHalf, upWhich) || gateWhich < 0 ||
-      upWhich < 0 || gateWhich == upWhich)
-    return notRaised("gate and up are not the two halves of one projection");
-  m.gateFirst = gateWhich == 0;
+  std::optional<std::pair<std::string, bool>> glu =
+      matchSwiGLU(throughViews(downMM->input(1)));
+  if (!glu)
+    return notRaised("the down projection's input is not SiLU(gate) * up, "
+                     "the two halves of one projection");
+  std::string h = glu->first;
+  m.gateFirst = glu->second;
   const onnx::NodeProto *guMM = prod(throughViews(h), "MatMul");
   if (!guMM)
     return notRaised("the gate/up projection is not a MatMul");
@@ -225,19 +261,47 @@ bool Importer::raiseGatheredMoE(const onnx::NodeProto &node) {
     return notRaised("the tokens are not repeated token by token");
   m.x = unsq->input(0);
   // The weights: the other Mul operand, followed back to its [T, k] form.
-  m.weights = weightsName;
-  for (int guard = 0; guard < 8; ++guard) {
-    Value v = lookup(m.weights);
+  m.weights = routingWeightsOf(weightsName);
+  return raiseMatchedMoE(node, m, block);
+}
+
+std::string Importer::routingWeightsOf(const std::string &factor) {
+  std::string at = factor;
+  for (int guard = 0; guard < 16; ++guard) {
+    Value v = lookup(at);
     auto t = v ? dyn_cast<RankedTensorType>(v.getType()) : nullptr;
-    if (t && t.getRank() == 2 && !t.isDynamicDim(1) &&
-        t.getDimSize(1) > 1)
+    if (t && t.getRank() == 2 && !t.isDynamicDim(1) && t.getDimSize(1) > 1)
       break;
-    const onnx::NodeProto *n = producer(m.weights).first;
-    if (!n || (n->op_type() != "Reshape" && n->op_type() != "Unsqueeze" &&
-               n->op_type() != "Flatten"))
+    const onnx::NodeProto *n = producer(at).first;
+    // Gathers pick (token, slot) entries of the weights: the unrolled form
+    // reads w[token_idx, top_k_pos] from the flattened [T * k] weights.
+    if (!n || !llvm::is_contained({"Reshape", "Unsqueeze", "Flatten",
+                                   "Gather", "GatherND", "Expand", "Cast"},
+                                  n->op_type()))
       break;
-    m.weights = n->input(0);
+    at = n->input(0);
   }
+  return at;
+}
+
+bool Importer::raiseMatchedMoE(const onnx::NodeProto &node, RaisedMoE &m,
+                               ONNXMoEBlock &block) {
+  auto prod = [&](const std::string &name, llvm::StringRef op,
+                  int output = -1) -> const onnx::NodeProto * {
+    auto [n, i] = producer(name);
+    if (!n || n->op_type() != op || (output >= 0 && i != output))
+      return nullptr;
+    return n;
+  };
+  auto isInit = [&](const std::string &name) {
+    return model.initializers().count(name) != 0;
+  };
+  auto notRaised = [&](const std::string &why) {
+    block.reason = why;
+    if (blocks)
+      blocks->push_back(block);
+    return false;
+  };
   // --- The router -----------------------------------------------------
   // Softmax form: TopK(Softmax(x W^T)) with the values as weights, maybe
   // renormalised. Sigmoid form (DeepSeek-V3): the weights are the sigmoid
@@ -389,7 +453,13 @@ bool Importer::raiseGatheredMoE(const onnx::NodeProto &node) {
   }
 
   // --- Shapes -----------------------------------------------------------
-  Value x = lookup(m.x), gateUp = lookup(m.gateUp), down = lookup(m.down);
+  Value x = lookup(m.x);
+  // Separate gate and up stacks, or one [E, 2I, H] stack of both.
+  bool separate = m.gateValue && m.upValue;
+  Value gateUp = separate         ? m.gateValue
+                 : m.gateUpValue ? m.gateUpValue
+                                 : lookup(m.gateUp);
+  Value down = m.downValue ? m.downValue : lookup(m.down);
   Value ids64 = lookup(m.ids), weights = lookup(m.weights);
   auto xt = x ? cast<RankedTensorType>(x.getType()) : nullptr;
   auto gut = gateUp ? cast<RankedTensorType>(gateUp.getType()) : nullptr;
@@ -402,11 +472,13 @@ bool Importer::raiseGatheredMoE(const onnx::NodeProto &node) {
     return notRaised("operand ranks are not x [T, H], weights [E, 2I, H] / "
                      "[E, H, I], ids and weights [T, k]");
   int64_t numExperts = gut.getDimSize(0), hidden = xt.getDimSize(1);
-  inter = dt.getDimSize(2);
+  int64_t inter = dt.getDimSize(2);
   int64_t k = it.getDimSize(1);
   Type et = xt.getElementType();
   if (ShapedType::isDynamic(hidden) || ShapedType::isDynamic(k) ||
-      gut.getDimSize(1) != 2 * inter || gut.getDimSize(2) != hidden ||
+      gut.getDimSize(1) != (separate ? inter : 2 * inter) ||
+      gut.getDimSize(2) != hidden ||
+      (separate && m.upValue.getType() != gut) ||
       dt.getDimSize(0) != numExperts || dt.getDimSize(1) != hidden ||
       gut.getElementType() != et || dt.getElementType() != et ||
       wt.getDimSize(1) != k || !wt.getElementType().isF32())
@@ -425,8 +497,8 @@ bool Importer::raiseGatheredMoE(const onnx::NodeProto &node) {
         builder.getDenseI64ArrayAttr({numExperts, inter, hidden}),
         builder.getDenseI64ArrayAttr({1, 1, 1}));
   };
-  Value gate = rows(m.gateFirst ? 0 : inter);
-  Value up = rows(m.gateFirst ? inter : 0);
+  Value gate = separate ? m.gateValue : rows(m.gateFirst ? 0 : inter);
+  Value up = separate ? m.upValue : rows(m.gateFirst ? inter : 0);
   auto idsType = RankedTensorType::get({xt.getDimSize(0), k},
                                        builder.getI32Type());
   Value expertIds, expertWeights;
@@ -515,14 +587,9 @@ bool Importer::raiseGatheredMoE(const onnx::NodeProto &node) {
 void Importer::reportUnraisedRouters() {
   if (!blocks)
     return;
-  // Who reads each value.
-  llvm::StringMap<llvm::SmallVector<const onnx::NodeProto *>> readers;
-  for (const onnx::NodeProto *node : model.nodes())
-    for (const std::string &in : node->input())
-      readers[in].push_back(node);
   for (const onnx::NodeProto *node : model.nodes()) {
     if (node->op_type() != "TopK" || node->output_size() != 2 ||
-        raisedRouters.contains(node))
+        raisedRouters.contains(node) || reportedRouters.contains(node))
       continue;
     // Router scores: a softmax or sigmoid (possibly biased) over experts.
     const onnx::NodeProto *src = producer(throughViews(node->input(0))).first;
@@ -543,7 +610,7 @@ void Importer::reportUnraisedRouters() {
     std::string use;
     for (size_t i = 0; i < work.size() && work.size() < 256 && use.empty();
          ++i)
-      for (const onnx::NodeProto *r : readers.lookup(work[i])) {
+      for (const onnx::NodeProto *r : readers(work[i])) {
         const std::string &op = r->op_type();
         if (op == "OneHot" || op == "Equal")
           use = op;
@@ -694,4 +761,689 @@ bool Importer::raiseSharedExpert(const onnx::NodeProto &node) {
     return true;
   }
   return false;
+}
+
+//===----------------------------------------------------------------------===//
+// Unrolled per-expert subgraphs
+//===----------------------------------------------------------------------===//
+//
+// transformers' eager experts (and optimum's patched loops) run
+//
+//   for e in experts:
+//     pos, tok = torch.where(expert_mask[e])          # slots routed to e
+//     y = down_e(SiLU(gate_e(x[tok])) * up_e(x[tok])) * w[tok, pos]
+//     out.index_add_(0, tok, y)
+//
+// which the tracer unrolls: one subgraph per expert, with weights gathered
+// from the [E, 2I, H] / [E, H, I] stacks at e, and index_add_ written as
+// acc + ScatterElements(zeros, tok, y) (TorchScript) or
+// ScatterND(acc, tok, y, reduction = add). Matching starts at the last
+// accumulation and walks the chain back to the zeros it starts from. Each
+// step must read the same tokens, routing weights and TopK, and together
+// the steps must cover every expert once; the block is then exactly
+// moe.experts over that router. The loop over only the experts that were
+// hit (transformers' `expert_hit`) is unrolled with expert e at the i-th
+// of the hit experts: when the trace hit every expert that is e = i, and
+// raising makes the graph right for inputs that hit fewer. When the trace
+// hit fewer, subgraphs are missing and the block cannot be raised.
+
+namespace {
+/// One index_add_ of the chain.
+struct AccumulateStep {
+  std::string acc;     ///< what is added to
+  std::string tokens;  ///< the 1-D token indices
+  std::string updates; ///< the rows added
+};
+} // namespace
+
+const llvm::SmallVector<const onnx::NodeProto *> &
+Importer::readers(const std::string &name) {
+  if (readerMap.empty())
+    for (const onnx::NodeProto *node : model.nodes())
+      for (const std::string &in : node->input())
+        readerMap[in].push_back(node);
+  static const llvm::SmallVector<const onnx::NodeProto *> none;
+  auto it = readerMap.find(name);
+  return it == readerMap.end() ? none : it->second;
+}
+
+bool Importer::raiseUnrolledMoE(const onnx::NodeProto &node) {
+  // A float tensor of zeros: ConstantOfShape's fill, a splat constant, or
+  // either (or a zero initializer) broadcast by Expand.
+  auto isZeros = [&](std::string name) {
+    for (auto [n, _] = producer(name); n && n->op_type() == "Expand";
+         std::tie(n, _) = producer(name))
+      name = n->input(0);
+    auto init = model.initializers().find(name);
+    if (init != model.initializers().end())
+      return init->second.inlineData && init->second.byteSize <= 64 &&
+             llvm::all_of(llvm::ArrayRef(static_cast<const uint8_t *>(
+                                             init->second.inlineData),
+                                         init->second.byteSize),
+                          [](uint8_t b) { return b == 0; });
+    Value v = lookup(name);
+    if (auto fill = v ? v.getDefiningOp<linalg::FillOp>() : nullptr)
+      v = fill.getInputs()[0];
+    auto c = v ? v.getDefiningOp<arith::ConstantOp>() : nullptr;
+    if (auto f = c ? dyn_cast<FloatAttr>(c.getValue()) : nullptr)
+      return f.getValue().isZero();
+    auto dense = c ? dyn_cast<DenseFPElementsAttr>(c.getValue()) : nullptr;
+    return dense && dense.isSplat() && dense.getSplatValue<APFloat>().isZero();
+  };
+  // The step `n` is, if it is one.
+  auto stepOf = [&](const onnx::NodeProto *n) -> std::optional<AccumulateStep> {
+    if (!n || n->output_size() != 1)
+      return std::nullopt;
+    auto scatterRows = [&](const onnx::NodeProto *s) {
+      return s->input_size() == 3 &&
+             ((s->op_type() == "ScatterElements" &&
+               intAttr(*s, "axis", 0) == 0) ||
+              s->op_type() == "ScatterND");
+    };
+    if (n->op_type() == "Add" && n->input_size() == 2) {
+      for (int i = 0; i < 2; ++i) {
+        auto [s, _] = producer(n->input(i));
+        if (s && scatterRows(s) &&
+            stringAttr(*s, "reduction", "none") == "none" &&
+            isZeros(s->input(0)))
+          return AccumulateStep{n->input(1 - i), s->input(1), s->input(2)};
+      }
+      return std::nullopt;
+    }
+    if (scatterRows(n) && stringAttr(*n, "reduction", "none") == "add")
+      return AccumulateStep{n->input(0), n->input(1), n->input(2)};
+    return std::nullopt;
+  };
+  std::optional<AccumulateStep> last = stepOf(&node);
+  if (!last)
+    return false;
+  // Only the chain's last step raises it. Readers are not imported yet, so
+  // this looks at their form only.
+  for (const onnx::NodeProto *r : readers(node.output(0))) {
+    if (llvm::is_contained({"ScatterND", "ScatterElements"}, r->op_type()) &&
+        r->input(0) == node.output(0) &&
+        stringAttr(*r, "reduction", "none") == "add")
+      return false;
+    if (r->op_type() == "Add" && r->input_size() == 2)
+      for (const std::string &in : r->input())
+        if (auto [s, _] = producer(in);
+            s && llvm::is_contained({"ScatterND", "ScatterElements"},
+                                    s->op_type()))
+          return false;
+  }
+  llvm::SmallVector<AccumulateStep> steps = {*last};
+  while (steps.size() < 4096) {
+    std::optional<AccumulateStep> prev = stepOf(producer(steps.back().acc).first);
+    if (!prev)
+      break;
+    steps.push_back(*prev);
+  }
+  if (steps.size() < 2 || !isZeros(steps.back().acc))
+    return false;
+  std::reverse(steps.begin(), steps.end());
+
+  RaisedMoE m;
+  ONNXMoEBlock block;
+  block.node = model.describe(node);
+  block.form = llvm::formatv("unrolled per-expert subgraphs ({0} index_add_ "
+                             "steps; torch.onnx.export of eager experts)",
+                             steps.size());
+  auto notRaised = [&](const std::string &why) {
+    if (m.topk)
+      reportedRouters.insert(m.topk);
+    block.reason = why;
+    if (blocks)
+      blocks->push_back(block);
+    return false;
+  };
+  auto stripped = [&](std::string name,
+                      std::initializer_list<llvm::StringRef> ops) {
+    for (int guard = 0; guard < 16; ++guard) {
+      auto [n, _] = producer(name);
+      if (!n || n->input_size() < 1 || !llvm::is_contained(ops, n->op_type()))
+        break;
+      name = n->input(0);
+    }
+    return name;
+  };
+  auto ints = [&](const std::string &name) -> std::optional<int64_t> {
+    std::optional<llvm::SmallVector<int64_t>> c = constantInts(name);
+    if (!c || c->size() != 1)
+      return std::nullopt;
+    return (*c)[0];
+  };
+  // Column `col` of NonZero(mask)^T (torch.where's pos and tok), taken by a
+  // two-way Split or a one-column Slice: the NonZero node, or null.
+  auto nonzeroColumn = [&](const std::string &name,
+                           int &col) -> const onnx::NodeProto * {
+    auto [n, out] = producer(stripped(name, {"Squeeze"}));
+    if (!n || n->input_size() < 1)
+      return nullptr;
+    if (n->op_type() == "Split" && n->output_size() == 2 &&
+        llvm::is_contained({1, -1}, intAttr(*n, "axis", 0))) {
+      col = out;
+    } else if (n->op_type() == "Slice" && n->input_size() >= 4) {
+      std::optional<int64_t> begin = ints(n->input(1)),
+                             end = ints(n->input(2)), axis = ints(n->input(3));
+      if (!begin || !end || !axis || *end != *begin + 1 ||
+          (*axis != 1 && *axis != -1) || *begin < 0 || *begin > 1)
+        return nullptr;
+      col = *begin;
+    } else {
+      return nullptr;
+    }
+    auto [t, _] = producer(n->input(0));
+    if (!t || t->op_type() != "Transpose" ||
+        intsAttr(*t, "perm") != llvm::SmallVector<int64_t>{1, 0})
+      return nullptr;
+    auto [nz, __] = producer(t->input(0));
+    return nz && nz->op_type() == "NonZero" ? nz : nullptr;
+  };
+  // Rows `tok` of a [T, H] value: Gather(axis 0) or GatherND of [n, 1].
+  auto gatheredRows = [&](const std::string &name,
+                          std::string &tok) -> std::string {
+    auto [g, _] = producer(name);
+    if (g && g->op_type() == "Gather" && intAttr(*g, "axis", 0) == 0) {
+      tok = stripped(g->input(1), {"Unsqueeze", "Reshape", "Cast"});
+      return g->input(0);
+    }
+    if (g && g->op_type() == "GatherND" && intAttr(*g, "batch_dims", 0) == 0) {
+      tok = stripped(g->input(1), {"Unsqueeze", "Reshape", "Cast"});
+      return g->input(0);
+    }
+    return "";
+  };
+  // One expert's projection `name` = input x W_e. W_e is a weight stack
+  // gathered at the expert, or one 2-D initializer per expert, [out, in]
+  // (Linear's layout: Gemm transB = 1, or MatMul of its Transpose) or
+  // [in, out] (what TorchScript's constant folding leaves for MatMul).
+  struct Projection {
+    std::string input;  ///< what is projected
+    std::string weight; ///< the stack or the 2-D initializer
+    std::string index;  ///< the stack's gather index (empty for 2-D)
+    bool inOut = false; ///< a 2-D initializer stored [in, out]
+  };
+  auto projection = [&](const std::string &name) -> std::optional<Projection> {
+    auto [mm, _] = producer(name);
+    if (!mm || mm->input_size() < 2)
+      return std::nullopt;
+    bool transB;
+    if (mm->op_type() == "MatMul") {
+      transB = false;
+    } else if (mm->op_type() == "Gemm" && mm->input_size() == 2 &&
+               intAttr(*mm, "transA", 0) == 0 &&
+               floatAttr(*mm, "alpha").value_or(1.0f) == 1.0f) {
+      transB = intAttr(*mm, "transB", 0) == 1;
+    } else {
+      return std::nullopt;
+    }
+    Projection p{mm->input(0), "", "", false};
+    std::string b = mm->input(1);
+    if (!transB) {
+      // MatMul(a, B): B = W^T, by a Transpose or stored so.
+      auto [t, __] = producer(b);
+      if (t && t->op_type() == "Transpose" &&
+          intsAttr(*t, "perm") == llvm::SmallVector<int64_t>{1, 0}) {
+        b = t->input(0);
+      } else if (model.initializers().count(b) &&
+                 model.initializers().find(b)->second.shape.size() == 2) {
+        p.weight = b;
+        p.inOut = true;
+        return p;
+      } else {
+        return std::nullopt;
+      }
+    }
+    auto [g, ___] = producer(b);
+    if (g && g->op_type() == "Gather" && intAttr(*g, "axis", 0) == 0 &&
+        model.initializers().count(g->input(0)) &&
+        model.initializers().find(g->input(0))->second.shape.size() == 3) {
+      p.weight = g->input(0);
+      p.index = g->input(1);
+      return p;
+    }
+    if (model.initializers().count(b) &&
+        model.initializers().find(b)->second.shape.size() == 2) {
+      p.weight = b;
+      return p;
+    }
+    return std::nullopt;
+  };
+  // Which expert an index value is: a constant, or the j-th of a Split of
+  // the hit-expert list into `count` parts.
+  auto expertIndex = [&](const std::string &name, int64_t &count)
+      -> std::optional<int64_t> {
+    if (std::optional<int64_t> c = ints(name))
+      return c;
+    std::string at = name;
+    for (int guard = 0; guard < 8; ++guard) {
+      auto [n, out] = producer(at);
+      if (!n)
+        return std::nullopt;
+      if (n->op_type() == "Split") {
+        count = n->output_size();
+        return out;
+      }
+      if (n->op_type() == "Gather") {
+        if (ints(n->input(1)) != 0)
+          return std::nullopt;
+      } else if (!llvm::is_contained({"Squeeze", "Reshape", "Unsqueeze"},
+                                     n->op_type())) {
+        return std::nullopt;
+      }
+      at = n->input(0);
+    }
+    return std::nullopt;
+  };
+  // The mask NonZero reads: one_hot(ids)^T [E, k, T] at e, with one_hot an
+  // OneHot or Cast(Equal(Unsqueeze(ids), arange(E))) (token second); or
+  // ids == e [T, k] (token first). Sets the ids, the mask's expert index
+  // and the NonZero column that holds tokens.
+  auto maskOf = [&](const onnx::NodeProto *nonzero, std::string &ids,
+                    std::string &index, int &tokenColumn) {
+    auto [mask, _] = producer(stripped(nonzero->input(0), {"Cast"}));
+    if (mask && mask->op_type() == "Gather" && intAttr(*mask, "axis", 0) == 0) {
+      auto [t, __] = producer(mask->input(0));
+      if (!t || t->op_type() != "Transpose" ||
+          intsAttr(*t, "perm") != llvm::SmallVector<int64_t>{2, 1, 0})
+        return false;
+      auto [oh, ___] = producer(stripped(t->input(0), {"Cast"}));
+      if (oh && oh->op_type() == "OneHot") {
+        ids = throughViews(oh->input(0));
+      } else if (oh && oh->op_type() == "Equal") {
+        for (int i = 0; i < 2 && ids.empty(); ++i) {
+          std::optional<llvm::SmallVector<int64_t>> range =
+              constantInts(oh->input(1 - i));
+          bool arange = range && !range->empty();
+          for (int64_t j = 0; arange && j < (int64_t)range->size(); ++j)
+            arange = (*range)[j] == j;
+          if (arange)
+            ids = throughViews(oh->input(i));
+        }
+      }
+      index = mask->input(1);
+      tokenColumn = 1;
+      return !ids.empty();
+    }
+    if (mask && mask->op_type() == "Equal") {
+      for (int i = 0; i < 2 && ids.empty(); ++i)
+        if (ints(mask->input(1 - i))) {
+          ids = throughViews(mask->input(i));
+          index = mask->input(1 - i);
+        }
+      tokenColumn = 0;
+      return !ids.empty();
+    }
+    return false;
+  };
+
+  // Per expert (by id): the 2-D gate/up and down initializers, when the
+  // export has one per expert.
+  llvm::SmallVector<int64_t> experts;
+  std::map<int64_t, std::array<std::string, 3>> perExpert;
+  // The weights of the first step (gate or gate/up, up, down), which every
+  // step must share when they are stacks.
+  std::array<std::string, 3> stackNames;
+  bool separate = false;
+  int64_t splitCount = -1;
+  std::optional<bool> inOut;
+  for (const AccumulateStep &step : steps) {
+    std::string tokens =
+        stripped(step.tokens, {"Expand", "Unsqueeze", "Reshape", "Cast"});
+    // tok, pos = torch.where(mask_e)
+    int tokCol = -1, tokenColumn = -1;
+    const onnx::NodeProto *nonzero = nonzeroColumn(tokens, tokCol);
+    std::string stepIds, maskIndex;
+    if (!nonzero || !maskOf(nonzero, stepIds, maskIndex, tokenColumn) ||
+        tokCol != tokenColumn)
+      return notRaised("an expert's rows are not the token column of "
+                       "torch.where(one_hot(ids)[e]) or torch.where(ids == e)");
+    if (!m.topk) {
+      auto [topk, out] = producer(stepIds);
+      if (!topk || topk->op_type() != "TopK" || out != 1)
+        return notRaised("the expert masks are not built from TopK's ids");
+      m.topk = topk;
+      m.ids = stepIds;
+      m.vals = topk->output(0);
+    } else if (stepIds != m.ids) {
+      return notRaised("the per-expert subgraphs do not share one router");
+    }
+    int64_t count = -1;
+    std::optional<int64_t> e = expertIndex(maskIndex, count);
+    if (!e)
+      return notRaised("an expert's mask is not for an expert known while "
+                       "importing");
+    if (count >= 0)
+      splitCount = count;
+    // y * w[tok, pos]
+    std::string updates = stripped(step.updates, {"Expand", "Cast", "Reshape"});
+    auto [mul, _] = producer(updates);
+    std::optional<Projection> down;
+    std::string factor;
+    for (int i = 0; mul && mul->op_type() == "Mul" && i < 2 && !down; ++i)
+      if ((down = projection(throughViews(mul->input(i)))))
+        factor = mul->input(1 - i);
+    // SiLU(gate) * up: halves of one projection, or two projections
+    // (transformers v4's gate_proj and up_proj).
+    std::optional<std::pair<std::string, bool>> glu =
+        down ? matchSwiGLU(throughViews(down->input)) : std::nullopt;
+    std::optional<Projection> gateUp =
+        glu ? projection(throughViews(glu->first)) : std::nullopt;
+    std::optional<Projection> up;
+    if (down && !gateUp) {
+      auto [prod, __] = producer(throughViews(down->input));
+      for (int i = 0; prod && prod->op_type() == "Mul" &&
+                      prod->input_size() == 2 && i < 2 && !up;
+           ++i) {
+        auto [silu, ___] = producer(prod->input(i));
+        for (int j = 0; silu && silu->op_type() == "Mul" && j < 2 && !up; ++j) {
+          auto [sig, ____] = producer(silu->input(j));
+          if (!sig || sig->op_type() != "Sigmoid" ||
+              sig->input(0) != silu->input(1 - j))
+            continue;
+          gateUp = projection(throughViews(silu->input(1 - j)));
+          up = gateUp ? projection(throughViews(prod->input(1 - i)))
+                      : std::nullopt;
+          if (!up)
+            gateUp.reset();
+        }
+      }
+    }
+    if (!down || !gateUp)
+      return notRaised("an index_add_ step does not add down(SiLU(gate) * "
+                       "up) of expert weights times a routing weight");
+    // Every weight of the step: stacks gathered at the mask's expert, or
+    // 2-D initializers of one layout.
+    llvm::SmallVector<const Projection *, 3> projections = {&*gateUp, &*down};
+    if (up)
+      projections.insert(projections.begin() + 1, &*up);
+    bool stacks = !down->index.empty();
+    bool consistent = true;
+    for (const Projection *p : projections) {
+      consistent &= p->index.empty() != stacks;
+      if (stacks)
+        consistent &= expertIndex(p->index, count) == e;
+      else
+        consistent &= p->inOut == inOut.value_or(down->inOut);
+    }
+    for (size_t i = 0; i < projections.size(); ++i)
+      for (size_t j = i + 1; j < projections.size(); ++j)
+        consistent &= projections[i]->weight != projections[j]->weight;
+    if (!consistent)
+      return notRaised("an expert's weights are not its mask's expert's "
+                       "slices of distinct stacks, or distinct 2-D "
+                       "initializers of one layout");
+    std::string rowTokens, upTokens;
+    std::string x = gatheredRows(gateUp->input, rowTokens);
+    if (x.empty() || rowTokens != tokens ||
+        (up && (gatheredRows(up->input, upTokens) != x || upTokens != tokens)))
+      return notRaised("an expert's tokens are not the rows it adds to");
+    std::string weights = routingWeightsOf(factor);
+    std::array<std::string, 3> names = {gateUp->weight,
+                                        up ? up->weight : "", down->weight};
+    if (experts.empty()) {
+      m.x = x;
+      m.gateFirst = !glu || glu->second;
+      m.weights = weights;
+      m.gateUp = gateUp->weight;
+      m.down = down->weight;
+      separate = up.has_value();
+      if (!stacks)
+        inOut = down->inOut;
+      stackNames = names;
+    } else if (x != m.x || (glu && glu->second != m.gateFirst) ||
+               separate != up.has_value() || weights != m.weights ||
+               (stacks && names != stackNames)) {
+      return notRaised("the per-expert subgraphs do not share one token "
+                       "set, routing weights and weight stacks");
+    }
+    if (!stacks && !perExpert.emplace(*e, names).second)
+      return notRaised(llvm::formatv("expert {0} has two subgraphs", *e));
+    experts.push_back(*e);
+  }
+  // The number of experts: the stack's, or the mask's one_hot depth.
+  int64_t numExperts = -1;
+  if (perExpert.empty()) {
+    Value gu = lookup(m.gateUp);
+    numExperts = gu ? cast<RankedTensorType>(gu.getType()).getDimSize(0) : -1;
+  } else {
+    Value scores = lookup(m.topk->input(0));
+    auto st = scores ? dyn_cast<RankedTensorType>(scores.getType()) : nullptr;
+    if (st && st.getRank() >= 1)
+      numExperts = st.getDimSize(st.getRank() - 1);
+  }
+  if (splitCount >= 0 && splitCount != numExperts)
+    return notRaised(llvm::formatv(
+        "the export loops over the {0} experts its example input hit, of "
+        "{1}: the graph holds no subgraph for the others",
+        splitCount, numExperts));
+  llvm::SmallVector<int64_t> sorted(experts);
+  llvm::sort(sorted);
+  for (int64_t i = 0; i < (int64_t)sorted.size(); ++i)
+    if (sorted.size() != (size_t)numExperts || sorted[i] != i)
+      return notRaised(llvm::formatv(
+          "the {0} subgraphs do not cover each of the {1} experts once",
+          sorted.size(), numExperts));
+  // The weights as [E, out, in]: the stacks, or the per-expert
+  // initializers stacked in expert order (and transposed if [in, out]).
+  Location loc = locOf(node);
+  auto stack = [&](int which) -> Value {
+    if (perExpert.empty())
+      return lookup(stackNames[which]);
+    std::vector<llvm::StringRef> names;
+    for (auto &[e, perWeight] : perExpert)
+      names.push_back(perWeight[which]);
+    Value first = lookup(names.front().str());
+    auto t = first ? dyn_cast<RankedTensorType>(first.getType()) : nullptr;
+    if (!t)
+      return nullptr;
+    for (llvm::StringRef name : names)
+      if (Value v = lookup(name.str()); !v || v.getType() != t)
+        return nullptr;
+    Value stacked = StackedWeightOp::create(
+        builder, loc,
+        RankedTensorType::get({numExperts, t.getDimSize(0), t.getDimSize(1)},
+                              t.getElementType()),
+        builder.getStrArrayAttr(names));
+    if (!*inOut)
+      return stacked;
+    Value init = tensor::EmptyOp::create(
+        builder, loc,
+        llvm::ArrayRef<int64_t>{numExperts, t.getDimSize(1), t.getDimSize(0)},
+        t.getElementType());
+    return linalg::TransposeOp::create(builder, loc, stacked, init,
+                                       llvm::ArrayRef<int64_t>{0, 2, 1})
+        .getResult()[0];
+  };
+  if (separate) {
+    m.gateValue = stack(0);
+    m.upValue = stack(1);
+  } else {
+    m.gateUpValue = stack(0);
+  }
+  m.downValue = stack(2);
+  if ((separate ? !m.gateValue || !m.upValue : !m.gateUpValue) ||
+      !m.downValue)
+    return notRaised("the experts' 2-D initializers differ in shape or type");
+  return raiseMatchedMoE(node, m, block);
+}
+
+//===----------------------------------------------------------------------===//
+// Dense all-experts products
+//===----------------------------------------------------------------------===//
+//
+// optimum-onnx's GPT-OSS patch runs every expert on every token and weights
+// the results by the dense routing matrix:
+//
+//   R  = zeros[T, E].scatter(1, ids, w)                 (ScatterElements)
+//   xr = x.repeat(E, 1).view(E, T, H)                   (Tile or Expand)
+//   h  = bmm(xr, W_gu^T);  a = SiLU(h[..., :I]) * h[..., I:]
+//   y  = sum_e bmm(a, W_d^T)[e] * R^T[e, :, None]       (ReduceSum axis 0)
+//
+// Rows of R are zero outside each token's k experts, so this is moe.experts
+// over the same ids and weights at k/E of the work. The [E, in, out] stacks
+// that MatMul wants (TorchScript folds the transposes into initializers) are
+// transposed back to [E, out, in].
+
+bool Importer::raiseDenseMoE(const onnx::NodeProto &node) {
+  if (node.input_size() < 1 || node.output_size() != 1)
+    return false;
+  std::optional<llvm::SmallVector<int64_t>> axes =
+      node.input_size() > 1 ? constantInts(node.input(1)) : std::nullopt;
+  if (const onnx::AttributeProto *attr = findAttr(node, "axes"))
+    axes = llvm::SmallVector<int64_t>(attr->ints().begin(), attr->ints().end());
+  if (!axes || *axes != llvm::SmallVector<int64_t>{0} ||
+      intAttr(node, "keepdims", 1) != 0)
+    return false;
+  auto [mul, _] = producer(throughViews(node.input(0)));
+  if (!mul || mul->op_type() != "Mul" || mul->input_size() != 2)
+    return false;
+  // An [E, T, out] product of an [E, ., .] initializer: the initializer and
+  // whether it is stored [E, in, out] (else a Transpose of [E, out, in]).
+  auto stackProduct = [&](const std::string &name, std::string &input,
+                          bool &inOut) -> std::string {
+    auto [mm, __] = producer(name);
+    if (!mm || mm->op_type() != "MatMul")
+      return "";
+    input = mm->input(0);
+    std::string b = mm->input(1);
+    auto [t, ___] = producer(b);
+    if (t && t->op_type() == "Transpose" &&
+        intsAttr(*t, "perm") == llvm::SmallVector<int64_t>{0, 2, 1}) {
+      b = t->input(0);
+      inOut = false;
+    } else {
+      inOut = true;
+    }
+    auto init = model.initializers().find(b);
+    return init != model.initializers().end() && init->second.shape.size() == 3
+               ? b
+               : "";
+  };
+  std::string act, gateUp, down;
+  bool downInOut = false, gateUpInOut = false;
+  std::string routingView;
+  for (int i = 0; i < 2 && down.empty(); ++i)
+    if (!(down = stackProduct(throughViews(mul->input(i)), act, downInOut))
+             .empty())
+      routingView = mul->input(1 - i);
+  if (down.empty())
+    return false;
+  // R^T viewed as [E, T, 1], broadcast over the hidden size.
+  std::string routing = throughViews(routingView);
+  Value rv = lookup(routingView);
+  auto rvt = rv ? dyn_cast<RankedTensorType>(rv.getType()) : nullptr;
+  if (!rvt || rvt.getRank() != 3 || rvt.getDimSize(2) != 1)
+    return false;
+  // R^T: the dense routing matrix, transposed.
+  auto [rt, __] = producer(routing);
+  auto [scatter, ___] =
+      rt && rt->op_type() == "Transpose" &&
+              intsAttr(*rt, "perm") == llvm::SmallVector<int64_t>{1, 0}
+          ? producer(rt->input(0))
+          : std::pair<const onnx::NodeProto *, int>{};
+  if (!scatter || scatter->op_type() != "ScatterElements" ||
+      intAttr(*scatter, "axis", 0) != 1 ||
+      stringAttr(*scatter, "reduction", "none") != "none")
+    return false;
+  // From here on it is an MoE block: report what stops raising.
+  RaisedMoE m;
+  ONNXMoEBlock block;
+  block.node = model.describe(node);
+  block.form = "dense all-experts products (every expert on every token, "
+               "weighted by the dense routing matrix)";
+  auto notRaised = [&](const std::string &why) {
+    if (m.topk)
+      reportedRouters.insert(m.topk);
+    block.reason = why;
+    if (blocks)
+      blocks->push_back(block);
+    return false;
+  };
+  auto [topk, idsOut] = producer(throughViews(scatter->input(1)));
+  if (!topk || topk->op_type() != "TopK" || idsOut != 1)
+    return notRaised("the routing matrix is not scattered at TopK's ids");
+  m.topk = topk;
+  m.ids = topk->output(1);
+  m.vals = topk->output(0);
+  m.weights = routingWeightsOf(scatter->input(2));
+  // The zeros the weights are scattered into.
+  Value zeros = lookup(scatter->input(0));
+  auto fill = zeros ? zeros.getDefiningOp<linalg::FillOp>() : nullptr;
+  auto zero = fill ? fill.getInputs()[0].getDefiningOp<arith::ConstantOp>()
+                   : nullptr;
+  auto zeroAttr = zero ? dyn_cast<FloatAttr>(zero.getValue()) : nullptr;
+  bool zeroInit = false;
+  if (auto [ex, e] = producer(scatter->input(0));
+      ex && ex->op_type() == "Expand") {
+    auto init = model.initializers().find(ex->input(0));
+    zeroInit = init != model.initializers().end() &&
+               init->second.inlineData && init->second.byteSize == 4 &&
+               *static_cast<const float *>(init->second.inlineData) == 0.0f;
+  }
+  if (!zeroInit && (!zeroAttr || !zeroAttr.getValue().isZero()))
+    return notRaised("the routing matrix is not scattered into zeros");
+  std::optional<std::pair<std::string, bool>> glu =
+      matchSwiGLU(throughViews(act));
+  std::string repeated;
+  if (!glu ||
+      (gateUp = stackProduct(throughViews(glu->first), repeated, gateUpInOut))
+          .empty())
+    return notRaised("the experts are not down(SiLU(gate) * up) by batched "
+                     "MatMuls with [E, ., .] initializers");
+  m.gateFirst = glu->second;
+  // xr: every token once per expert.
+  std::string tiled = throughViews(repeated);
+  auto [rep, ____] = producer(tiled);
+  if (rep && rep->op_type() == "Tile") {
+    std::optional<llvm::SmallVector<int64_t>> reps =
+        constantInts(rep->input(1));
+    Value gu = lookup(gateUp);
+    int64_t e = gu ? cast<RankedTensorType>(gu.getType()).getDimSize(0) : -1;
+    // [E * T, H] viewed as [E, T, H]: block e is x.
+    Value viewed = lookup(repeated);
+    auto vt = viewed ? dyn_cast<RankedTensorType>(viewed.getType()) : nullptr;
+    if (!reps || reps->size() != 2 || (*reps)[0] != e || (*reps)[1] != 1 ||
+        !vt || vt.getRank() != 3 || vt.getDimSize(0) != e)
+      return notRaised("the tokens are not tiled once per expert");
+    m.x = rep->input(0);
+    if (auto [ex, _5] = producer(m.x); ex && ex->op_type() == "Expand")
+      m.x = ex->input(0); // a broadcast to its own shape
+  } else if (rep && rep->op_type() == "Expand") {
+    // Unsqueeze(x, 0) broadcast to [E, T, H]
+    auto [unsq, _6] = producer(rep->input(0));
+    if (!unsq || unsq->op_type() != "Unsqueeze" || unsq->input_size() < 2 ||
+        constantInts(unsq->input(1)) != llvm::SmallVector<int64_t>{0})
+      return notRaised("the tokens are not repeated once per expert");
+    m.x = unsq->input(0);
+  } else {
+    return notRaised("the tokens are not repeated once per expert");
+  }
+  Value x = lookup(m.x);
+  auto xt = x ? dyn_cast<RankedTensorType>(x.getType()) : nullptr;
+  Value summed = lookup(node.input(0));
+  auto st = summed ? dyn_cast<RankedTensorType>(summed.getType()) : nullptr;
+  if (!xt || xt.getRank() != 2 || !st || st.getRank() != 3)
+    return notRaised("the tokens are not [T, H] or the products not "
+                     "[E, T, H]");
+  Location loc = locOf(node);
+  auto outIn = [&](const std::string &name, bool inOut) -> Value {
+    Value w = lookup(name);
+    auto wt = cast<RankedTensorType>(w.getType());
+    if (!inOut)
+      return w;
+    Value init = tensor::EmptyOp::create(
+        builder, loc,
+        llvm::ArrayRef<int64_t>{wt.getDimSize(0), wt.getDimSize(2),
+                                wt.getDimSize(1)},
+        wt.getElementType());
+    return linalg::TransposeOp::create(builder, loc, w, init,
+                                       llvm::ArrayRef<int64_t>{0, 2, 1})
+        .getResult()[0];
+  };
+  m.gateUp = gateUp;
+  m.down = down;
+  m.gateUpValue = outIn(gateUp, gateUpInOut);
+  m.downValue = outIn(down, downInOut);
+  return raiseMatchedMoE(node, m, block);
 }

@@ -1148,6 +1148,10 @@ ImportResult Importer::importScatterND(const onnx::NodeProto &node) {
   std::string reduction = stringAttr(node, "reduction", "none");
   if (!knownReduction(reduction))
     return "reduction '" + reduction + "' is not imported";
+  // index_add_ (dynamo's ScatterND with reduction add) may end an
+  // unrolled MoE block.
+  if (reduction == "add" && raiseUnrolledMoE(node))
+    return std::nullopt;
   auto dt = cast<RankedTensorType>(data.getType());
   auto it = cast<RankedTensorType>(ids.getType());
   auto ut = cast<RankedTensorType>(updates.getType());
@@ -1237,6 +1241,10 @@ ImportResult Importer::importScatterElements(const onnx::NodeProto &node) {
   std::string reduction = stringAttr(node, "reduction", "none");
   if (!knownReduction(reduction))
     return "reduction '" + reduction + "' is not imported";
+  // index_add_ (dynamo's ScatterND with reduction add) may end an
+  // unrolled MoE block.
+  if (reduction == "add" && raiseUnrolledMoE(node))
+    return std::nullopt;
   auto dt = cast<RankedTensorType>(data.getType());
   auto it = cast<RankedTensorType>(ids.getType());
   auto ut = cast<RankedTensorType>(updates.getType());
