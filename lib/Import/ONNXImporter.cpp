@@ -137,6 +137,7 @@ ImportResult Importer::importNode(const onnx::NodeProto &node) {
         table[{"com.microsoft", "SkipSimplifiedLayerNormalization"}] =
             &Importer::importSimplifiedLayerNorm;
         table[{"com.microsoft", "MoE"}] = &Importer::importMoE;
+        table[{"com.microsoft", "MatMulNBits"}] = &Importer::importMatMulNBits;
         table[{"com.microsoft", "GroupQueryAttention"}] =
             &Importer::importContribAttention;
         table[{"com.microsoft", "MultiHeadAttention"}] =
@@ -614,9 +615,11 @@ llvm::Expected<OwningOpRef<ModuleOp>> Importer::run() {
     for (const Missing &m : missing)
       nodes += m.count;
     std::string text =
-        llvm::formatv("{0} of the graph's {1} nodes ({2} op "
-                      "kinds) cannot be imported:",
-                      nodes, model.nodes().size(), missing.size());
+        llvm::formatv("{0} of the graph's {1} node{2} ({3} op kind{4}) "
+                      "cannot be imported:",
+                      nodes, model.nodes().size(),
+                      model.nodes().size() == 1 ? "" : "s", missing.size(),
+                      missing.size() == 1 ? "" : "s");
     for (const Missing &m : missing)
       text += llvm::formatv("\n  {0} x{1}, first node {2}: {3}", m.kind,
                             m.count, m.firstNode, m.reason)

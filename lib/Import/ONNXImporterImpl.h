@@ -211,6 +211,7 @@ private:
   ImportResult importAttention(const onnx::NodeProto &node);
   ImportResult importContribAttention(const onnx::NodeProto &node);
   ImportResult importMoE(const onnx::NodeProto &node);
+  ImportResult importMatMulNBits(const onnx::NodeProto &node);
   // ONNXRaiseMoE.cpp
   /// If `node` (a ReduceSum) ends an exported gathered-weights MoE block,
   /// defines its output as moe.route + moe.experts (or moe.experts alone

@@ -1477,3 +1477,188 @@ ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
     values[node.output(2)] = v4;
   return std::nullopt;
 }
+
+/// com.microsoft.MatMulNBits (onnxruntime-genai's int4/int8 weight-only
+/// projections): Y = A x W^T (+ bias), W [N, K] stored as `bits`-bit
+/// unsigned integers in blocks of `block_size` along K, each block with a
+/// scale and a zero point (default 2^(bits-1)):
+///
+///   W[n, k] = (q[n, k] - zp[n, k / bs]) * scale[n, k / bs]
+///
+/// B is [N, blocks, bs * bits / 8] bytes, 8 / bits values per byte from
+/// the low bits up; packed zero points are [N * ceil(blocks * bits / 8)]
+/// bytes, packed the same way per row, or unpacked in A's type. W is
+/// dequantised by one linalg.generic and the product is moe.linear.
+ImportResult Importer::importMatMulNBits(const onnx::NodeProto &node) {
+  if (node.input_size() < 3 || node.output_size() != 1)
+    return std::string("needs A, B and scales");
+  int64_t kdim = intAttr(node, "K", -1), ndim = intAttr(node, "N", -1);
+  int64_t bits = intAttr(node, "bits", 4), bs = intAttr(node, "block_size", -1);
+  if (kdim < 1 || ndim < 1)
+    return std::string("attributes K and N must be positive");
+  if (bits != 2 && bits != 4 && bits != 8)
+    return llvm::formatv("bits = {0}: only 2, 4 and 8 are imported", bits).str();
+  if (bs < 16 || (bs & (bs - 1)))
+    return llvm::formatv("block_size = {0} is not a power of two >= 16", bs)
+        .str();
+  if (node.input_size() > 4 && !node.input(4).empty())
+    return std::string("g_idx (act-order) is not imported");
+  Value a = lookup(node.input(0));
+  auto at = a ? dyn_cast<RankedTensorType>(a.getType()) : nullptr;
+  if (!at || !isa<FloatType>(at.getElementType()) || at.getRank() < 2 ||
+      at.getDimSize(at.getRank() - 1) != kdim)
+    return llvm::formatv("A must be a float tensor [..., K = {0}]", kdim).str();
+  Type et = at.getElementType();
+  int64_t per = 8 / bits, blocks = (kdim + bs - 1) / bs,
+          blob = bs * bits / 8, zpCols = (blocks * bits + 7) / 8;
+  Location loc = locOf(node);
+  // Packed bytes: initializers of uint8, referenced as i8 weights.
+  auto bytes = [&](const std::string &name,
+                   llvm::ArrayRef<int64_t> shape) -> Value {
+    auto init = model.initializers().find(name);
+    if (init == model.initializers().end() ||
+        init->second.dataType != onnx::TensorProto::UINT8)
+      return nullptr;
+    int64_t count = 1, want = 1;
+    for (int64_t d : init->second.shape)
+      count *= d;
+    for (int64_t d : shape)
+      want *= d;
+    if (count != want)
+      return nullptr;
+    Value w = WeightOp::create(
+        builder, loc,
+        RankedTensorType::get(init->second.shape, builder.getI8Type()),
+        builder.getStringAttr(name));
+    return reshapeTo(loc, w, shape,
+                     getAsIndexOpFoldResult(ctx, llvm::to_vector(shape)));
+  };
+  Value b = bytes(node.input(1), {ndim, blocks, blob});
+  if (!b)
+    return llvm::formatv("B must be a uint8 initializer of N x blocks x "
+                         "block_size * bits / 8 = {0} x {1} x {2} bytes",
+                         ndim, blocks, blob)
+        .str();
+  // Scales (and unpacked zero points): [N * blocks] or [N, blocks] in A's
+  // type.
+  auto perBlock = [&](const std::string &name) -> Value {
+    Value v = lookup(name);
+    auto t = v ? dyn_cast<RankedTensorType>(v.getType()) : nullptr;
+    if (!t || t.getElementType() != et || !t.hasStaticShape() ||
+        t.getNumElements() != ndim * blocks)
+      return nullptr;
+    return reshapeTo(loc, v, {ndim, blocks},
+                     getAsIndexOpFoldResult(ctx, {ndim, blocks}));
+  };
+  Value scales = perBlock(node.input(2));
+  if (!scales)
+    return llvm::formatv("scales must be N x blocks = {0} x {1} values of "
+                         "A's type",
+                         ndim, blocks)
+        .str();
+  Value zp;
+  bool packedZp = false;
+  if (node.input_size() > 3 && !node.input(3).empty()) {
+    auto init = model.initializers().find(node.input(3));
+    packedZp = init != model.initializers().end() &&
+               init->second.dataType == onnx::TensorProto::UINT8;
+    zp = packedZp ? bytes(node.input(3), {ndim, zpCols})
+                  : perBlock(node.input(3));
+    if (!zp)
+      return llvm::formatv("zero_points must be N x ceil(blocks * bits / 8) "
+                           "= {0} x {1} uint8 bytes, or N x blocks values of "
+                           "A's type",
+                           ndim, zpCols)
+          .str();
+  }
+  Value bias;
+  if (node.input_size() > 5 && !node.input(5).empty()) {
+    bias = lookup(node.input(5));
+    auto t = bias ? dyn_cast<RankedTensorType>(bias.getType()) : nullptr;
+    if (!t || t.getElementType() != et || t.getShape() != llvm::ArrayRef(ndim))
+      return llvm::formatv("bias must be [N = {0}] of A's type", ndim).str();
+  }
+
+  // W = dequant(B) [N, K].
+  MLIRContext *c = ctx;
+  AffineExpr n = getAffineDimExpr(0, c), k = getAffineDimExpr(1, c);
+  llvm::SmallVector<AffineMap> maps = {
+      AffineMap::get(2, 0, {n, k.floorDiv(bs), (k % bs).floorDiv(per)}, c),
+      AffineMap::get(2, 0, {n, k.floorDiv(bs)}, c)};
+  llvm::SmallVector<Value> ins = {b, scales};
+  if (zp) {
+    maps.push_back(packedZp ? AffineMap::get(2, 0, {n, k.floorDiv(bs).floorDiv(per)}, c)
+                            : AffineMap::get(2, 0, {n, k.floorDiv(bs)}, c));
+    ins.push_back(zp);
+  }
+  maps.push_back(AffineMap::getMultiDimIdentityMap(2, c));
+  Value init = tensor::EmptyOp::create(builder, loc,
+                                       llvm::ArrayRef<int64_t>{ndim, kdim}, et);
+  Value w =
+      linalg::GenericOp::create(
+          builder, loc, TypeRange{init.getType()}, ins, ValueRange{init}, maps,
+          llvm::SmallVector<utils::IteratorType>(
+              2, utils::IteratorType::parallel),
+          [&](OpBuilder &bb, Location l, ValueRange args) {
+            Type i32 = bb.getI32Type();
+            auto cst = [&](int64_t v) -> Value {
+              return arith::ConstantOp::create(bb, l, bb.getI32IntegerAttr(v));
+            };
+            // The `bits` bits of `byte` at slot `slot` of the byte.
+            auto field = [&](Value byte, Value slot) -> Value {
+              Value wide = arith::ExtUIOp::create(bb, l, i32, byte);
+              Value shift = arith::MulIOp::create(bb, l, slot, cst(bits));
+              return arith::AndIOp::create(
+                  bb, l, arith::ShRUIOp::create(bb, l, wide, shift),
+                  cst((1 << bits) - 1));
+            };
+            Value kIdx = arith::IndexCastOp::create(
+                bb, l, i32, linalg::IndexOp::create(bb, l, 1));
+            Value inBlock = arith::RemUIOp::create(bb, l, kIdx, cst(bs));
+            Value q = field(args[0], arith::RemUIOp::create(bb, l, inBlock,
+                                                            cst(per)));
+            Value qf = arith::UIToFPOp::create(bb, l, et, q);
+            Value zf;
+            if (!zp) {
+              zf = arith::ConstantOp::create(
+                  bb, l, bb.getFloatAttr(et, double(1 << (bits - 1))));
+            } else if (packedZp) {
+              Value block = arith::DivUIOp::create(bb, l, kIdx, cst(bs));
+              zf = arith::UIToFPOp::create(
+                  bb, l, et,
+                  field(args[2], arith::RemUIOp::create(bb, l, block,
+                                                        cst(per))));
+            } else {
+              zf = args[2];
+            }
+            linalg::YieldOp::create(
+                bb, l,
+                Value(arith::MulFOp::create(
+                    bb, l, arith::SubFOp::create(bb, l, qf, zf), args[1])));
+          })
+          .getResult(0);
+
+  // Y = A W^T (+ bias), over the rows of A's leading dims.
+  llvm::SmallVector<OpFoldResult> lead = tensor::getMixedSizes(builder, loc, a);
+  lead.pop_back();
+  Value rows = a;
+  if (at.getRank() > 2) {
+    ReassociationIndices leading;
+    for (int64_t i = 0; i + 1 < at.getRank(); ++i)
+      leading.push_back(i);
+    rows = tensor::CollapseShapeOp::create(
+        builder, loc, a,
+        llvm::ArrayRef<ReassociationIndices>{leading, {at.getRank() - 1}});
+  }
+  auto rt = cast<RankedTensorType>(rows.getType());
+  Value product = LinearOp::create(
+      builder, loc, RankedTensorType::get({rt.getDimSize(0), ndim}, et), rows,
+      w, bias, /*norm_weight=*/Value(), /*residual=*/Value(),
+      /*norm_eps=*/FloatAttr(), /*norm_weight_in_f32=*/UnitAttr());
+  llvm::SmallVector<int64_t> shape(at.getShape().drop_back());
+  shape.push_back(ndim);
+  lead.push_back(builder.getIndexAttr(ndim));
+  values[node.output(0)] =
+      at.getRank() > 2 ? reshapeTo(loc, product, shape, lead) : product;
+  return std::nullopt;
+}
