@@ -138,6 +138,7 @@ ImportResult Importer::importNode(const onnx::NodeProto &node) {
             &Importer::importSimplifiedLayerNorm;
         table[{"com.microsoft", "MoE"}] = &Importer::importMoE;
         table[{"com.microsoft", "MatMulNBits"}] = &Importer::importMatMulNBits;
+        table[{"com.microsoft", "QMoE"}] = &Importer::importQMoE;
         table[{"com.microsoft", "GroupQueryAttention"}] =
             &Importer::importContribAttention;
         table[{"com.microsoft", "MultiHeadAttention"}] =

@@ -211,7 +211,24 @@ private:
   ImportResult importAttention(const onnx::NodeProto &node);
   ImportResult importContribAttention(const onnx::NodeProto &node);
   ImportResult importMoE(const onnx::NodeProto &node);
+  ImportResult importMoEWith(const onnx::NodeProto &node, llvm::StringRef form,
+                             Value fc1, Value fc1Bias, Value fc2,
+                             Value fc2Bias, Value fc3, Value fc3Bias,
+                             bool quantized);
   ImportResult importMatMulNBits(const onnx::NodeProto &node);
+  ImportResult importQMoE(const onnx::NodeProto &node);
+  /// How the zero points of dequantize() are stored: one value of the
+  /// output type per block; bytes packed like the weights along each row's
+  /// blocks (MatMulNBits, block-wise QMoE); or bytes packed along N, one
+  /// per row (QMoE without blocks).
+  enum class ZeroPoints { Values, PackedBlocks, PackedRows };
+  Value dequantize(Location loc, Value q, Value scales, Value zp,
+                   ZeroPoints zpLayout, int64_t bits, int64_t block,
+                   int64_t kdim, Type et);
+  /// A uint8 initializer as an i8 moe.weight reshaped to `shape`, or null
+  /// when it is not one or holds another number of bytes.
+  Value uint8Weight(Location loc, const std::string &name,
+                    llvm::ArrayRef<int64_t> shape);
   // ONNXRaiseMoE.cpp
   /// If `node` (a ReduceSum) ends an exported gathered-weights MoE block,
   /// defines its output as moe.route + moe.experts (or moe.experts alone
@@ -287,7 +304,7 @@ private:
                  Value gateBias, Value up, Value upBias, Value down,
                  Value downBias, int64_t k, bool normalize,
                  llvm::StringRef activation, float alpha, float beta,
-                 std::optional<float> limit);
+                 std::optional<float> limit, bool topkFirst = false);
   /// A tensor of `sizes` and element type `type` filled with zeros (the
   /// accumulator of a contraction).
   Value zeros(Location loc, llvm::ArrayRef<OpFoldResult> sizes, Type type);

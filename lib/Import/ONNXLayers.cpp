@@ -403,9 +403,22 @@ ImportResult Importer::importGemm(const onnx::NodeProto &node) {
 /// op's CUDA kernel: `router_probs` are logits, softmax over all experts,
 /// top-k, then optional renormalisation.
 ImportResult Importer::importMoE(const onnx::NodeProto &node) {
+  return importMoEWith(node, "com.microsoft.MoE", input(node, 2),
+                       input(node, 3), input(node, 4), input(node, 5),
+                       input(node, 6), input(node, 7), /*quantized=*/false);
+}
+
+/// com.microsoft.MoE with the given expert weights and biases (QMoE passes
+/// its dequantised weights, `quantized`: onnxruntime's CPU QMoE routes top-k
+/// of the logits, then softmax over the k, where MoE takes the softmax over
+/// all experts first; equal when the weights are renormalised).
+ImportResult Importer::importMoEWith(const onnx::NodeProto &node,
+                                     llvm::StringRef form, Value fc1,
+                                     Value fc1Bias, Value fc2, Value fc2Bias,
+                                     Value fc3, Value fc3Bias, bool quantized) {
   ONNXMoEBlock block;
   block.node = model.describe(node);
-  block.form = "com.microsoft.MoE";
+  block.form = form.str();
   auto notRaised = [&](const std::string &why) -> ImportResult {
     block.reason = why;
     if (blocks)
@@ -422,8 +435,7 @@ ImportResult Importer::importMoE(const onnx::NodeProto &node) {
   if (intAttr(node, "use_sparse_mixer", 0))
     return notRaised("use_sparse_mixer (Phi-3.5 SparseMixer routing) has no "
                      "moe.route form");
-  Value x = input(0), fc1 = input(2), fc2 = input(4), fc3 = input(6);
-  Value fc1Bias = input(3), fc2Bias = input(5), fc3Bias = input(7);
+  Value x = input(0);
   if (!x || !fc1 || !fc2)
     return notRaised("input, fc1_experts_weights and fc2_experts_weights are "
                      "required");
@@ -435,8 +447,9 @@ ImportResult Importer::importMoE(const onnx::NodeProto &node) {
     return notRaised("router_probs must be [T, E] logits");
   // Why the block cannot become moe ops; it then runs as plain tensor ops.
   std::string plainWhy;
-  if (!fc1.getDefiningOp<WeightOp>() || !fc2.getDefiningOp<WeightOp>() ||
-      (fc3 && !fc3.getDefiningOp<WeightOp>()))
+  if (!quantized &&
+      (!fc1.getDefiningOp<WeightOp>() || !fc2.getDefiningOp<WeightOp>() ||
+       (fc3 && !fc3.getDefiningOp<WeightOp>())))
     plainWhy = "expert weights are not initializers";
 
   // The router: router_probs must be MatMul(input, W) with W an [H, E]
@@ -464,9 +477,9 @@ ImportResult Importer::importMoE(const onnx::NodeProto &node) {
       (fc3 && cast<RankedTensorType>(fc3.getType()).getRank() != 3))
     return notRaised("expert weights must be 3-D");
   bool fused = activation == "swiglu" && fusion != 0;
-  bool legacy = fc2Type.getDimSize(1) != hidden ||
-                (fused && fc2Type.getDimSize(2) == hidden &&
-                 fc1Type.getDimSize(1) == hidden);
+  bool legacy = !quantized && (fc2Type.getDimSize(1) != hidden ||
+                                (fused && fc2Type.getDimSize(2) == hidden &&
+                                 fc1Type.getDimSize(1) == hidden));
   if (legacy) {
     auto swapLast = [&](Value w) -> Value {
       if (!w)
@@ -597,7 +610,7 @@ ImportResult Importer::importMoE(const onnx::NodeProto &node) {
   if (!plainWhy.empty()) {
     values[node.output(0)] =
         plainMoE(loc, x, probs, gate, gateBias, up, upBias, fc2, fc2Bias, k,
-                 normalize, activation, alpha, beta, limit);
+                 normalize, activation, alpha, beta, limit, quantized);
     block.reason = plainWhy + "; it runs as plain tensor ops";
     if (blocks)
       blocks->push_back(block);
@@ -619,11 +632,14 @@ ImportResult Importer::importMoE(const onnx::NodeProto &node) {
           .getResult()[0];
   auto route = RouteOp::create(
       builder, loc, idsType, weightsType, x, routerEH, Value(), Value(),
-      builder.getI64IntegerAttr(k), ScoreFuncAttr::get(ctx, ScoreFunc::Softmax),
-      RouteOrderAttr::get(ctx, RouteOrder::ScoreThenTopK),
+      builder.getI64IntegerAttr(k),
+      ScoreFuncAttr::get(ctx, quantized ? ScoreFunc::None : ScoreFunc::Softmax),
+      RouteOrderAttr::get(ctx, quantized ? RouteOrder::TopKThenSoftmax
+                                         : RouteOrder::ScoreThenTopK),
       builder.getI64IntegerAttr(1), builder.getI64IntegerAttr(1),
       GroupScoreAttr::get(ctx, GroupScore::Max),
-      RenormAttr::get(ctx, normalize ? Renorm::Sum : Renorm::None),
+      RenormAttr::get(ctx, normalize && !quantized ? Renorm::Sum
+                                                   : Renorm::None),
       builder.getF32FloatAttr(0.0f), builder.getF32FloatAttr(1.0f));
   auto experts = ExpertsOp::create(
       builder, loc, x.getType(), x, route.getExpertIds(),
@@ -645,17 +661,23 @@ Value Importer::plainMoE(Location loc, Value x, Value logits, Value gate,
                          Value gateBias, Value up, Value upBias, Value down,
                          Value downBias, int64_t k, bool normalize,
                          llvm::StringRef activation, float alpha, float beta,
-                         std::optional<float> limit) {
+                         std::optional<float> limit, bool topkFirst) {
   auto xt = cast<RankedTensorType>(x.getType());
   Type et = xt.getElementType();
   auto gt = cast<RankedTensorType>(gate.getType());
   int64_t numExperts = gt.getDimSize(0), inter = gt.getDimSize(1),
           hidden = gt.getDimSize(2);
-  // Routing as ORT's kernel: softmax over all experts, top-k, optional
-  // renormalisation of the k weights.
+  // Routing as ORT's kernels: softmax over all experts, top-k, optional
+  // renormalisation of the k weights (MoE), or top-k of the logits and
+  // softmax over those k (CPU QMoE).
   std::pair<Value, Value> routed =
-      topK(loc, softmaxLastAxis(loc, logits), k, true);
+      topkFirst ? topK(loc, logits, k, true)
+                : topK(loc, softmaxLastAxis(loc, logits), k, true);
   Value weights = routed.first, ids = routed.second;
+  if (topkFirst) {
+    weights = softmaxLastAxis(loc, weights);
+    normalize = false;
+  }
   Type wt = cast<RankedTensorType>(weights.getType()).getElementType();
   OpFoldResult tokens = tensor::getMixedSize(builder, loc, x, 0);
   OpFoldResult kSize = builder.getIndexAttr(k);
@@ -1478,6 +1500,114 @@ ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
   return std::nullopt;
 }
 
+/// W[..., n, k] = (q[..., n, k] - zp) * scale[..., n, k / block] for the
+/// `bits`-bit unsigned integers q packed 8 / bits per byte, low bits first,
+/// along the last axis of `q` ([..., N, ceil(K * bits / 8)] i8; K <= what
+/// the bytes hold), and `scales` [..., N, ceil(K / block)] of type `et`.
+/// The zero point is 2^(bits-1) without `zp`, else per `zpLayout`.
+Value Importer::dequantize(Location loc, Value q, Value scales, Value zp,
+                           ZeroPoints zpLayout, int64_t bits, int64_t block,
+                           int64_t kdim, Type et) {
+  auto qt = cast<RankedTensorType>(q.getType());
+  unsigned rank = qt.getRank();
+  int64_t per = 8 / bits;
+  llvm::SmallVector<AffineExpr> lead;
+  for (unsigned i = 0; i + 2 < rank; ++i)
+    lead.push_back(getAffineDimExpr(i, ctx));
+  AffineExpr n = getAffineDimExpr(rank - 2, ctx),
+             k = getAffineDimExpr(rank - 1, ctx);
+  auto map = [&](llvm::ArrayRef<AffineExpr> tail) {
+    llvm::SmallVector<AffineExpr> exprs(lead);
+    exprs.append(tail.begin(), tail.end());
+    return AffineMap::get(rank, 0, exprs, ctx);
+  };
+  llvm::SmallVector<AffineMap> maps = {map({n, k.floorDiv(per)}),
+                                       map({n, k.floorDiv(block)})};
+  llvm::SmallVector<Value> ins = {q, scales};
+  if (zp) {
+    maps.push_back(zpLayout == ZeroPoints::Values ? map({n, k.floorDiv(block)})
+                   : zpLayout == ZeroPoints::PackedBlocks
+                       ? map({n, k.floorDiv(block).floorDiv(per)})
+                       : map({n.floorDiv(per)}));
+    ins.push_back(zp);
+  }
+  maps.push_back(AffineMap::getMultiDimIdentityMap(rank, ctx));
+  llvm::SmallVector<int64_t> shape(qt.getShape());
+  shape.back() = kdim;
+  Value init = tensor::EmptyOp::create(builder, loc, shape, et);
+  return linalg::GenericOp::create(
+             builder, loc, TypeRange{init.getType()}, ins, ValueRange{init},
+             maps,
+             llvm::SmallVector<utils::IteratorType>(
+                 rank, utils::IteratorType::parallel),
+             [&](OpBuilder &b, Location l, ValueRange args) {
+               Type i32 = b.getI32Type();
+               auto cst = [&](int64_t v) -> Value {
+                 return arith::ConstantOp::create(b, l, b.getI32IntegerAttr(v));
+               };
+               auto index = [&](unsigned dim) -> Value {
+                 return arith::IndexCastOp::create(
+                     b, l, i32, linalg::IndexOp::create(b, l, dim));
+               };
+               // The value in slot `slot` of `byte`.
+               auto field = [&](Value byte, Value slot) -> Value {
+                 Value wide = arith::ExtUIOp::create(b, l, i32, byte);
+                 Value shift = arith::MulIOp::create(b, l, slot, cst(bits));
+                 return arith::UIToFPOp::create(
+                     b, l, et,
+                     arith::AndIOp::create(
+                         b, l, arith::ShRUIOp::create(b, l, wide, shift),
+                         cst((1 << bits) - 1)));
+               };
+               Value kIdx = index(rank - 1);
+               Value qf = field(args[0], arith::RemUIOp::create(b, l, kIdx,
+                                                                 cst(per)));
+               Value zf;
+               if (!zp)
+                 zf = arith::ConstantOp::create(
+                     b, l, b.getFloatAttr(et, double(1 << (bits - 1))));
+               else if (zpLayout == ZeroPoints::Values)
+                 zf = args[2];
+               else if (zpLayout == ZeroPoints::PackedBlocks)
+                 zf = field(args[2],
+                            arith::RemUIOp::create(
+                                b, l,
+                                arith::DivUIOp::create(b, l, kIdx, cst(block)),
+                                cst(per)));
+               else
+                 zf = field(args[2], arith::RemUIOp::create(
+                                         b, l, index(rank - 2), cst(per)));
+               linalg::YieldOp::create(
+                   b, l,
+                   Value(arith::MulFOp::create(
+                       b, l, arith::SubFOp::create(b, l, qf, zf), args[1])));
+             })
+      .getResult(0);
+}
+
+Value Importer::uint8Weight(Location loc, const std::string &name,
+                            llvm::ArrayRef<int64_t> shape) {
+  auto init = model.initializers().find(name);
+  if (init == model.initializers().end() ||
+      init->second.dataType != onnx::TensorProto::UINT8)
+    return nullptr;
+  int64_t count = 1, want = 1;
+  for (int64_t d : init->second.shape)
+    count *= d;
+  for (int64_t d : shape)
+    want *= d;
+  if (count != want)
+    return nullptr;
+  Value w = WeightOp::create(
+      builder, loc,
+      RankedTensorType::get(init->second.shape, builder.getI8Type()),
+      builder.getStringAttr(name));
+  if (llvm::ArrayRef(init->second.shape) == shape)
+    return w;
+  return reshapeTo(loc, w, shape,
+                   getAsIndexOpFoldResult(ctx, llvm::to_vector(shape)));
+}
+
 /// com.microsoft.MatMulNBits (onnxruntime-genai's int4/int8 weight-only
 /// projections): Y = A x W^T (+ bias), W [N, K] stored as `bits`-bit
 /// unsigned integers in blocks of `block_size` along K, each block with a
@@ -1509,31 +1639,11 @@ ImportResult Importer::importMatMulNBits(const onnx::NodeProto &node) {
       at.getDimSize(at.getRank() - 1) != kdim)
     return llvm::formatv("A must be a float tensor [..., K = {0}]", kdim).str();
   Type et = at.getElementType();
-  int64_t per = 8 / bits, blocks = (kdim + bs - 1) / bs,
-          blob = bs * bits / 8, zpCols = (blocks * bits + 7) / 8;
+  int64_t blocks = (kdim + bs - 1) / bs, blob = bs * bits / 8,
+          zpCols = (blocks * bits + 7) / 8;
   Location loc = locOf(node);
-  // Packed bytes: initializers of uint8, referenced as i8 weights.
-  auto bytes = [&](const std::string &name,
-                   llvm::ArrayRef<int64_t> shape) -> Value {
-    auto init = model.initializers().find(name);
-    if (init == model.initializers().end() ||
-        init->second.dataType != onnx::TensorProto::UINT8)
-      return nullptr;
-    int64_t count = 1, want = 1;
-    for (int64_t d : init->second.shape)
-      count *= d;
-    for (int64_t d : shape)
-      want *= d;
-    if (count != want)
-      return nullptr;
-    Value w = WeightOp::create(
-        builder, loc,
-        RankedTensorType::get(init->second.shape, builder.getI8Type()),
-        builder.getStringAttr(name));
-    return reshapeTo(loc, w, shape,
-                     getAsIndexOpFoldResult(ctx, llvm::to_vector(shape)));
-  };
-  Value b = bytes(node.input(1), {ndim, blocks, blob});
+  // The blocks of a row are contiguous: B is [N, blocks * blob] bytes.
+  Value b = uint8Weight(loc, node.input(1), {ndim, blocks * blob});
   if (!b)
     return llvm::formatv("B must be a uint8 initializer of N x blocks x "
                          "block_size * bits / 8 = {0} x {1} x {2} bytes",
@@ -1557,13 +1667,14 @@ ImportResult Importer::importMatMulNBits(const onnx::NodeProto &node) {
                          ndim, blocks)
         .str();
   Value zp;
-  bool packedZp = false;
+  ZeroPoints zpLayout = ZeroPoints::Values;
   if (node.input_size() > 3 && !node.input(3).empty()) {
     auto init = model.initializers().find(node.input(3));
-    packedZp = init != model.initializers().end() &&
-               init->second.dataType == onnx::TensorProto::UINT8;
-    zp = packedZp ? bytes(node.input(3), {ndim, zpCols})
-                  : perBlock(node.input(3));
+    bool packed = init != model.initializers().end() &&
+                  init->second.dataType == onnx::TensorProto::UINT8;
+    zpLayout = packed ? ZeroPoints::PackedBlocks : ZeroPoints::Values;
+    zp = packed ? uint8Weight(loc, node.input(3), {ndim, zpCols})
+                : perBlock(node.input(3));
     if (!zp)
       return llvm::formatv("zero_points must be N x ceil(blocks * bits / 8) "
                            "= {0} x {1} uint8 bytes, or N x blocks values of "
@@ -1578,65 +1689,7 @@ ImportResult Importer::importMatMulNBits(const onnx::NodeProto &node) {
     if (!t || t.getElementType() != et || t.getShape() != llvm::ArrayRef(ndim))
       return llvm::formatv("bias must be [N = {0}] of A's type", ndim).str();
   }
-
-  // W = dequant(B) [N, K].
-  MLIRContext *c = ctx;
-  AffineExpr n = getAffineDimExpr(0, c), k = getAffineDimExpr(1, c);
-  llvm::SmallVector<AffineMap> maps = {
-      AffineMap::get(2, 0, {n, k.floorDiv(bs), (k % bs).floorDiv(per)}, c),
-      AffineMap::get(2, 0, {n, k.floorDiv(bs)}, c)};
-  llvm::SmallVector<Value> ins = {b, scales};
-  if (zp) {
-    maps.push_back(packedZp ? AffineMap::get(2, 0, {n, k.floorDiv(bs).floorDiv(per)}, c)
-                            : AffineMap::get(2, 0, {n, k.floorDiv(bs)}, c));
-    ins.push_back(zp);
-  }
-  maps.push_back(AffineMap::getMultiDimIdentityMap(2, c));
-  Value init = tensor::EmptyOp::create(builder, loc,
-                                       llvm::ArrayRef<int64_t>{ndim, kdim}, et);
-  Value w =
-      linalg::GenericOp::create(
-          builder, loc, TypeRange{init.getType()}, ins, ValueRange{init}, maps,
-          llvm::SmallVector<utils::IteratorType>(
-              2, utils::IteratorType::parallel),
-          [&](OpBuilder &bb, Location l, ValueRange args) {
-            Type i32 = bb.getI32Type();
-            auto cst = [&](int64_t v) -> Value {
-              return arith::ConstantOp::create(bb, l, bb.getI32IntegerAttr(v));
-            };
-            // The `bits` bits of `byte` at slot `slot` of the byte.
-            auto field = [&](Value byte, Value slot) -> Value {
-              Value wide = arith::ExtUIOp::create(bb, l, i32, byte);
-              Value shift = arith::MulIOp::create(bb, l, slot, cst(bits));
-              return arith::AndIOp::create(
-                  bb, l, arith::ShRUIOp::create(bb, l, wide, shift),
-                  cst((1 << bits) - 1));
-            };
-            Value kIdx = arith::IndexCastOp::create(
-                bb, l, i32, linalg::IndexOp::create(bb, l, 1));
-            Value inBlock = arith::RemUIOp::create(bb, l, kIdx, cst(bs));
-            Value q = field(args[0], arith::RemUIOp::create(bb, l, inBlock,
-                                                            cst(per)));
-            Value qf = arith::UIToFPOp::create(bb, l, et, q);
-            Value zf;
-            if (!zp) {
-              zf = arith::ConstantOp::create(
-                  bb, l, bb.getFloatAttr(et, double(1 << (bits - 1))));
-            } else if (packedZp) {
-              Value block = arith::DivUIOp::create(bb, l, kIdx, cst(bs));
-              zf = arith::UIToFPOp::create(
-                  bb, l, et,
-                  field(args[2], arith::RemUIOp::create(bb, l, block,
-                                                        cst(per))));
-            } else {
-              zf = args[2];
-            }
-            linalg::YieldOp::create(
-                bb, l,
-                Value(arith::MulFOp::create(
-                    bb, l, arith::SubFOp::create(bb, l, qf, zf), args[1])));
-          })
-          .getResult(0);
+  Value w = dequantize(loc, b, scales, zp, zpLayout, bits, bs, kdim, et);
 
   // Y = A W^T (+ bias), over the rows of A's leading dims.
   llvm::SmallVector<OpFoldResult> lead = tensor::getMixedSizes(builder, loc, a);
@@ -1661,4 +1714,128 @@ ImportResult Importer::importMatMulNBits(const onnx::NodeProto &node) {
   values[node.output(0)] =
       at.getRank() > 2 ? reshapeTo(loc, product, shape, lead) : product;
   return std::nullopt;
+}
+
+/// com.microsoft.QMoE with integer weights (onnxruntime-genai's int4/int8
+/// MoE): each of fc1/fc2/fc3 is [E, N, K * bits / 8] bytes, rows packed
+/// like MatMulNBits', with scales [E, N] (one per output row) or
+/// [E, N, K / block_size] and optional zero points packed along N
+/// ([E, ceil(N * bits / 8)]) or along each row's blocks. The weights are
+/// dequantised to the input's type and the block is imported as MoE,
+/// routed as onnxruntime's CPU kernel does (top-k of the logits, softmax
+/// over the k).
+ImportResult Importer::importQMoE(const onnx::NodeProto &node) {
+  auto refuse = [&](const std::string &why) -> ImportResult {
+    if (blocks) {
+      ONNXMoEBlock block;
+      block.node = model.describe(node);
+      block.form = "com.microsoft.QMoE";
+      block.reason = why;
+      blocks->push_back(block);
+    }
+    return "QMoE not imported: " + why;
+  };
+  std::string quant = stringAttr(node, "quant_type", "int");
+  if (quant != "int")
+    return refuse("quant_type '" + quant +
+                  "' (only integer weights are imported)");
+  if (intAttr(node, "weights_prepacked", -1) == 1)
+    return refuse("weights_prepacked = 1 (provider-specific layouts are not "
+                  "read; export with weights_prepacked = 0)");
+  if (intAttr(node, "swiglu_limit_after_activation", 0))
+    return refuse("swiglu_limit_after_activation = 1");
+  for (int i = 14; i < node.input_size(); ++i)
+    if (!node.input(i).empty())
+      return refuse(i == 14 ? "router_weights (separate selection and "
+                              "mixing scores) is not imported"
+                            : "global or activation scales are not imported");
+  Value x = input(node, 0);
+  auto xt = x ? dyn_cast<RankedTensorType>(x.getType()) : nullptr;
+  if (!xt || !isa<FloatType>(xt.getElementType()) || xt.getRank() != 2 ||
+      xt.isDynamicDim(1))
+    return refuse("only a float [T, H] input is imported");
+  Type et = xt.getElementType();
+  int64_t bits = intAttr(node, "expert_weight_bits", 4);
+  int64_t block = intAttr(node, "block_size", 0);
+  if (block > 0 && (block < 16 || (block & (block - 1))))
+    return refuse(llvm::formatv("block_size = {0} is not a power of two >= 16",
+                                block));
+  Location loc = locOf(node);
+  // fc`which` (1, 2, 3) from its bytes, scales and zero points; `kdim` is
+  // what each row holds (H for fc1/fc3, I for fc2), from the bytes.
+  std::string why;
+  auto weights = [&](int which, int bytesAt, int scalesAt,
+                     int zpAt) -> Value {
+    if (bytesAt >= node.input_size() || node.input(bytesAt).empty())
+      return nullptr;
+    std::string name = "fc" + std::to_string(which);
+    int64_t b = intAttr(node, name + "_expert_weight_bits", bits);
+    if (b != 2 && b != 4 && b != 8) {
+      why = llvm::formatv("{0}: {1}-bit weights (only 2, 4 and 8 are "
+                          "imported)",
+                          name, b);
+      return nullptr;
+    }
+    auto init = model.initializers().find(node.input(bytesAt));
+    if (init == model.initializers().end() ||
+        init->second.dataType != onnx::TensorProto::UINT8 ||
+        init->second.shape.size() != 3) {
+      why = name + "_experts_weights is not a 3-D uint8 initializer";
+      return nullptr;
+    }
+    llvm::ArrayRef<int64_t> shape = init->second.shape;
+    int64_t e = shape[0], n = shape[1], kdim = shape[2] * 8 / b;
+    int64_t perRow = block > 0 ? kdim / block : 1;
+    if (block > 0 && kdim % block) {
+      why = llvm::formatv("{0}: K = {1} is not a multiple of block_size {2}",
+                          name, kdim, block);
+      return nullptr;
+    }
+    Value q = uint8Weight(loc, node.input(bytesAt), shape);
+    Value scales = input(node, scalesAt);
+    auto st = scales ? dyn_cast<RankedTensorType>(scales.getType()) : nullptr;
+    if (!st || st.getElementType() != et || !st.hasStaticShape() ||
+        st.getNumElements() != e * n * perRow) {
+      why = llvm::formatv("{0}_scales must be {1} x {2}{3} values of the "
+                          "input's type",
+                          name, e, n,
+                          block > 0 ? " x " + std::to_string(perRow) : "");
+      return nullptr;
+    }
+    scales = reshapeTo(loc, scales, {e, n, perRow},
+                       getAsIndexOpFoldResult(ctx, {e, n, perRow}));
+    Value zp;
+    ZeroPoints layout =
+        block > 0 ? ZeroPoints::PackedBlocks : ZeroPoints::PackedRows;
+    if (zpAt < node.input_size() && !node.input(zpAt).empty()) {
+      llvm::SmallVector<int64_t> zpShape =
+          block > 0 ? llvm::SmallVector<int64_t>{e, n, (perRow * b + 7) / 8}
+                    : llvm::SmallVector<int64_t>{e, (n * b + 7) / 8};
+      zp = uint8Weight(loc, node.input(zpAt), zpShape);
+      if (!zp) {
+        why = name + "_zero_points is not a uint8 initializer of " +
+              llvm::join(llvm::map_range(zpShape,
+                                         [](int64_t d) {
+                                           return std::to_string(d);
+                                         }),
+                         " x ") +
+              " bytes";
+        return nullptr;
+      }
+    }
+    return dequantize(loc, q, scales, zp, layout, b,
+                      block > 0 ? block : kdim, kdim, et);
+  };
+  Value fc1 = weights(1, 2, 3, 11);
+  if (!fc1 && why.empty())
+    why = "fc1_experts_weights is required";
+  Value fc2 = why.empty() ? weights(2, 5, 6, 12) : Value();
+  if (!fc2 && why.empty())
+    why = "fc2_experts_weights is required";
+  Value fc3 = why.empty() ? weights(3, 8, 9, 13) : Value();
+  if (!why.empty())
+    return refuse(why);
+  return importMoEWith(node, "com.microsoft.QMoE", fc1, input(node, 4), fc2,
+                       input(node, 7), fc3, input(node, 10),
+                       /*quantized=*/true);
 }
