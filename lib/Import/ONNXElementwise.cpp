@@ -475,7 +475,7 @@ ImportResult Importer::importSoftmax(const onnx::NodeProto &node) {
   return std::nullopt;
 }
 
-Value Importer::softmaxLastAxis(Location loc, Value x) {
+Value Importer::softmaxLastAxis(Location loc, Value x, Value extra) {
   auto type = cast<RankedTensorType>(x.getType());
   int64_t rank = type.getRank();
   Type f32 = type.getElementType();
@@ -505,10 +505,35 @@ Value Importer::softmaxLastAxis(Location loc, Value x) {
                 b, l, Value(arith::MaximumFOp::create(b, l, args[0], args[1])));
           })
           .getResult(0);
+  // The extra logit: in the maximum, and exp(extra - max) starts the sum.
+  Value sumInit = fill(0);
+  if (extra) {
+    AffineMap rowId = builder.getMultiDimIdentityMap(rank - 1);
+    auto both = [&](llvm::function_ref<Value(OpBuilder &, Location, Value,
+                                             Value)>
+                        body) {
+      return linalg::GenericOp::create(
+                 builder, loc, TypeRange{max.getType()},
+                 ValueRange{extra, max}, ValueRange{fill(0)},
+                 llvm::ArrayRef<AffineMap>{rowId, rowId, rowId},
+                 llvm::SmallVector<utils::IteratorType>(
+                     rank - 1, utils::IteratorType::parallel),
+                 [&](OpBuilder &b, Location l, ValueRange args) {
+                   linalg::YieldOp::create(b, l, body(b, l, args[0], args[1]));
+                 })
+          .getResult(0);
+    };
+    max = both([](OpBuilder &b, Location l, Value e, Value m) -> Value {
+      return arith::MaximumFOp::create(b, l, e, m);
+    });
+    sumInit = both([](OpBuilder &b, Location l, Value e, Value m) -> Value {
+      return math::ExpOp::create(b, l, arith::SubFOp::create(b, l, e, m));
+    });
+  }
   Value sum =
       linalg::GenericOp::create(
           builder, loc, TypeRange{max.getType()}, ValueRange{x, max},
-          ValueRange{fill(0)}, llvm::ArrayRef<AffineMap>{id, row, row}, reduce,
+          ValueRange{sumInit}, llvm::ArrayRef<AffineMap>{id, row, row}, reduce,
           [&](OpBuilder &b, Location l, ValueRange args) {
             Value e = math::ExpOp::create(
                 b, l, arith::SubFOp::create(b, l, args[0], args[1]));

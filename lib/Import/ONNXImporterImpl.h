@@ -291,7 +291,10 @@ private:
                    llvm::function_ref<Value(OpBuilder &, Location, ValueRange)>
                        body);
   /// Softmax over the last axis (max, sum of exponentials, quotient).
-  Value softmaxLastAxis(Location loc, Value x);
+  /// `extra` (optional, x's shape without the last axis) is one more logit
+  /// per row that takes part in the normalisation but has no output
+  /// (attention sinks).
+  Value softmaxLastAxis(Location loc, Value x, Value extra = Value());
   /// The `k` largest (or smallest) values along the last axis, in order,
   /// ties to the lower index, and their int64 indices.
   std::pair<Value, Value> topK(Location loc, Value x, int64_t k, bool largest);
@@ -326,12 +329,17 @@ private:
   /// (optional) is bool (keep) or additive, right-aligned to [B, Hq, Sq,
   /// Skv]; `keyLimit` (optional, [B] integers) masks keys j > limit[b];
   /// `causal` masks keys j > query i + `causalOffset` (an index, 0 when
-  /// null: the cached keys before the new queries). Null when the heads do
-  /// not fit.
+  /// null: the cached keys before the new queries); `window` > 0 also
+  /// masks keys j <= i + causalOffset - window (a sliding window of
+  /// `window` keys, the query's own included). `sinks` ([Hq], optional)
+  /// adds exp(sinks[h]) to each softmax denominator; `smooth` adds exp(0).
+  /// Null when the heads do not fit.
   std::optional<Value> attentionCore(Location loc, Value q4, Value k4,
                                      Value v4, float scale, float softcap,
                                      bool causal, Value mask, Value keyLimit,
-                                     Value causalOffset = Value());
+                                     Value causalOffset = Value(),
+                                     int64_t window = 0, Value sinks = Value(),
+                                     bool smooth = false);
   /// A linalg.generic producing a tensor of `type` (sizes `sizes`) whose
   /// element at each index is `body(indices)`.
   Value indexGeneric(Location loc, RankedTensorType type,

@@ -1153,7 +1153,9 @@ std::optional<Value> Importer::attentionCore(Location loc, Value q4, Value k4,
                                              Value v4, float scale,
                                              float softcap, bool causal,
                                              Value mask, Value keyLimit,
-                                             Value causalOffset) {
+                                             Value causalOffset,
+                                             int64_t window, Value sinks,
+                                             bool smooth) {
   auto q4t = cast<RankedTensorType>(q4.getType());
   auto k4t = cast<RankedTensorType>(k4.getType());
   auto v4t = cast<RankedTensorType>(v4.getType());
@@ -1252,18 +1254,41 @@ std::optional<Value> Importer::attentionCore(Location loc, Value q4, Value k4,
                   b, l, arith::CmpIPredicate::sgt, j, limit);
               s = arith::SelectOp::create(b, l, beyond, c(-INFINITY), s);
             }
-            if (causal) {
+            if (causal || window > 0) {
               Value i = linalg::IndexOp::create(b, l, 2);
               if (causalOffset)
                 i = arith::AddIOp::create(b, l, i, causalOffset);
-              Value future =
-                  arith::CmpIOp::create(b, l, arith::CmpIPredicate::ugt, j, i);
-              s = arith::SelectOp::create(b, l, future, c(-INFINITY), s);
+              if (causal) {
+                Value future = arith::CmpIOp::create(
+                    b, l, arith::CmpIPredicate::ugt, j, i);
+                s = arith::SelectOp::create(b, l, future, c(-INFINITY), s);
+              }
+              if (window > 0) {
+                // j + window <= i: left of the window.
+                Value shifted = arith::AddIOp::create(
+                    b, l, j, arith::ConstantIndexOp::create(b, l, window));
+                Value old = arith::CmpIOp::create(
+                    b, l, arith::CmpIPredicate::ule, shifted, i);
+                s = arith::SelectOp::create(b, l, old, c(-INFINITY), s);
+              }
             }
             linalg::YieldOp::create(b, l, s);
           })
           .getResult(0);
-  Value probs = softmaxLastAxis(loc, masked);
+  // Sinks: one more logit per (b, h, i) row, sinks[h] (or 0 for smooth).
+  Value extra;
+  if (sinks || smooth) {
+    auto rowType = RankedTensorType::get(
+        {q4t.getDimSize(0), qHeads, q4t.getDimSize(2)}, et);
+    extra = indexGeneric(
+        loc, rowType, {batch, builder.getIndexAttr(qHeads), sq},
+        [&](OpBuilder &b, Location l, ValueRange idx) -> Value {
+          if (!sinks)
+            return arith::ConstantOp::create(b, l, b.getFloatAttr(et, 0.0));
+          return tensor::ExtractOp::create(b, l, sinks, ValueRange{idx[1]});
+        });
+  }
+  Value probs = softmaxLastAxis(loc, masked, extra);
   // out[b, h, i, e] = sum_j P[b, h, i, j] V[b, h / group, j, e]
   return contract(probs, v4, map(5, {d(0), kvHead, d(4), d(3)}), dv);
 }
@@ -1376,9 +1401,36 @@ ImportResult Importer::importEinsum(const onnx::NodeProto &node) {
 ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
   bool gqa = node.op_type() == "GroupQueryAttention";
   Value q = input(node, 0), k = input(node, 1), v = input(node, 2);
+  int64_t heads = intAttr(node, "num_heads", 0);
+  int64_t kvHeads = gqa ? intAttr(node, "kv_num_heads", 0) : heads;
+  if (gqa && q && !k && !v) {
+    // Packed QKV: [B, S, (heads + 2 kv_heads) * D], query first.
+    auto pt = cast<RankedTensorType>(q.getType());
+    int64_t width = pt.getRank() == 3 ? pt.getDimSize(2) : ShapedType::kDynamic;
+    if (heads <= 0 || kvHeads <= 0 || ShapedType::isDynamic(width) ||
+        width % (heads + 2 * kvHeads))
+      return std::string("packed QKV must be [B, S, (num_heads + 2 * "
+                         "kv_num_heads) * head size]");
+    int64_t headDim = width / (heads + 2 * kvHeads);
+    Location loc = locOf(node);
+    Value packed = q;
+    auto part = [&](int64_t first, int64_t size) -> Value {
+      llvm::SmallVector<OpFoldResult> offsets = {
+          builder.getIndexAttr(0), builder.getIndexAttr(0),
+          builder.getIndexAttr(first * headDim)};
+      llvm::SmallVector<OpFoldResult> sizes =
+          tensor::getMixedSizes(builder, loc, packed);
+      sizes[2] = builder.getIndexAttr(size * headDim);
+      return tensor::ExtractSliceOp::create(
+          builder, loc, packed, offsets, sizes,
+          llvm::SmallVector<OpFoldResult>(3, builder.getIndexAttr(1)));
+    };
+    q = part(0, heads);
+    k = part(heads, kvHeads);
+    v = part(heads + kvHeads, kvHeads);
+  }
   if (!q || !k || !v)
-    return std::string("needs separate query, key and value (packed QKV is "
-                       "not imported yet)");
+    return std::string("needs query, key and value, or packed QKV");
   int pastAt = gqa ? 3 : 6;
   Value pastKey = input(node, pastAt), pastValue = input(node, pastAt + 1);
   if (bool(pastKey) != bool(pastValue))
@@ -1389,24 +1441,45 @@ ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
                   node.output(2).empty()))
     return std::string("a KV cache without the present_key/present_value "
                        "outputs is not imported");
-  Value keyLimit, bias;
+  Value keyLimit, bias, sinks;
+  int64_t window = 0;
   if (gqa) {
     keyLimit = input(node, 5);
     if (!keyLimit)
       return std::string("seqlens_k is required");
     bool rotary = intAttr(node, "do_rotary", 0) != 0;
-    for (int i = rotary ? 9 : 7; i < node.input_size(); ++i)
+    if (!rotary && (input(node, 7) || input(node, 8)))
+      return std::string("cos/sin caches without do_rotary are not "
+                         "imported");
+    if (input(node, 9))
+      return std::string("position_ids is not imported yet (rotary "
+                         "positions follow the cache length)");
+    for (int i = 12; i < node.input_size(); ++i)
       if (!node.input(i).empty())
-        return llvm::formatv("optional input {0} (position ids, bias, sinks, "
-                             "scales or norms{1}) is not imported yet",
-                             i, rotary ? "" : ", or rotary caches without "
-                                              "do_rotary")
+        return llvm::formatv("optional input {0} (quantised-cache scales or "
+                             "q/k norms) is not imported yet",
+                             i)
             .str();
-    if (intAttr(node, "smooth_softmax", 0) ||
-        intAttr(node, "local_window_size", -1) != -1 ||
-        intAttr(node, "qk_output", 0))
-      return std::string("smooth_softmax, local_window_size and qk_output "
-                         "are not imported yet");
+    bias = input(node, 10);
+    sinks = input(node, 11);
+    if (sinks) {
+      auto st = cast<RankedTensorType>(sinks.getType());
+      if (st.getRank() != 1 || st.getDimSize(0) != heads ||
+          st.getElementType() != cast<RankedTensorType>(q.getType())
+                                     .getElementType())
+        return std::string("head_sink must be [num_heads] of the query's "
+                           "type");
+    }
+    window = intAttr(node, "local_window_size", -1);
+    if (window == 0 || window < -1)
+      return llvm::formatv("local_window_size = {0} (-1 or a positive "
+                           "number of keys)",
+                           window)
+          .str();
+    if (window < 0)
+      window = 0;
+    if (intAttr(node, "qk_output", 0))
+      return std::string("qk_output is not imported yet");
   } else {
     if (input(node, 3) || input(node, 4) ||
         (node.input_size() > 8 && !node.input(8).empty()) ||
@@ -1418,8 +1491,6 @@ ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
   for (int i = 3; i < node.output_size(); ++i)
     if (!node.output(i).empty())
       return std::string("the qk output is not supported");
-  int64_t heads = intAttr(node, "num_heads", 0);
-  int64_t kvHeads = gqa ? intAttr(node, "kv_num_heads", 0) : heads;
   auto qt = cast<RankedTensorType>(q.getType());
   auto kt = cast<RankedTensorType>(k.getType());
   auto vt = cast<RankedTensorType>(v.getType());
@@ -1488,7 +1559,8 @@ ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
   bool causal = gqa || intAttr(node, "unidirectional", 0) != 0;
   std::optional<Value> out = attentionCore(
       loc, q4, k4, v4, scale, gqa ? floatAttr(node, "softcap").value_or(0.0f) : 0.0f,
-      causal, bias, keyLimit, causalOffset);
+      causal, bias, keyLimit, causalOffset, window, sinks,
+      gqa && intAttr(node, "smooth_softmax", 0) != 0);
   if (!out)
     return std::string("the query heads must be a multiple of the key/value "
                        "heads, with one head size");
