@@ -1451,9 +1451,8 @@ ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
     if (!rotary && (input(node, 7) || input(node, 8)))
       return std::string("cos/sin caches without do_rotary are not "
                          "imported");
-    if (input(node, 9))
-      return std::string("position_ids is not imported yet (rotary "
-                         "positions follow the cache length)");
+    if (input(node, 9) && !rotary)
+      return std::string("position_ids without do_rotary is not imported");
     for (int i = 12; i < node.input_size(); ++i)
       if (!node.input(i).empty())
         return llvm::formatv("optional input {0} (quantised-cache scales or "
@@ -1526,9 +1525,16 @@ ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
                 : Value(arith::ConstantIndexOp::create(builder, loc, 0));
     bool interleaved = intAttr(node, "rotary_interleaved", 0) != 0;
     int64_t rd = 2 * ct.getDimSize(1);
-    q = applyRotary(loc, q, headDim, rd, cosCache, sinCache, Value(), offset,
+    // position_ids [B, S], when given, are the rotary positions.
+    Value pos = input(node, 9);
+    if (pos) {
+      auto pt = cast<RankedTensorType>(pos.getType());
+      if (pt.getRank() != 2 || !isa<IntegerType>(pt.getElementType()))
+        return std::string("position_ids must be integer [B, S]");
+    }
+    q = applyRotary(loc, q, headDim, rd, cosCache, sinCache, pos, offset,
                     interleaved);
-    k = applyRotary(loc, k, headDim, rd, cosCache, sinCache, Value(), offset,
+    k = applyRotary(loc, k, headDim, rd, cosCache, sinCache, pos, offset,
                     interleaved);
   }
   Value q4 = splitHeads(loc, q, heads), k4 = splitHeads(loc, k, kvHeads),
