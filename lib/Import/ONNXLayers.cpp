@@ -1480,11 +1480,10 @@ ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
     if (intAttr(node, "qk_output", 0))
       return std::string("qk_output is not imported yet");
   } else {
-    if (input(node, 3) || input(node, 4) ||
-        (node.input_size() > 8 && !node.input(8).empty()) ||
+    if ((node.input_size() > 8 && !node.input(8).empty()) ||
         (node.input_size() > 9 && !node.input(9).empty()))
-      return std::string("bias, key_padding_mask, past_sequence_length and "
-                         "cache_indirection are not imported yet");
+      return std::string("past_sequence_length and cache_indirection (beam "
+                         "search) are not imported yet");
     bias = input(node, 5);
   }
   for (int i = 3; i < node.output_size(); ++i)
@@ -1509,6 +1508,97 @@ ImportResult Importer::importContribAttention(const onnx::NodeProto &node) {
   }
   Location loc = locOf(node);
   int64_t headDim = qt.getDimSize(2) / heads;
+  if (!gqa) {
+    // MultiHeadAttention's projection bias [Dq + Dk + Dv], added to q, k, v.
+    if (Value projBias = input(node, 3)) {
+      auto bt = cast<RankedTensorType>(projBias.getType());
+      int64_t dq = qt.getDimSize(2), dk = kt.getDimSize(2),
+              dv = vt.getDimSize(2);
+      if (bt.getRank() != 1 || bt.getElementType() != qt.getElementType() ||
+          bt.getDimSize(0) != dq + dk + dv)
+        return llvm::formatv("bias must be [{0}] (query, key and value "
+                             "widths) of the inputs' type",
+                             dq + dk + dv)
+            .str();
+      auto add = [&](Value t, int64_t first, int64_t width) -> Value {
+        Value part = tensor::ExtractSliceOp::create(
+            builder, loc, RankedTensorType::get({width}, bt.getElementType()),
+            projBias, ValueRange{}, ValueRange{}, ValueRange{},
+            builder.getDenseI64ArrayAttr({first}),
+            builder.getDenseI64ArrayAttr({width}),
+            builder.getDenseI64ArrayAttr({1}));
+        llvm::Expected<Value> sum = broadcastGeneric(
+            loc, {t, part}, qt.getElementType(),
+            [](OpBuilder &b, Location l, ValueRange args) -> Value {
+              return arith::AddFOp::create(b, l, args[0], args[1]);
+            });
+        if (!sum) {
+          llvm::consumeError(sum.takeError());
+          return nullptr;
+        }
+        return *sum;
+      };
+      q = add(q, 0, dq);
+      k = add(k, dq, dk);
+      v = add(v, dq + dk, dv);
+      if (!q || !k || !v)
+        return std::string("bias does not broadcast over the inputs");
+    }
+    // key_padding_mask: [B] key lengths (keys j >= len[b] masked), or
+    // [B, T] flags (0 masked), added as mask_filter_value.
+    if (Value padding = input(node, 4)) {
+      auto pt = cast<RankedTensorType>(padding.getType());
+      if (!pt.getElementType().isInteger(32) || pt.getRank() < 1 ||
+          pt.getRank() > 2)
+        return std::string("key_padding_mask must be int32 [B] or [B, T] "
+                           "(other forms are not imported)");
+      if (pt.getRank() == 1) {
+        llvm::Expected<Value> last = broadcastGeneric(
+            loc, {padding}, pt.getElementType(),
+            [](OpBuilder &b, Location l, ValueRange args) -> Value {
+              return arith::SubIOp::create(
+                  b, l, args[0],
+                  arith::ConstantOp::create(b, l, b.getI32IntegerAttr(1)));
+            });
+        if (!last)
+          return llvm::toString(last.takeError());
+        keyLimit = *last;
+      } else {
+        float filter = floatAttr(node, "mask_filter_value").value_or(-10000.0f);
+        // [B, T] -> [B, 1, 1, T], additive.
+        Value flags = tensor::ExpandShapeOp::create(
+            builder, loc,
+            RankedTensorType::get({pt.getDimSize(0), 1, 1, pt.getDimSize(1)},
+                                  pt.getElementType()),
+            padding, llvm::ArrayRef<ReassociationIndices>{{0, 1, 2}, {3}});
+        llvm::SmallVector<Value> operands = {flags};
+        if (bias)
+          operands.push_back(bias);
+        llvm::Expected<Value> mask = broadcastGeneric(
+            loc, operands, qt.getElementType(),
+            [&](OpBuilder &b, Location l, ValueRange args) -> Value {
+              Value keep = arith::CmpIOp::create(
+                  b, l, arith::CmpIPredicate::ne, args[0],
+                  arith::ConstantOp::create(b, l, b.getI32IntegerAttr(0)));
+              Value add = arith::SelectOp::create(
+                  b, l, keep,
+                  arith::ConstantOp::create(
+                      b, l, b.getFloatAttr(qt.getElementType(), 0.0)),
+                  arith::ConstantOp::create(
+                      b, l, b.getFloatAttr(qt.getElementType(), filter)));
+              return args.size() > 1
+                         ? Value(arith::AddFOp::create(b, l, add, args[1]))
+                         : add;
+            });
+        if (!mask) {
+          llvm::consumeError(mask.takeError());
+          return std::string("key_padding_mask and attention_bias do not "
+                             "broadcast together");
+        }
+        bias = *mask;
+      }
+    }
+  }
   // Rotary inside GroupQueryAttention: q and k rotate at positions P + s
   // (P cached positions) by [max_seq, rd/2] caches.
   if (gqa && intAttr(node, "do_rotary", 0)) {
