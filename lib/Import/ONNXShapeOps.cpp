@@ -562,15 +562,53 @@ ImportResult Importer::importSlice(const onnx::NodeProto &node) {
         : llvm::SmallVector<OpFoldResult>{
               builder.getIndexAttr(kd->elems.size())};
   llvm::SmallVector<OpFoldResult> strides(rank, builder.getIndexAttr(1));
+  llvm::SmallVector<int64_t> reversed; // axes read backwards (step < 0)
   for (size_t i = 0; i < n; ++i) {
     std::optional<int64_t> axis =
         normalizeAxis(axes ? (*axes)[i] : int64_t(i), rank);
     int64_t step = steps ? (*steps)[i] : 1;
     if (!axis)
       return std::string("an axis is out of range");
-    if (step <= 0)
-      return std::string("only positive steps are imported yet");
+    if (step == 0)
+      return std::string("a step is 0");
     OpFoldResult dim = sizes[*axis];
+    if (step < 0) {
+      // ONNX: start clamps to [0, dim - 1], end to [-1, dim - 1] (negative
+      // ones count from the end); the elements are start, start + step,
+      // ... while > end. Read as the forward slice ending at start, then
+      // reversed.
+      auto one = builder.getIndexAttr(1);
+      OpFoldResult last = foldIndex(loc, '-', dim, one);
+      auto bound = [&](OpFoldResult b, OpFoldResult low) -> OpFoldResult {
+        std::optional<int64_t> c = getConstantIntValue(b);
+        if (c && *c >= INT_MAX)
+          return last;
+        if (c && *c <= -INT_MAX)
+          return low;
+        if (c && *c < 0)
+          b = foldIndex(loc, '+', dim, b);
+        return foldIndex(loc, '>', low, foldIndex(loc, '<', b, last));
+      };
+      OpFoldResult start = bound(starts->elems[i], builder.getIndexAttr(0));
+      OpFoldResult end = bound(ends->elems[i], builder.getIndexAttr(-1));
+      int64_t stride = -step;
+      OpFoldResult count = foldIndex(
+          loc, '>', builder.getIndexAttr(0),
+          foldIndex(loc, '/',
+                    foldIndex(loc, '+', foldIndex(loc, '-', start, end),
+                              builder.getIndexAttr(stride - 1)),
+                    builder.getIndexAttr(stride)));
+      // The first element read forwards; with nothing to read, start.
+      OpFoldResult back = foldIndex(
+          loc, '*', builder.getIndexAttr(stride),
+          foldIndex(loc, '>', builder.getIndexAttr(0),
+                    foldIndex(loc, '-', count, one)));
+      offsets[*axis] = foldIndex(loc, '-', start, back);
+      sizes[*axis] = count;
+      strides[*axis] = builder.getIndexAttr(stride);
+      reversed.push_back(*axis);
+      continue;
+    }
     // ONNX: a negative bound counts from the end; then clamp to [0, dim].
     auto bound = [&](OpFoldResult b) -> OpFoldResult {
       std::optional<int64_t> c = getConstantIntValue(b);
@@ -602,11 +640,33 @@ ImportResult Importer::importSlice(const onnx::NodeProto &node) {
     KnownInts out{{}, false, kd->type};
     for (int64_t i = 0; i < *c; ++i)
       out.elems.push_back(kd->elems[*o + i * *s]);
+    if (!reversed.empty())
+      std::reverse(out.elems.begin(), out.elems.end());
     setKnown(node.output(0), out);
     return std::nullopt;
   }
-  values[node.output(0)] =
+  Value slice =
       tensor::ExtractSliceOp::create(builder, loc, x, offsets, sizes, strides);
+  if (!reversed.empty()) {
+    // out[..., i, ...] = slice[..., n - 1 - i, ...] on each reversed axis.
+    auto st = cast<RankedTensorType>(slice.getType());
+    llvm::SmallVector<OpFoldResult> dims =
+        tensor::getMixedSizes(builder, loc, slice);
+    slice = indexGeneric(
+        loc, st, dims, [&](OpBuilder &b, Location l, ValueRange idx) -> Value {
+          llvm::SmallVector<Value> at(idx);
+          for (int64_t axis : reversed) {
+            Value n = tensor::DimOp::create(b, l, slice, axis);
+            at[axis] = arith::SubIOp::create(
+                b, l,
+                arith::SubIOp::create(b, l, n,
+                                      arith::ConstantIndexOp::create(b, l, 1)),
+                idx[axis]);
+          }
+          return tensor::ExtractOp::create(b, l, slice, at);
+        });
+  }
+  values[node.output(0)] = slice;
   return std::nullopt;
 }
 
