@@ -273,6 +273,15 @@ private:
   const llvm::SmallVector<const onnx::NodeProto *> &
   readers(const std::string &name);
   llvm::StringMap<llvm::SmallVector<const onnx::NodeProto *>> readerMap;
+  /// The node producing `name` if it is an `op` (and, with `output` >= 0,
+  /// that output of it), else null.
+  const onnx::NodeProto *producerOf(const std::string &name, llvm::StringRef op,
+                                    int output = -1);
+  bool isInitializer(const std::string &name) {
+    return model.initializers().count(name) != 0;
+  }
+  /// Records `block` as found but not raised, for `why`; returns false.
+  bool notRaisedBlock(ONNXMoEBlock &block, const std::string &why);
   /// The node producing `name` and the output index, or null.
   std::pair<const onnx::NodeProto *, int> producer(const std::string &name);
   /// `name` followed back through Reshape/Unsqueeze/Squeeze/Flatten/

@@ -61,6 +61,21 @@ std::string Importer::throughViews(const std::string &name) {
   return at;
 }
 
+const onnx::NodeProto *Importer::producerOf(const std::string &name,
+                                            llvm::StringRef op, int output) {
+  auto [n, i] = producer(name);
+  if (!n || n->op_type() != op || (output >= 0 && i != output))
+    return nullptr;
+  return n;
+}
+
+bool Importer::notRaisedBlock(ONNXMoEBlock &block, const std::string &why) {
+  block.reason = why;
+  if (blocks)
+    blocks->push_back(block);
+  return false;
+}
+
 std::optional<std::pair<std::string, bool>>
 Importer::matchSwiGLU(const std::string &name) {
   auto [prodMul, _] = producer(name);
@@ -159,34 +174,24 @@ struct RaisedMoE {
 } // namespace mlir::moe::onnximport
 
 bool Importer::raiseGatheredMoE(const onnx::NodeProto &node) {
-  auto prod = [&](const std::string &name, llvm::StringRef op,
-                  int output = -1) -> const onnx::NodeProto * {
-    auto [n, i] = producer(name);
-    if (!n || n->op_type() != op || (output >= 0 && i != output))
-      return nullptr;
-    return n;
-  };
-  auto isInit = [&](const std::string &name) {
-    return model.initializers().count(name) != 0;
-  };
   // --- The block's shape: ReduceSum(Reshape(Mul(down-projection, w))) ----
   if (node.input_size() < 1 || node.output_size() != 1)
     return false;
-  const onnx::NodeProto *mul = prod(throughViews(node.input(0)), "Mul");
+  const onnx::NodeProto *mul = producerOf(throughViews(node.input(0)), "Mul");
   if (!mul || mul->input_size() != 2)
     return false;
   // One Mul operand is the down projection of gathered weights.
   const onnx::NodeProto *downMM = nullptr;
   std::string weightsName;
   for (int i = 0; i < 2 && !downMM; ++i)
-    if ((downMM = prod(throughViews(mul->input(i)), "MatMul")))
+    if ((downMM = producerOf(throughViews(mul->input(i)), "MatMul")))
       weightsName = mul->input(1 - i);
   if (!downMM)
     return false;
   auto gatheredInit = [&](const std::string &name,
                           std::string &indices) -> std::string {
     auto [g, idx] = producer(name);
-    if (!g || g->input_size() != 2 || !isInit(g->input(0)))
+    if (!g || g->input_size() != 2 || !isInitializer(g->input(0)))
       return "";
     if (g->op_type() == "Gather" && intAttr(*g, "axis", 0) == 0) {
       indices = g->input(1);
@@ -208,10 +213,7 @@ bool Importer::raiseGatheredMoE(const onnx::NodeProto &node) {
   block.node = model.describe(node);
   block.form = "gathered expert weights (torch.onnx.export batched_mm)";
   auto notRaised = [&](const std::string &why) {
-    block.reason = why;
-    if (blocks)
-      blocks->push_back(block);
-    return false;
+    return notRaisedBlock(block, why);
   };
   // The sum is over the k slots of each token: [T, k, H] -> [T, H].
   std::optional<llvm::SmallVector<int64_t>> axes =
@@ -232,7 +234,7 @@ bool Importer::raiseGatheredMoE(const onnx::NodeProto &node) {
                      "the two halves of one projection");
   std::string h = glu->first;
   m.gateFirst = glu->second;
-  const onnx::NodeProto *guMM = prod(throughViews(h), "MatMul");
+  const onnx::NodeProto *guMM = producerOf(throughViews(h), "MatMul");
   if (!guMM)
     return notRaised("the gate/up projection is not a MatMul");
   m.gateUp = gatheredInit(guMM->input(0), guIdx);
@@ -253,7 +255,7 @@ bool Importer::raiseGatheredMoE(const onnx::NodeProto &node) {
   if (!repNode ||
       (repNode->op_type() != "Expand" && repNode->op_type() != "Tile"))
     return notRaised("the tokens are not repeated by Expand or Tile");
-  const onnx::NodeProto *unsq = prod(repNode->input(0), "Unsqueeze");
+  const onnx::NodeProto *unsq = producerOf(repNode->input(0), "Unsqueeze");
   std::optional<llvm::SmallVector<int64_t>> unsqAxes =
       unsq && unsq->input_size() > 1 ? constantInts(unsq->input(1))
                                      : std::nullopt;
@@ -286,21 +288,8 @@ std::string Importer::routingWeightsOf(const std::string &factor) {
 
 bool Importer::raiseMatchedMoE(const onnx::NodeProto &node, RaisedMoE &m,
                                ONNXMoEBlock &block) {
-  auto prod = [&](const std::string &name, llvm::StringRef op,
-                  int output = -1) -> const onnx::NodeProto * {
-    auto [n, i] = producer(name);
-    if (!n || n->op_type() != op || (output >= 0 && i != output))
-      return nullptr;
-    return n;
-  };
-  auto isInit = [&](const std::string &name) {
-    return model.initializers().count(name) != 0;
-  };
   auto notRaised = [&](const std::string &why) {
-    block.reason = why;
-    if (blocks)
-      blocks->push_back(block);
-    return false;
+    return notRaisedBlock(block, why);
   };
   // --- The router -----------------------------------------------------
   // Softmax form: TopK(Softmax(x W^T)) with the values as weights, maybe
@@ -324,18 +313,18 @@ bool Importer::raiseMatchedMoE(const onnx::NodeProto &node, RaisedMoE &m,
     return std::nullopt;
   };
   auto renormOf = [&](std::string &src) {
-    if (const onnx::NodeProto *div = prod(src, "Div")) {
+    if (const onnx::NodeProto *div = producerOf(src, "Div")) {
       // a / sum(a), or a / (sum(a) + eps)
       std::string denominator = div->input(1);
       float eps = 0.0f;
-      if (const onnx::NodeProto *add = prod(denominator, "Add"))
+      if (const onnx::NodeProto *add = producerOf(denominator, "Add"))
         for (int i = 0; i < 2; ++i)
           if (std::optional<float> e = scalar(add->input(i))) {
             eps = *e;
             denominator = add->input(1 - i);
             break;
           }
-      const onnx::NodeProto *sum = prod(denominator, "ReduceSum");
+      const onnx::NodeProto *sum = producerOf(denominator, "ReduceSum");
       if (sum && sum->input(0) == div->input(0)) {
         m.renormalize = true;
         m.renormEps = eps;
@@ -344,7 +333,7 @@ bool Importer::raiseMatchedMoE(const onnx::NodeProto &node, RaisedMoE &m,
     }
   };
   const onnx::NodeProto *scores = nullptr; // the Softmax or Sigmoid
-  if (const onnx::NodeProto *mulScale = prod(weightsSrc, "Mul")) {
+  if (const onnx::NodeProto *mulScale = producerOf(weightsSrc, "Mul")) {
     for (int i = 0; i < 2; ++i)
       if (std::optional<float> f = scalar(mulScale->input(i))) {
         m.scale = *f;
@@ -355,13 +344,13 @@ bool Importer::raiseMatchedMoE(const onnx::NodeProto &node, RaisedMoE &m,
   renormOf(weightsSrc);
   if (weightsSrc == m.vals) {
     // Softmax form.
-    scores = prod(throughViews(m.topk->input(0)), "Softmax");
+    scores = producerOf(throughViews(m.topk->input(0)), "Softmax");
     if (!scores || intAttr(*scores, "axis", -1) != -1)
       m.routerWhy = "the scores are not a Softmax over the experts";
   } else if (const onnx::NodeProto *gather =
-                 prod(weightsSrc, "GatherElements")) {
+                 producerOf(weightsSrc, "GatherElements")) {
     // Sigmoid form: weights = Sigmoid(logits)[ids].
-    scores = prod(throughViews(gather->input(0)), "Sigmoid");
+    scores = producerOf(throughViews(gather->input(0)), "Sigmoid");
     if (!scores || intAttr(*gather, "axis", 0) != 1 ||
         throughViews(gather->input(1)) != m.ids)
       m.routerWhy = "the routing weights are gathered from something other "
@@ -371,7 +360,7 @@ bool Importer::raiseMatchedMoE(const onnx::NodeProto &node, RaisedMoE &m,
     // What TopK selects on: the scores (+ bias), maybe with groups masked.
     std::string sel = throughViews(m.topk->input(0));
     std::string choice = sel;
-    if (const onnx::NodeProto *where = prod(sel, "Where")) {
+    if (const onnx::NodeProto *where = producerOf(sel, "Where")) {
       // Follow the condition to the ScatterElements of the kept groups,
       // counting Nots: masked_fill(~keep, fill, scores).
       std::string cond = where->input(0);
@@ -401,7 +390,7 @@ bool Importer::raiseMatchedMoE(const onnx::NodeProto &node, RaisedMoE &m,
               : nullptr;
       const onnx::NodeProto *pairTopK =
           groupSum && groupSum->op_type() == "ReduceSum"
-              ? prod(groupSum->input(0), "TopK", 0)
+              ? producerOf(groupSum->input(0), "TopK", 0)
               : nullptr;
       std::optional<llvm::SmallVector<int64_t>> two =
           pairTopK ? constantInts(pairTopK->input(1)) : std::nullopt;
@@ -420,10 +409,10 @@ bool Importer::raiseMatchedMoE(const onnx::NodeProto &node, RaisedMoE &m,
         m.nGroup = gt.getDimSize(1), m.topkGroup = (*kGroups)[0];
     }
     // choice = scores [+ selection bias]
-    if (const onnx::NodeProto *add = prod(choice, "Add")) {
+    if (const onnx::NodeProto *add = producerOf(choice, "Add")) {
       for (int i = 0; i < 2; ++i)
         if (throughViews(add->input(i)) == throughViews(sigmoidOut) &&
-            isInit(add->input(1 - i)))
+            isInitializer(add->input(1 - i)))
           m.selectionBias = add->input(1 - i);
       if (m.selectionBias.empty())
         m.routerWhy = "the selection scores are not the sigmoid scores plus "
@@ -445,7 +434,7 @@ bool Importer::raiseMatchedMoE(const onnx::NodeProto &node, RaisedMoE &m,
                 intAttr(*lin, "transA", 0) == 0 &&
                 floatAttr(*lin, "alpha").value_or(1.0f) == 1.0f;
     bool matmul = lin && lin->op_type() == "MatMul";
-    if ((!gemm && !matmul) || !isInit(lin->input(1)) ||
+    if ((!gemm && !matmul) || !isInitializer(lin->input(1)) ||
         throughViews(lin->input(0)) != throughViews(m.x))
       m.routerWhy = "the logits are not x times an initializer";
     else
@@ -891,10 +880,7 @@ bool Importer::raiseUnrolledMoE(const onnx::NodeProto &node) {
   auto notRaised = [&](const std::string &why) {
     if (m.topk)
       reportedRouters.insert(m.topk);
-    block.reason = why;
-    if (blocks)
-      blocks->push_back(block);
-    return false;
+    return notRaisedBlock(block, why);
   };
   auto stripped = [&](std::string name,
                       std::initializer_list<llvm::StringRef> ops) {
@@ -1355,10 +1341,7 @@ bool Importer::raiseDenseMoE(const onnx::NodeProto &node) {
   auto notRaised = [&](const std::string &why) {
     if (m.topk)
       reportedRouters.insert(m.topk);
-    block.reason = why;
-    if (blocks)
-      blocks->push_back(block);
-    return false;
+    return notRaisedBlock(block, why);
   };
   auto [topk, idsOut] = producer(throughViews(scatter->input(1)));
   if (!topk || topk->op_type() != "TopK" || idsOut != 1)

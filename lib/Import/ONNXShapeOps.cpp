@@ -572,64 +572,47 @@ ImportResult Importer::importSlice(const onnx::NodeProto &node) {
     if (step == 0)
       return std::string("a step is 0");
     OpFoldResult dim = sizes[*axis];
-    if (step < 0) {
-      // ONNX: start clamps to [0, dim - 1], end to [-1, dim - 1] (negative
-      // ones count from the end); the elements are start, start + step,
-      // ... while > end. Read as the forward slice ending at start, then
-      // reversed.
-      auto one = builder.getIndexAttr(1);
-      OpFoldResult last = foldIndex(loc, '-', dim, one);
-      auto bound = [&](OpFoldResult b, OpFoldResult low) -> OpFoldResult {
-        std::optional<int64_t> c = getConstantIntValue(b);
-        if (c && *c >= INT_MAX)
-          return last;
-        if (c && *c <= -INT_MAX)
-          return low;
-        if (c && *c < 0)
-          b = foldIndex(loc, '+', dim, b);
-        return foldIndex(loc, '>', low, foldIndex(loc, '<', b, last));
-      };
-      OpFoldResult start = bound(starts->elems[i], builder.getIndexAttr(0));
-      OpFoldResult end = bound(ends->elems[i], builder.getIndexAttr(-1));
-      int64_t stride = -step;
-      OpFoldResult count = foldIndex(
-          loc, '>', builder.getIndexAttr(0),
-          foldIndex(loc, '/',
-                    foldIndex(loc, '+', foldIndex(loc, '-', start, end),
-                              builder.getIndexAttr(stride - 1)),
-                    builder.getIndexAttr(stride)));
-      // The first element read forwards; with nothing to read, start.
-      OpFoldResult back = foldIndex(
-          loc, '*', builder.getIndexAttr(stride),
-          foldIndex(loc, '>', builder.getIndexAttr(0),
-                    foldIndex(loc, '-', count, one)));
-      offsets[*axis] = foldIndex(loc, '-', start, back);
-      sizes[*axis] = count;
-      strides[*axis] = builder.getIndexAttr(stride);
-      reversed.push_back(*axis);
-      continue;
-    }
-    // ONNX: a negative bound counts from the end; then clamp to [0, dim].
-    auto bound = [&](OpFoldResult b) -> OpFoldResult {
+    // ONNX: a negative bound counts from the end; then forwards both clamp
+    // to [0, dim], backwards (step < 0) start to [0, dim - 1] and end to
+    // [-1, dim - 1]. The elements run from start by step while before end.
+    bool back = step < 0;
+    int64_t stride = back ? -step : step;
+    auto one = builder.getIndexAttr(1), zero = builder.getIndexAttr(0);
+    OpFoldResult last = back ? foldIndex(loc, '-', dim, one) : dim;
+    auto bound = [&](OpFoldResult b, OpFoldResult low) -> OpFoldResult {
       std::optional<int64_t> c = getConstantIntValue(b);
       if (c && *c >= INT_MAX)
-        return dim;
+        return last;
+      if (c && *c <= -INT_MAX)
+        return low;
       if (c && *c < 0)
-        return foldIndex(loc, '>', builder.getIndexAttr(0),
-                         foldIndex(loc, '+', dim, b));
-      return foldIndex(loc, '<', b, dim);
+        b = foldIndex(loc, '+', dim, b);
+      return foldIndex(loc, '>', low, foldIndex(loc, '<', b, last));
     };
-    OpFoldResult start = bound(starts->elems[i]), end = bound(ends->elems[i]);
-    // ceil((end - start) / step), at least 0.
+    OpFoldResult start = bound(starts->elems[i], zero);
+    OpFoldResult end =
+        bound(ends->elems[i], back ? builder.getIndexAttr(-1) : zero);
+    // ceil(|end - start| / stride), at least 0.
     OpFoldResult count = foldIndex(
-        loc, '>', builder.getIndexAttr(0),
+        loc, '>', zero,
         foldIndex(loc, '/',
-                  foldIndex(loc, '+', foldIndex(loc, '-', end, start),
-                            builder.getIndexAttr(step - 1)),
-                  builder.getIndexAttr(step)));
+                  foldIndex(loc, '+',
+                            back ? foldIndex(loc, '-', start, end)
+                                 : foldIndex(loc, '-', end, start),
+                            builder.getIndexAttr(stride - 1)),
+                  builder.getIndexAttr(stride)));
     offsets[*axis] = start;
     sizes[*axis] = count;
-    strides[*axis] = builder.getIndexAttr(step);
+    strides[*axis] = builder.getIndexAttr(stride);
+    if (back) {
+      // Read forwards from the last element (start, with nothing to read),
+      // then reversed.
+      offsets[*axis] = foldIndex(
+          loc, '-', start,
+          foldIndex(loc, '*', builder.getIndexAttr(stride),
+                    foldIndex(loc, '>', zero, foldIndex(loc, '-', count, one))));
+      reversed.push_back(*axis);
+    }
   }
   if (!x) {
     std::optional<int64_t> o = getConstantIntValue(offsets[0]),
