@@ -280,6 +280,9 @@ private:
   bool isInitializer(const std::string &name) {
     return model.initializers().count(name) != 0;
   }
+  /// The 3-D initializer whose slice `e` has the bytes of the 2-D
+  /// initializer `slice` (an exporter's folded Gather), if any.
+  std::optional<std::string> stackHolding(const std::string &slice, int64_t e);
   /// Records `block` as found but not raised, for `why`; returns false.
   bool notRaisedBlock(ONNXMoEBlock &block, const std::string &why);
   /// The node producing `name` and the output index, or null.

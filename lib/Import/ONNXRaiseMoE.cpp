@@ -33,6 +33,7 @@
 #include "llvm/Support/FormatVariadic.h"
 
 #include <array>
+#include <cstring>
 #include <map>
 
 using namespace mlir;
@@ -67,6 +68,36 @@ const onnx::NodeProto *Importer::producerOf(const std::string &name,
   if (!n || n->op_type() != op || (output >= 0 && i != output))
     return nullptr;
   return n;
+}
+
+std::optional<std::string> Importer::stackHolding(const std::string &slice,
+                                                   int64_t e) {
+  auto it = model.initializers().find(slice);
+  if (it == model.initializers().end() || it->second.shape.size() != 2)
+    return std::nullopt;
+  llvm::Expected<llvm::ArrayRef<uint8_t>> bytes =
+      model.initializerBytes(slice);
+  if (!bytes) {
+    llvm::consumeError(bytes.takeError());
+    return std::nullopt;
+  }
+  for (const auto &[name, init] : model.initializers()) {
+    if (init.shape.size() != 3 || init.dataType != it->second.dataType ||
+        init.shape[1] != it->second.shape[0] ||
+        init.shape[2] != it->second.shape[1] || e < 0 || e >= init.shape[0])
+      continue;
+    llvm::Expected<llvm::ArrayRef<uint8_t>> all =
+        model.initializerBytes(name);
+    if (!all) {
+      llvm::consumeError(all.takeError());
+      continue;
+    }
+    size_t size = bytes->size();
+    if (all->size() == size * init.shape[0] &&
+        std::memcmp(all->data() + size * e, bytes->data(), size) == 0)
+      return name.str();
+  }
+  return std::nullopt;
 }
 
 bool Importer::notRaisedBlock(ONNXMoEBlock &block, const std::string &why) {
@@ -948,6 +979,7 @@ bool Importer::raiseUnrolledMoE(const onnx::NodeProto &node) {
     std::string weight; ///< the stack or the 2-D initializer
     std::string index;  ///< the stack's gather index (empty for 2-D)
     bool inOut = false; ///< a 2-D initializer stored [in, out]
+    int64_t folded = -1; ///< a 2-D copy of slice `folded` of the stack
   };
   auto projection = [&](const std::string &name) -> std::optional<Projection> {
     auto [mm, _] = producer(name);
@@ -1067,12 +1099,14 @@ bool Importer::raiseUnrolledMoE(const onnx::NodeProto &node) {
   // export has one per expert.
   llvm::SmallVector<int64_t> experts;
   std::map<int64_t, std::array<std::string, 3>> perExpert;
-  // The weights of the first step (gate or gate/up, up, down), which every
-  // step must share when they are stacks.
-  std::array<std::string, 3> stackNames;
+  // Per role (gate or gate/up, up, down), from the first step: whether it
+  // is a stack gathered at each expert (named names0) or 2-D initializers,
+  // and their layout.
+  std::array<std::string, 3> names0;
+  std::array<bool, 3> roleStack = {false, false, false};
+  std::array<bool, 3> roleInOut = {false, false, false};
   bool separate = false;
   int64_t splitCount = -1;
-  std::optional<bool> inOut;
   for (const AccumulateStep &step : steps) {
     std::string tokens =
         stripped(step.tokens, {"Expand", "Unsqueeze", "Reshape", "Cast"});
@@ -1138,27 +1172,51 @@ bool Importer::raiseUnrolledMoE(const onnx::NodeProto &node) {
     if (!down || !gateUp)
       return notRaised("an index_add_ step does not add down(SiLU(gate) * "
                        "up) of expert weights times a routing weight");
-    // Every weight of the step: stacks gathered at the mask's expert, or
-    // 2-D initializers of one layout.
-    llvm::SmallVector<const Projection *, 3> projections = {&*gateUp, &*down};
-    if (up)
-      projections.insert(projections.begin() + 1, &*up);
-    bool stacks = !down->index.empty();
+    // Each weight of the step: its stack gathered at the mask's expert, or
+    // a 2-D initializer (each role keeps one form and layout over steps).
+    std::array<Projection *, 3> roles = {&*gateUp, up ? &*up : nullptr,
+                                         &*down};
     bool consistent = true;
-    for (const Projection *p : projections) {
-      consistent &= p->index.empty() != stacks;
-      if (stacks)
-        consistent &= expertIndex(p->index, count) == e;
+    for (int r = 0; r < 3; ++r) {
+      Projection *p = roles[r];
+      if (!p)
+        continue;
+      // Exporters' optimizers fold some Gather(stack, e) into 2-D copies
+      // (onnxscript does): where the role is a stack, such a copy is read
+      // as the stack whose slice e holds the same bytes.
+      if (p->index.empty() && !p->inOut && roleStack[r] &&
+          stackHolding(p->weight, *e) == names0[r]) {
+        p->weight = names0[r];
+        p->folded = *e;
+      }
+      bool isStack = !p->index.empty() || p->folded >= 0;
+      // The first steps' 2-D weights may be the folded copies of the stack
+      // this one reads.
+      if (isStack && !experts.empty() && !roleStack[r] && !roleInOut[r] &&
+          llvm::all_of(perExpert, [&](auto &entry) {
+            return stackHolding(entry.second[r], entry.first) == p->weight;
+          })) {
+        roleStack[r] = true;
+        names0[r] = p->weight;
+      }
+      if (experts.empty()) {
+        roleStack[r] = isStack;
+        roleInOut[r] = p->inOut;
+        names0[r] = p->weight;
+      }
+      consistent &= isStack == roleStack[r];
+      if (isStack)
+        consistent &= p->weight == names0[r] &&
+                      (p->folded == *e || expertIndex(p->index, count) == e);
       else
-        consistent &= p->inOut == inOut.value_or(down->inOut);
+        consistent &= p->inOut == roleInOut[r];
+      for (int q = 0; q < r; ++q)
+        consistent &= !roles[q] || roles[q]->weight != p->weight;
     }
-    for (size_t i = 0; i < projections.size(); ++i)
-      for (size_t j = i + 1; j < projections.size(); ++j)
-        consistent &= projections[i]->weight != projections[j]->weight;
     if (!consistent)
       return notRaised("an expert's weights are not its mask's expert's "
-                       "slices of distinct stacks, or distinct 2-D "
-                       "initializers of one layout");
+                       "slices of the stacks the other experts read, or "
+                       "distinct 2-D initializers of one layout");
     std::string rowTokens, upTokens;
     std::string x = gatheredRows(gateUp->input, rowTokens);
     if (x.empty() || rowTokens != tokens ||
@@ -1174,24 +1232,21 @@ bool Importer::raiseUnrolledMoE(const onnx::NodeProto &node) {
       m.gateUp = gateUp->weight;
       m.down = down->weight;
       separate = up.has_value();
-      if (!stacks)
-        inOut = down->inOut;
-      stackNames = names;
     } else if (x != m.x || (glu && glu->second != m.gateFirst) ||
-               separate != up.has_value() || weights != m.weights ||
-               (stacks && names != stackNames)) {
+               separate != up.has_value() || weights != m.weights) {
       return notRaised("the per-expert subgraphs do not share one token "
-                       "set, routing weights and weight stacks");
+                       "set and routing weights");
     }
-    if (!stacks && !perExpert.emplace(*e, names).second)
+    if (!perExpert.emplace(*e, names).second)
       return notRaised(llvm::formatv("expert {0} has two subgraphs", *e));
     experts.push_back(*e);
   }
-  // The number of experts: the stack's, or the mask's one_hot depth.
+  // The number of experts: a stack's, or the mask's one_hot depth.
   int64_t numExperts = -1;
-  if (perExpert.empty()) {
-    Value gu = lookup(m.gateUp);
-    numExperts = gu ? cast<RankedTensorType>(gu.getType()).getDimSize(0) : -1;
+  if (llvm::is_contained(roleStack, true)) {
+    int r = llvm::find(roleStack, true) - roleStack.begin();
+    Value w = lookup(names0[r]);
+    numExperts = w ? cast<RankedTensorType>(w.getType()).getDimSize(0) : -1;
   } else {
     Value scores = lookup(m.topk->input(0));
     auto st = scores ? dyn_cast<RankedTensorType>(scores.getType()) : nullptr;
@@ -1214,8 +1269,8 @@ bool Importer::raiseUnrolledMoE(const onnx::NodeProto &node) {
   // initializers stacked in expert order (and transposed if [in, out]).
   Location loc = locOf(node);
   auto stack = [&](int which) -> Value {
-    if (perExpert.empty())
-      return lookup(stackNames[which]);
+    if (roleStack[which])
+      return lookup(names0[which]);
     std::vector<llvm::StringRef> names;
     for (auto &[e, perWeight] : perExpert)
       names.push_back(perWeight[which]);
@@ -1231,7 +1286,7 @@ bool Importer::raiseUnrolledMoE(const onnx::NodeProto &node) {
         RankedTensorType::get({numExperts, t.getDimSize(0), t.getDimSize(1)},
                               t.getElementType()),
         builder.getStrArrayAttr(names));
-    if (!*inOut)
+    if (!roleInOut[which])
       return stacked;
     Value init = tensor::EmptyOp::create(
         builder, loc,
