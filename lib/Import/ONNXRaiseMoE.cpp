@@ -887,8 +887,9 @@ bool Importer::raiseUnrolledMoE(const onnx::NodeProto &node) {
     if (r->op_type() == "Add" && r->input_size() == 2)
       for (const std::string &in : r->input())
         if (auto [s, _] = producer(in);
-            s && llvm::is_contained({"ScatterND", "ScatterElements"},
-                                    s->op_type()))
+            in != node.output(0) && s &&
+            llvm::is_contained({"ScatterND", "ScatterElements"},
+                               s->op_type()))
           return false;
   }
   llvm::SmallVector<AccumulateStep> steps = {*last};
