@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/Runtime/moert.h"
+#include "moe/Support/Checksum.h"
 #include "model_impl.h"
 
 #include <cctype>
@@ -35,14 +36,8 @@ moert_status moert::fail(moert_status_code code, const std::string &message) {
 }
 
 extern "C" uint64_t moert_fingerprint(const void *data, uint64_t size) {
-  // FNV-1a, 64 bit: the same function moec uses when writing the manifest.
-  const unsigned char *p = static_cast<const unsigned char *>(data);
-  uint64_t h = 1469598103934665603ull;
-  for (uint64_t i = 0; i < size; ++i) {
-    h ^= p[i];
-    h *= 1099511628211ull;
-  }
-  return h;
+  // The function moec uses when writing the manifest.
+  return moe::checksum(data, size);
 }
 
 namespace {
@@ -110,18 +105,28 @@ moert_status parseManifest(moert_model model, const std::string &bytes,
   const std::string &path = model->path;
   std::istringstream in(bytes);
   std::string line;
-  if (!std::getline(in, line) || line != "moec-artifact\t1")
+  if (!std::getline(in, line) || line.rfind("moec-artifact\t", 0) != 0)
+    return fail(MOERT_FORMAT_ERROR, path + ": not a moec artifact");
+  if (line != "moec-artifact\t2")
     return fail(MOERT_FORMAT_ERROR,
-                path + ": not a moec artifact (or a version this runtime "
-                       "does not read)");
-  bool ended = false;
+                path + ": artifact format " + line.substr(14) +
+                    ", but this runtime reads format 2; recompile the model "
+                    "with this moec");
+  bool ended = false, checked = false;
   int lineNo = 1;
+  size_t lineStart = line.size() + 1;
   while (std::getline(in, line)) {
     ++lineNo;
+    size_t start = lineStart;
+    lineStart += line.size() + 1;
     if (line == "end") {
       ended = true;
       break;
     }
+    if (checked)
+      return fail(MOERT_FORMAT_ERROR, path + ": manifest line " +
+                                          std::to_string(lineNo) +
+                                          ": entries after 'check'");
     std::vector<std::string> f = splitTabs(line);
     auto bad = [&](const char *what) {
       return fail(MOERT_FORMAT_ERROR, path + ": manifest line " +
@@ -171,6 +176,17 @@ moert_status parseManifest(moert_model model, const std::string &bytes,
       codeOffset = a;
       codeSize = b;
       codeFingerprint = std::strtoull(f[3].c_str(), nullptr, 16);
+    } else if (f[0] == "check" && f.size() == 2) {
+      // The checksum of every manifest byte before this line.
+      if (moe::checksum(bytes.data(), start) !=
+          std::strtoull(f[1].c_str(), nullptr, 16))
+        return fail(MOERT_FORMAT_ERROR,
+                    path + ": the manifest is corrupt or was edited "
+                           "(checksum mismatch); recompile with moec");
+      checked = true;
+    } else if (f[0] == "data" && f.size() == 2) {
+      model->dataChecksum = std::strtoull(f[1].c_str(), nullptr, 16);
+      model->hasDataChecksum = true;
     } else if ((f[0] == "config" && f.size() == 2) ||
                (f[0] == "signature" && f.size() == 3)) {
       // Recorded for people and tools; the runtime needs nothing from them.
@@ -203,6 +219,9 @@ moert_status parseManifest(moert_model model, const std::string &bytes,
   }
   if (!ended)
     return fail(MOERT_FORMAT_ERROR, path + ": truncated manifest (no 'end')");
+  if (!checked)
+    return fail(MOERT_FORMAT_ERROR,
+                path + ": the manifest has no checksum ('check')");
   bool complete = model->graph
                       ? codeSize && !model->outputs.empty() && !model->vocab &&
                             model->cacheRanks.empty()
@@ -261,6 +280,30 @@ moert_status mapShards(moert_model model) {
 moert_status bindWeights(moert_model model) {
   Clock::time_point start = Clock::now();
   bool reported = false;
+  // Embedded tensors must hash to what moec recorded: the checksum of the
+  // parts' checksums, in manifest order.
+  bool embedded = false;
+  for (const Shard &s : model->shards)
+    embedded |= s.path == "@self";
+  if (embedded != model->hasDataChecksum)
+    return fail(MOERT_FORMAT_ERROR,
+                model->path + ": embedded weights without a 'data' checksum, "
+                              "or one without embedded weights");
+  if (embedded) {
+    std::string sums;
+    for (const Weight &w : model->weights)
+      for (const WeightPart &p : w.parts) {
+        uint64_t sum = moe::checksum(
+            static_cast<char *>(model->shards[p.shard].base) + p.offset,
+            p.bytes);
+        for (int i = 0; i < 8; ++i)
+          sums.push_back(char(sum >> (8 * i)));
+      }
+    if (moe::checksum(sums.data(), sums.size()) != model->dataChecksum)
+      return fail(MOERT_FORMAT_ERROR,
+                  model->path + ": the embedded weights are corrupt "
+                                "(checksum mismatch)");
+  }
   for (size_t i = 0; i < model->weights.size(); ++i) {
     const Weight &w = model->weights[i];
     void *address;

@@ -82,6 +82,9 @@ struct moert_model_s {
   std::vector<int64_t> cacheRanks;
   std::vector<moert::Shard> shards;
   std::vector<moert::Weight> weights;
+  /// The manifest's 'data' line: the checksum of the embedded tensors.
+  uint64_t dataChecksum = 0;
+  bool hasDataChecksum = false;
   std::vector<void *> gathered;
   void *library = nullptr;
   int memfd = -1;

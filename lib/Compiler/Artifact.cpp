@@ -11,6 +11,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/Compiler/Artifact.h"
+#include "moe/Compiler/OutputFile.h"
+#include "moe/Support/Checksum.h"
 
 #include "moe/Dialect/MoE/Transforms/Passes.h"
 #include "moe/Import/SafeTensors.h"
@@ -47,12 +49,7 @@ llvm::Error makeError(const llvm::Twine &message) {
 }
 
 uint64_t fingerprint(llvm::StringRef bytes) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
+  return ::moe::checksum(bytes.data(), bytes.size());
 }
 
 /// Replaces the external weight global `name` by a pointer slot
@@ -326,8 +323,21 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
   // 64-byte aligned, each distinct tensor once.
   auto alignTo64 = [](uint64_t x) { return (x + 63) & ~uint64_t(63); };
   std::map<const uint8_t *, uint64_t> embeddedAt;
+  // Embedded tensors: the checksum of their checksums, in the order of the
+  // weight lines (the runtime recomputes it from the artifact at load).
+  uint64_t dataSum = 0;
+  if (embed) {
+    std::string sums;
+    for (auto &[symbol, parts] : weights)
+      for (const Part &part : parts) {
+        uint64_t sum = ::moe::checksum(part.bytes.data(), part.bytes.size());
+        for (int i = 0; i < 8; ++i)
+          sums.push_back(char(sum >> (8 * i)));
+      }
+    dataSum = fingerprint(sums);
+  }
   auto render = [&](uint64_t base, uint64_t &total) -> std::string {
-    std::string text = "moec-artifact\t1\n";
+    std::string text = "moec-artifact\t2\n";
     llvm::raw_string_ostream os(text);
     if (graph) {
       os << "kind\tgraph\n"
@@ -376,8 +386,13 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
       }
       os << "\n";
     }
+    if (embed)
+      os << "data\t" << llvm::utohexstr(dataSum, true) << "\n";
     os << "code\t" << base << "\t" << code.size() << "\t"
-       << llvm::utohexstr(fingerprint(code), true) << "\nend\n";
+       << llvm::utohexstr(fingerprint(code), true) << "\n";
+    // Last, the checksum of everything above.
+    uint64_t manifestSum = fingerprint(text);
+    os << "check\t" << llvm::utohexstr(manifestSum, true) << "\nend\n";
     return text;
   };
   // Offsets change the manifest's length only through their digits: render
@@ -394,34 +409,29 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
   }
   head.resize(base, '\n');
 
-  std::error_code ec;
-  llvm::ToolOutputFile out(outputPath, ec, llvm::sys::fs::OF_None);
-  if (ec)
-    return makeError(outputPath + ": cannot write: " + ec.message());
-  out.os() << head << code;
-  uint64_t written = base + code.size();
-  if (embed) {
-    // Tensors in manifest order, each at its recorded offset.
-    std::vector<std::pair<uint64_t, Part>> order;
-    for (auto &[symbol, parts] : weights)
-      for (const Part &part : parts)
-        order.push_back({embeddedAt[part.bytes.data()], part});
-    llvm::sort(order, [](const auto &a, const auto &b) { return a.first < b.first; });
-    for (auto &[offset, part] : order) {
-      if (offset < written)
-        continue; // Referenced twice; already written.
-      out.os().write_zeros(offset - written);
-      out.os().write(reinterpret_cast<const char *>(part.bytes.data()),
+  return writeOutputAtomically(
+      outputPath, [&](llvm::raw_pwrite_stream &os) -> llvm::Error {
+        os << head << code;
+        uint64_t written = base + code.size();
+        if (embed) {
+          // Tensors in manifest order, each at its recorded offset.
+          std::vector<std::pair<uint64_t, Part>> order;
+          for (auto &[symbol, parts] : weights)
+            for (const Part &part : parts)
+              order.push_back({embeddedAt[part.bytes.data()], part});
+          llvm::sort(order, [](const auto &a, const auto &b) {
+            return a.first < b.first;
+          });
+          for (auto &[offset, part] : order) {
+            if (offset < written)
+              continue; // Referenced twice; already written.
+            os.write_zeros(offset - written);
+            os.write(reinterpret_cast<const char *>(part.bytes.data()),
                      part.bytes.size());
-      written = offset + part.bytes.size();
-    }
-    out.os().write_zeros(total - written);
-  }
-  out.os().flush();
-  if (out.os().has_error()) {
-    out.os().clear_error();
-    return makeError(outputPath + ": write failed");
-  }
-  out.keep();
-  return llvm::Error::success();
+            written = offset + part.bytes.size();
+          }
+          os.write_zeros(total - written);
+        }
+        return llvm::Error::success();
+      });
 }

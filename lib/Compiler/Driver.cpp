@@ -1,6 +1,7 @@
 //===- Driver.cpp - The moec compiler driver ------------------------------===//
 
 #include "moe/Compiler/Driver.h"
+#include "moe/Compiler/OutputFile.h"
 #include "moe/Compiler/Artifact.h"
 #include "moe/Import/SafeTensors.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -586,23 +587,16 @@ int mlir::moe::moecMain(int argc, char **argv) {
     return 0;
   }
 
-  // Open the output only now, and keep it only once fully written, so that a
-  // failed run never leaves a partial file behind.
-  std::unique_ptr<llvm::ToolOutputFile> out =
-      openOutputFile(options.output, &errorMessage);
-  if (!out) {
-    llvm::errs() << "moec: error: " << errorMessage << "\n";
+  // Written only now, and atomically, so that a failed or interrupted run
+  // never leaves a partial file behind.
+  if (llvm::Error err = writeOutputAtomically(
+          options.output, [&](llvm::raw_pwrite_stream &os) {
+            module->print(os);
+            os << "\n";
+            return llvm::Error::success();
+          })) {
+    llvm::errs() << "moec: error: " << llvm::toString(std::move(err)) << "\n";
     return 1;
   }
-  module->print(out->os());
-  out->os() << "\n";
-  out->os().flush();
-  if (out->os().has_error()) {
-    llvm::errs() << "moec: error: writing " << options.output << ": "
-                 << out->os().error().message() << "\n";
-    out->os().clear_error();
-    return 1;
-  }
-  out->keep();
   return 0;
 }

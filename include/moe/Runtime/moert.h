@@ -156,8 +156,8 @@ moert_status moert_graph_run(moert_model model, const moert_tensor *inputs,
 /* Frees a buffer moert_graph_run allocated and clears `tensor->data`. */
 void moert_tensor_release(moert_tensor *tensor);
 
-/* The fingerprint (FNV-1a, 64 bit) the manifest records for shard headers
- * and the code section. */
+/* The checksum the manifest records for itself, shard headers, the code
+ * section and embedded weights (moe/Support/Checksum.h). */
 uint64_t moert_fingerprint(const void *data, uint64_t size);
 
 /*===----------------------------------------------------------------------===
