@@ -21,16 +21,24 @@
 #include <string>
 #include <unordered_map>
 
+// The driver's opaque handle types, at global scope as cuda.h declares them,
+// so that entry points typed with them match the driver's (and the test
+// stub's) own declarations, down to UBSan's function type check.
+struct CUctx_st;
+struct CUmod_st;
+struct CUfunc_st;
+struct CUstream_st;
+
 namespace moert::cuda {
 
 // The driver API's types, as cuda.h declares them (ABI-stable).
 using CUresult = int;
 using CUdevice = int;
 using CUdeviceptr = unsigned long long;
-using CUcontext = struct CUctx_st *;
-using CUmodule = struct CUmod_st *;
-using CUfunction = struct CUfunc_st *;
-using CUstream = struct CUstream_st *;
+using CUcontext = ::CUctx_st *;
+using CUmodule = ::CUmod_st *;
+using CUfunction = ::CUfunc_st *;
+using CUstream = ::CUstream_st *;
 
 constexpr CUresult CUDA_SUCCESS = 0;
 constexpr CUresult CUDA_ERROR_OUT_OF_MEMORY = 2;

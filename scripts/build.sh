@@ -15,12 +15,19 @@ if [ ! -f "$build/build.ninja" ]; then
   linker=()
   case "$cxx" in *clang*) linker=(-DLLVM_USE_LINKER=lld) ;; esac
   cmake -G Ninja -S "$root" -B "$build" \
-    -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_BUILD_TYPE=Release -DMOE_SANITIZE="${MOE_SANITIZE:-OFF}" \
     -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" "${linker[@]}" \
     -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
     -DMLIR_DIR="$(llvm-config-22 --prefix)/lib/cmake/mlir" \
     -DLLVM_EXTERNAL_LIT="$(command -v lit-22 || echo "$(llvm-config-22 --bindir)/lit")" \
     >"$build.configure.log" 2>&1 || { cat "$build.configure.log" >&2; exit 1; }
+fi
+# A folder configured before keeps its settings, except MOE_SANITIZE when
+# asked for explicitly and different.
+if [ -n "${MOE_SANITIZE:-}" ] &&
+   ! grep -q "^MOE_SANITIZE:BOOL=${MOE_SANITIZE}\$" "$build/CMakeCache.txt"; then
+  cmake -DMOE_SANITIZE="$MOE_SANITIZE" "$build" >"$build.configure.log" 2>&1 ||
+    { cat "$build.configure.log" >&2; exit 1; }
 fi
 # -j2 suits the 2-core machines we build on; each MLIR TU needs ~0.5 GB.
 cmake --build "$build" -- -j"${MOE_JOBS:-2}"

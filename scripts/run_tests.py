@@ -88,6 +88,17 @@ def main():
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
 
+    # A sanitizer build (MOE_SANITIZE=ON): any report fails its test.
+    # allow_user_poisoning=0: LLVM's headers poison their allocators' memory
+    # when they see ASan, but Debian's libMLIR (not instrumented) reuses it,
+    # which ASan would take for use-after-poison in MLIR's own code.
+    cache = os.path.join(args.build_dir, "CMakeCache.txt")
+    if os.path.exists(cache) and "MOE_SANITIZE:BOOL=ON" in open(cache).read():
+        os.environ.setdefault("ASAN_OPTIONS",
+                              "allow_user_poisoning=0:detect_leaks=1:"
+                              "strict_string_checks=1:detect_stack_use_after_return=1")
+        os.environ.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+
     with tempfile.TemporaryDirectory() as tmp:
         counts = [run_lit(args, tmp), run_ctest(args, tmp)]
     if any(c is None for c in counts):

@@ -149,8 +149,15 @@ struct LowerEmbedding : OpRewritePattern<EmbeddingOp> {
     MLIRContext *ctx = rewriter.getContext();
     auto outMap = AffineMap::getMultiDimIdentityMap(rank, ctx);
     auto idsMap = outMap.getMajorSubMap(rank - 1);
-    int64_t vocab = op.getTable().getType().getDimSize(0);
     Value table = op.getTable();
+    // The last row: static, or the table's run-time size minus one.
+    Value lastRow =
+        op.getTable().getType().isDynamicDim(0)
+            ? Value(arith::SubIOp::create(
+                  rewriter, loc, tensor::DimOp::create(rewriter, loc, table, 0),
+                  arith::ConstantIndexOp::create(rewriter, loc, 1)))
+            : Value(arith::ConstantIndexOp::create(
+                  rewriter, loc, op.getTable().getType().getDimSize(0) - 1));
     auto generic = linalg::GenericOp::create(
         rewriter, loc, TypeRange{resultType}, ValueRange{op.getIds()},
         ValueRange{init}, llvm::ArrayRef<AffineMap>{idsMap, outMap},
@@ -161,7 +168,7 @@ struct LowerEmbedding : OpRewritePattern<EmbeddingOp> {
           // Out-of-range ids are clamped so that no read leaves the table.
           Value id = s.toIndex(args[0]);
           id = arith::MaxSIOp::create(nb, nl, id, s.index(0));
-          id = arith::MinSIOp::create(nb, nl, id, s.index(vocab - 1));
+          id = arith::MinSIOp::create(nb, nl, id, lastRow);
           Value h = linalg::IndexOp::create(nb, nl, rank - 1);
           linalg::YieldOp::create(nb, nl, s.extract(table, {id, h}));
         });

@@ -53,7 +53,9 @@ inline std::optional<Npy> readNpy(const std::string &path) {
     return std::nullopt;
   Npy out;
   int64_t count = 1;
-  for (llvm::StringRef dim : llvm::split(llvm::StringRef(m[1].str()), ',')) {
+  // The shape text must outlive the split's StringRefs.
+  std::string dims = m[1].str();
+  for (llvm::StringRef dim : llvm::split(llvm::StringRef(dims), ',')) {
     dim = dim.trim();
     if (dim.empty())
       continue;

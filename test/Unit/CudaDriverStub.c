@@ -17,6 +17,11 @@
 
 typedef int CUresult;
 typedef unsigned long long CUdeviceptr;
+/* The opaque handles, declared as cuda.h (and runtime/cuda.h) do. */
+typedef struct CUctx_st *CUcontext;
+typedef struct CUmod_st *CUmodule;
+typedef struct CUfunc_st *CUfunction;
+typedef struct CUstream_st *CUstream;
 
 enum {
   SUCCESS = 0,
@@ -81,17 +86,17 @@ CUresult cuDeviceTotalMem_v2(size_t *bytes, int device) {
   *bytes = (size_t)env("MOERT_STUB_MEMORY", 1L << 30);
   return SUCCESS;
 }
-CUresult cuDevicePrimaryCtxRetain(void **context, int device) {
+CUresult cuDevicePrimaryCtxRetain(CUcontext *context, int device) {
   (void)device;
   static int token;
-  *context = &token;
+  *context = (CUcontext)&token;
   return SUCCESS;
 }
 CUresult cuDevicePrimaryCtxRelease_v2(int device) {
   (void)device;
   return SUCCESS;
 }
-CUresult cuCtxSetCurrent(void *context) {
+CUresult cuCtxSetCurrent(CUcontext context) {
   (void)context;
   return SUCCESS;
 }
@@ -127,27 +132,27 @@ CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes) {
   memcpy(dst, (const void *)(uintptr_t)src, bytes);
   return SUCCESS;
 }
-CUresult cuStreamCreate(void **stream, unsigned flags) {
+CUresult cuStreamCreate(CUstream *stream, unsigned flags) {
   (void)flags;
   static int token;
-  *stream = &token;
+  *stream = (CUstream)&token;
   return SUCCESS;
 }
-CUresult cuStreamDestroy_v2(void *stream) {
+CUresult cuStreamDestroy_v2(CUstream stream) {
   (void)stream;
   return SUCCESS;
 }
-CUresult cuStreamSynchronize(void *stream) {
+CUresult cuStreamSynchronize(CUstream stream) {
   (void)stream;
   return SUCCESS;
 }
-CUresult cuModuleLoadDataEx(void **module, const void *image, unsigned count,
+CUresult cuModuleLoadDataEx(CUmodule *module, const void *image, unsigned count,
                             int *options, void **values) {
   (void)image;
   const char *log = getenv("MOERT_STUB_JIT_LOG");
   if (!log) {
     static int token;
-    *module = &token;
+    *module = (CUmodule)&token;
     return SUCCESS;
   }
   char *buffer = NULL;
@@ -164,14 +169,15 @@ CUresult cuModuleLoadDataEx(void **module, const void *image, unsigned count,
   }
   return INVALID_PTX;
 }
-CUresult cuModuleUnload(void *module) {
+CUresult cuModuleUnload(CUmodule module) {
   (void)module;
   return SUCCESS;
 }
-CUresult cuModuleGetFunction(void **function, void *module, const char *name) {
+CUresult cuModuleGetFunction(CUfunction *function, CUmodule module,
+                             const char *name) {
   (void)module;
   (void)name;
   static int token;
-  *function = &token;
+  *function = (CUfunction)&token;
   return SUCCESS;
 }

@@ -75,13 +75,28 @@ func.func @experts(%x: tensor<?x8xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf3
 
 // Embedding ids are clamped to the table, so no read leaves it.
 // CHECK-LABEL: func.func @embedding
+// CHECK: %[[LAST:.+]] = arith.constant 15 : index
 // CHECK: linalg.generic
 // CHECK: arith.maxsi
-// CHECK: arith.minsi
+// CHECK: arith.minsi %{{.+}}, %[[LAST]]
 // CHECK: tensor.extract
 func.func @embedding(%t: tensor<16x8xf32>, %ids: tensor<1x?xi32>) -> tensor<1x?x8xf32> {
   %h = moe.embedding %t[%ids] : tensor<16x8xf32>, tensor<1x?xi32> -> tensor<1x?x8xf32>
   return %h : tensor<1x?x8xf32>
+}
+
+// -----
+
+// A table of run-time rows (an ONNX Gather of a computed tensor) clamps to
+// its size minus one.
+// CHECK-LABEL: func.func @embedding_dynamic_table
+// CHECK: %[[ROWS:.+]] = tensor.dim %arg0, %c0
+// CHECK: %[[LAST:.+]] = arith.subi %[[ROWS]], %c1
+// CHECK: linalg.generic
+// CHECK: arith.minsi %{{.+}}, %[[LAST]]
+func.func @embedding_dynamic_table(%t: tensor<?x8xf32>, %ids: tensor<3xi64>) -> tensor<3x8xf32> {
+  %h = moe.embedding %t[%ids] : tensor<?x8xf32>, tensor<3xi64> -> tensor<3x8xf32>
+  return %h : tensor<3x8xf32>
 }
 
 // -----
