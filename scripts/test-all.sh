@@ -8,7 +8,6 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${MOE_BUILD_DIR:-$root/build}
-lit="$(command -v lit-22 || echo "$(llvm-config-22 --bindir)/lit")"
 
 passed=0 failed=0 skipped=0
 # Runs the suite of build folder $1 (built first, with MOE_SANITIZE=$2) and
@@ -21,6 +20,9 @@ suite() {
     failed=$((failed + 1))
     return
   fi
+  # Found only now: the first build installs LLVM on a fresh machine.
+  local lit
+  lit="$(command -v lit-22 || echo "$(llvm-config-22 --bindir)/lit")"
   log=$(mktemp)
   python3 "$root/scripts/run_tests.py" --build-dir "$dir" --lit "$lit" | tee "$log"
   summary=$(tail -n 1 "$log")

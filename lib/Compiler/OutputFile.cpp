@@ -14,6 +14,27 @@ Error mlir::moe::writeOutputAtomically(
     outs().flush();
     return Error::success();
   }
+  // Devices, pipes and the like (/dev/null, /dev/stdout) are written in
+  // place: a rename would replace the device node by a regular file.
+  sys::fs::file_status status;
+  if (!sys::fs::status(path, status) && sys::fs::exists(status) &&
+      status.type() != sys::fs::file_type::regular_file) {
+    std::error_code ec;
+    raw_fd_ostream os(path, ec, sys::fs::OF_None);
+    if (ec)
+      return createStringError(inconvertibleErrorCode(),
+                               path + ": cannot write: " + ec.message());
+    if (Error err = write(os))
+      return err;
+    os.flush();
+    if (os.has_error()) {
+      std::string why = os.error().message();
+      os.clear_error();
+      return createStringError(inconvertibleErrorCode(),
+                               path + ": write failed: " + why);
+    }
+    return Error::success();
+  }
   // Beside the destination, so that the rename stays on one file system;
   // TempFile removes it on a fatal signal (SIGINT, SIGTERM, crashes).
   Expected<sys::fs::TempFile> temp = sys::fs::TempFile::create(

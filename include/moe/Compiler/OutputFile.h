@@ -19,7 +19,8 @@ namespace mlir::moe {
 
 /// Writes `path` through `write`: to `path`.tmp-XXXXXXXX (removed on error
 /// and on a fatal signal), renamed to `path` on success. "-" writes to
-/// standard output directly.
+/// standard output, and an existing `path` that is not a regular file (a
+/// device such as /dev/null, a pipe) is written in place.
 llvm::Error
 writeOutputAtomically(llvm::StringRef path,
                       llvm::function_ref<llvm::Error(llvm::raw_pwrite_stream &)>
