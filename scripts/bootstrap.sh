@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building and testing moec needs on Debian 12 (bookworm):
-# LLVM/MLIR 22 (from bookworm-security), clang/lld 22, Protobuf, ONNX,
-# GoogleTest, CMake, Ninja, ccache. Idempotent; prints nothing when all is
+# LLVM/MLIR 22 (from bookworm-security), clang/lld 22 and their sanitizer
+# runtimes (the ASan/UBSan test run), Protobuf, ONNX, GoogleTest, CMake,
+# Ninja, ccache. Idempotent; prints nothing when all is
 # already there, and the apt log only if something fails.
 set -euo pipefail
 
 packages=(
   cmake ninja-build ccache python3 g++
-  clang-22 lld-22 llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools
+  clang-22 lld-22 libclang-rt-22-dev llvm-22-dev llvm-22-tools libmlir-22-dev
+  mlir-22-tools
   libprotobuf-dev protobuf-compiler libonnx-dev
   libgtest-dev
 )
