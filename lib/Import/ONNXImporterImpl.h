@@ -249,6 +249,10 @@ private:
                        ONNXMoEBlock &block);
   /// A per-(token, slot) routing factor followed back to the [T, k] weights.
   std::string routingWeightsOf(const std::string &factor);
+  /// The (gate, up) of the product SiLU(gate) * up that `name` is, if it is
+  /// one (SiLU written as g * Sigmoid(g)).
+  std::optional<std::pair<std::string, std::string>>
+  matchSiLUProduct(const std::string &name);
   /// The gated product SiLU(h[gate half]) * h[up half] that `name` is, if it
   /// is one: h's name, with which half is the gate.
   std::optional<std::pair<std::string, bool>>
@@ -283,6 +287,10 @@ private:
   /// The 3-D initializer whose slice `e` has the bytes of the 2-D
   /// initializer `slice` (an exporter's folded Gather), if any.
   std::optional<std::string> stackHolding(const std::string &slice, int64_t e);
+  /// Whether `name` is a float tensor of zeros: ConstantOfShape's fill, a
+  /// splat constant or a small all-zero initializer, maybe broadcast by
+  /// Expand.
+  bool isZeroTensor(std::string name);
   /// Records `block` as found but not raised, for `why`; returns false.
   bool notRaisedBlock(ONNXMoEBlock &block, const std::string &why);
   /// The node producing `name` and the output index, or null.

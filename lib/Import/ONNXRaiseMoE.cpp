@@ -100,6 +100,27 @@ std::optional<std::string> Importer::stackHolding(const std::string &slice,
   return std::nullopt;
 }
 
+bool Importer::isZeroTensor(std::string name) {
+  for (auto [n, _] = producer(name); n && n->op_type() == "Expand";
+       std::tie(n, _) = producer(name))
+    name = n->input(0);
+  auto init = model.initializers().find(name);
+  if (init != model.initializers().end())
+    return init->second.inlineData && init->second.byteSize <= 64 &&
+           llvm::all_of(llvm::ArrayRef(static_cast<const uint8_t *>(
+                                           init->second.inlineData),
+                                       init->second.byteSize),
+                        [](uint8_t b) { return b == 0; });
+  Value v = lookup(name);
+  if (auto fill = v ? v.getDefiningOp<linalg::FillOp>() : nullptr)
+    v = fill.getInputs()[0];
+  auto c = v ? v.getDefiningOp<arith::ConstantOp>() : nullptr;
+  if (auto f = c ? dyn_cast<FloatAttr>(c.getValue()) : nullptr)
+    return f.getValue().isZero();
+  auto dense = c ? dyn_cast<DenseFPElementsAttr>(c.getValue()) : nullptr;
+  return dense && dense.isSplat() && dense.getSplatValue<APFloat>().isZero();
+}
+
 bool Importer::notRaisedBlock(ONNXMoEBlock &block, const std::string &why) {
   block.reason = why;
   if (blocks)
@@ -107,28 +128,33 @@ bool Importer::notRaisedBlock(ONNXMoEBlock &block, const std::string &why) {
   return false;
 }
 
-std::optional<std::pair<std::string, bool>>
-Importer::matchSwiGLU(const std::string &name) {
+std::optional<std::pair<std::string, std::string>>
+Importer::matchSiLUProduct(const std::string &name) {
   auto [prodMul, _] = producer(name);
   if (!prodMul || prodMul->op_type() != "Mul" || prodMul->input_size() != 2)
     return std::nullopt;
-  // SiLU(g) = g * Sigmoid(g), times the other half.
-  std::string gateHalf, upHalf;
-  for (int i = 0; i < 2 && gateHalf.empty(); ++i) {
+  // SiLU(g) = g * Sigmoid(g), times the other factor.
+  for (int i = 0; i < 2; ++i) {
     auto [silu, s] = producer(prodMul->input(i));
-    if (!silu || silu->op_type() != "Mul")
+    if (!silu || silu->op_type() != "Mul" || silu->input_size() != 2)
       continue;
     for (int j = 0; j < 2; ++j) {
       auto [sig, t] = producer(silu->input(j));
       if (sig && sig->op_type() == "Sigmoid" &&
-          sig->input(0) == silu->input(1 - j)) {
-        gateHalf = silu->input(1 - j);
-        upHalf = prodMul->input(1 - i);
-      }
+          sig->input(0) == silu->input(1 - j))
+        return std::make_pair(silu->input(1 - j), prodMul->input(1 - i));
     }
   }
-  if (gateHalf.empty())
+  return std::nullopt;
+}
+
+std::optional<std::pair<std::string, bool>>
+Importer::matchSwiGLU(const std::string &name) {
+  std::optional<std::pair<std::string, std::string>> factors =
+      matchSiLUProduct(name);
+  if (!factors)
     return std::nullopt;
+  auto [gateHalf, upHalf] = *factors;
   // Both halves come from one projection h, by a two-way Split or by two
   // Slices of the last axis, [0, W/2) and [W/2, W).
   auto half = [&](const std::string &value, int &which) -> std::string {
@@ -828,28 +854,6 @@ Importer::readers(const std::string &name) {
 }
 
 bool Importer::raiseUnrolledMoE(const onnx::NodeProto &node) {
-  // A float tensor of zeros: ConstantOfShape's fill, a splat constant, or
-  // either (or a zero initializer) broadcast by Expand.
-  auto isZeros = [&](std::string name) {
-    for (auto [n, _] = producer(name); n && n->op_type() == "Expand";
-         std::tie(n, _) = producer(name))
-      name = n->input(0);
-    auto init = model.initializers().find(name);
-    if (init != model.initializers().end())
-      return init->second.inlineData && init->second.byteSize <= 64 &&
-             llvm::all_of(llvm::ArrayRef(static_cast<const uint8_t *>(
-                                             init->second.inlineData),
-                                         init->second.byteSize),
-                          [](uint8_t b) { return b == 0; });
-    Value v = lookup(name);
-    if (auto fill = v ? v.getDefiningOp<linalg::FillOp>() : nullptr)
-      v = fill.getInputs()[0];
-    auto c = v ? v.getDefiningOp<arith::ConstantOp>() : nullptr;
-    if (auto f = c ? dyn_cast<FloatAttr>(c.getValue()) : nullptr)
-      return f.getValue().isZero();
-    auto dense = c ? dyn_cast<DenseFPElementsAttr>(c.getValue()) : nullptr;
-    return dense && dense.isSplat() && dense.getSplatValue<APFloat>().isZero();
-  };
   // The step `n` is, if it is one.
   auto stepOf = [&](const onnx::NodeProto *n) -> std::optional<AccumulateStep> {
     if (!n || n->output_size() != 1)
@@ -865,7 +869,7 @@ bool Importer::raiseUnrolledMoE(const onnx::NodeProto &node) {
         auto [s, _] = producer(n->input(i));
         if (s && scatterRows(s) &&
             stringAttr(*s, "reduction", "none") == "none" &&
-            isZeros(s->input(0)))
+            isZeroTensor(s->input(0)))
           return AccumulateStep{n->input(1 - i), s->input(1), s->input(2)};
       }
       return std::nullopt;
@@ -899,7 +903,7 @@ bool Importer::raiseUnrolledMoE(const onnx::NodeProto &node) {
       break;
     steps.push_back(*prev);
   }
-  if (steps.size() < 2 || !isZeros(steps.back().acc))
+  if (steps.size() < 2 || !isZeroTensor(steps.back().acc))
     return false;
   std::reverse(steps.begin(), steps.end());
 
@@ -1151,25 +1155,15 @@ bool Importer::raiseUnrolledMoE(const onnx::NodeProto &node) {
     std::optional<Projection> gateUp =
         glu ? projection(throughViews(glu->first)) : std::nullopt;
     std::optional<Projection> up;
-    if (down && !gateUp) {
-      auto [prod, __] = producer(throughViews(down->input));
-      for (int i = 0; prod && prod->op_type() == "Mul" &&
-                      prod->input_size() == 2 && i < 2 && !up;
-           ++i) {
-        auto [silu, ___] = producer(prod->input(i));
-        for (int j = 0; silu && silu->op_type() == "Mul" && j < 2 && !up; ++j) {
-          auto [sig, ____] = producer(silu->input(j));
-          if (!sig || sig->op_type() != "Sigmoid" ||
-              sig->input(0) != silu->input(1 - j))
-            continue;
-          gateUp = projection(throughViews(silu->input(1 - j)));
-          up = gateUp ? projection(throughViews(prod->input(1 - i)))
-                      : std::nullopt;
-          if (!up)
-            gateUp.reset();
-        }
+    if (down && !gateUp)
+      if (std::optional<std::pair<std::string, std::string>> factors =
+              matchSiLUProduct(throughViews(down->input))) {
+        gateUp = projection(throughViews(factors->first));
+        up = gateUp ? projection(throughViews(factors->second))
+                    : std::nullopt;
+        if (!up)
+          gateUp.reset();
       }
-    }
     if (!down || !gateUp)
       return notRaised("an index_add_ step does not add down(SiLU(gate) * "
                        "up) of expert weights times a routing weight");
@@ -1406,21 +1400,7 @@ bool Importer::raiseDenseMoE(const onnx::NodeProto &node) {
   m.ids = topk->output(1);
   m.vals = topk->output(0);
   m.weights = routingWeightsOf(scatter->input(2));
-  // The zeros the weights are scattered into.
-  Value zeros = lookup(scatter->input(0));
-  auto fill = zeros ? zeros.getDefiningOp<linalg::FillOp>() : nullptr;
-  auto zero = fill ? fill.getInputs()[0].getDefiningOp<arith::ConstantOp>()
-                   : nullptr;
-  auto zeroAttr = zero ? dyn_cast<FloatAttr>(zero.getValue()) : nullptr;
-  bool zeroInit = false;
-  if (auto [ex, e] = producer(scatter->input(0));
-      ex && ex->op_type() == "Expand") {
-    auto init = model.initializers().find(ex->input(0));
-    zeroInit = init != model.initializers().end() &&
-               init->second.inlineData && init->second.byteSize == 4 &&
-               *static_cast<const float *>(init->second.inlineData) == 0.0f;
-  }
-  if (!zeroInit && (!zeroAttr || !zeroAttr.getValue().isZero()))
+  if (!isZeroTensor(scatter->input(0)))
     return notRaised("the routing matrix is not scattered into zeros");
   std::optional<std::pair<std::string, bool>> glu =
       matchSwiGLU(throughViews(act));
