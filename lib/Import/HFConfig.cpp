@@ -14,6 +14,7 @@
 #include "llvm/Support/MemoryBuffer.h"
 
 #include <cmath>
+#include <cstdint>
 
 using namespace llvm;
 
@@ -34,6 +35,10 @@ StringRef modelTypeName(ModelFamily family) {
 }
 
 namespace {
+/// More layers than any model has (the largest have ~128); the per-layer
+/// tables are allocated from this number.
+constexpr int64_t kMaxLayers = 1 << 16;
+
 /// Reads typed fields of one JSON object, remembering the first error.
 /// `null` counts as absent, as it does for transformers' configs.
 class FieldReader {
@@ -62,11 +67,20 @@ public:
     return *v;
   }
 
-  int64_t positive(StringRef key, std::optional<int64_t> fallback) {
+  /// A count or size. Above `max` is absurd for any model and would only
+  /// make later allocations fail; 2^31 - 1 bounds every axis the compiled
+  /// code indexes with i32 (positions, token ids). After an error it
+  /// returns 1, so that the arithmetic done before the error is reported
+  /// (divisions, per-layer loops) stays harmless.
+  int64_t positive(StringRef key, std::optional<int64_t> fallback,
+                   int64_t max = INT32_MAX) {
     int64_t v = integer(key, fallback);
     if (!error && v <= 0)
       fail(key, "must be positive, got " + Twine(v));
-    return v;
+    else if (!error && v > max)
+      fail(key, "is " + Twine(v) + ", beyond any real model (at most " +
+                    Twine(max) + ")");
+    return error ? 1 : v;
   }
 
   double number(StringRef key, std::optional<double> fallback) {
@@ -326,7 +340,8 @@ Expected<ModelConfig> parseHFConfig(const json::Value &config, StringRef path) {
   out.vocabSize = top.positive("vocab_size", d.vocab);
   out.hiddenSize = top.positive("hidden_size", d.hidden);
   out.intermediateSize = top.positive("intermediate_size", d.intermediate);
-  out.numLayers = top.positive("num_hidden_layers", d.layers);
+  // Per-layer tables are sized by this before any tensor is read.
+  out.numLayers = top.positive("num_hidden_layers", d.layers, kMaxLayers);
   out.numHeads = top.positive("num_attention_heads", d.heads);
   out.numKVHeads =
       top.has("num_key_value_heads")
@@ -350,6 +365,13 @@ Expected<ModelConfig> parseHFConfig(const json::Value &config, StringRef path) {
     top.fail("rms_norm_eps", "must not be negative");
   out.headDim = top.has("head_dim") ? top.positive("head_dim", std::nullopt)
                                     : out.hiddenSize / out.numHeads;
+  // MLA models set their own head sizes below.
+  bool mlaFamily = *family == ModelFamily::DeepSeekV3 ||
+                   *family == ModelFamily::DeepSeekV2;
+  if (!top.has("head_dim") && !mlaFamily && out.hiddenSize % out.numHeads != 0)
+    top.fail("num_attention_heads",
+             "(" + Twine(out.numHeads) + ") must divide hidden_size (" +
+                 Twine(out.hiddenSize) + ") when head_dim is not given");
   parseRope(*root, top, path, d.ropeTheta, out.maxPositionEmbeddings,
             out.rope);
   out.slidingWindow.assign(out.numLayers, 0);
@@ -459,7 +481,7 @@ Expected<ModelConfig> parseHFConfig(const json::Value &config, StringRef path) {
       // norm_topk_prob) and always scales.
       r.scalingFactor = top.number("routed_scaling_factor", 1.0);
     }
-    if (!top.failed() && r.nGroup > 1) {
+    if (!top.failed()) {
       if (r.numExperts % r.nGroup != 0)
         top.fail("n_group", "(" + Twine(r.nGroup) +
                                 ") must divide n_routed_experts (" +
