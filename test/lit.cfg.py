@@ -24,6 +24,10 @@ config.substitutions.append(
     ("%onnx-encode",
      f"{config.protoc} --encode=onnx.ModelProto -I{config.onnx_proto_dir} onnx/onnx.proto"))
 
+# The same pieces, for scripts that encode models themselves.
+config.substitutions.append(("%protoc", config.protoc))
+config.substitutions.append(("%onnx_proto_dir", config.onnx_proto_dir))
+
 llvm_config.use_default_substitutions()
 # Variables captured in one CHECK-LABEL block must not leak into the next, and
 # every declared prefix must be used.
@@ -31,6 +35,9 @@ config.environment["FILECHECK_OPTS"] = "-enable-var-scope --allow-unused-prefixe
 
 if config.moe_enable_gpu_tests:
     config.available_features.add("cuda")
+# The libFuzzer targets exist in the sanitizer build (MOE_FUZZ).
+if config.moe_fuzz:
+    config.available_features.add("fuzz")
 
 tool_dirs = [config.moe_tools_dir, config.llvm_tools_dir]
 tools = ["moe-opt", "moec", "moe-run"]

@@ -130,13 +130,17 @@ std::string ONNXModel::describe(const onnx::NodeProto &node) const {
 }
 
 llvm::Expected<std::unique_ptr<ONNXModel>> ONNXModel::load(StringRef path) {
-  std::unique_ptr<ONNXModel> result(new ONNXModel());
-  result->filePath = path.str();
   auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
                                             /*RequiresNullTerminator=*/false);
   if (!buffer)
     return fail(path, "cannot read: " + buffer.getError().message());
-  StringRef bytes = (*buffer)->getBuffer();
+  return fromBytes((*buffer)->getBuffer(), path);
+}
+
+llvm::Expected<std::unique_ptr<ONNXModel>>
+ONNXModel::fromBytes(StringRef bytes, StringRef path) {
+  std::unique_ptr<ONNXModel> result(new ONNXModel());
+  result->filePath = path.str();
   if (bytes.size() > static_cast<size_t>(INT_MAX))
     return fail(path, "is larger than 2 GiB, the protobuf limit; store the "
                       "weights as external data");

@@ -80,6 +80,11 @@ public:
 
   /// Loads and validates `path`.
   static llvm::Expected<std::unique_ptr<ONNXModel>> load(llvm::StringRef path);
+  /// Validates a serialized model held in memory (the proto keeps its own
+  /// copy). External data is looked up beside `path`, which also names the
+  /// model in messages.
+  static llvm::Expected<std::unique_ptr<ONNXModel>>
+  fromBytes(llvm::StringRef bytes, llvm::StringRef path);
   ~ONNXModel();
 
   const onnx::ModelProto &proto() const { return *model; }
