@@ -201,6 +201,27 @@ void Context::release(CUdeviceptr ptr) {
   freeBlocks.insert({it->second.size, ptr});
 }
 
+moert_status Context::checkFits(uint64_t bytes, const std::string &what) {
+  drv->cuCtxSetCurrent(context);
+  size_t freeBytes = 0, totalBytes = 0;
+  if (moert_status status =
+          drv->check(drv->cuMemGetInfo(&freeBytes, &totalBytes), "cuMemGetInfo"))
+    return status;
+  uint64_t cached = 0;
+  for (const auto &entry : freeBlocks)
+    cached += entry.first;
+  if (bytes <= freeBytes + cached)
+    return nullptr;
+  return moert_status_make(
+      MOERT_OUT_OF_MEMORY,
+      "%s needs %llu bytes of GPU memory, but %llu are free of %llu "
+      "(this runtime holds %llu, %llu of them reusable)",
+      what.c_str(), (unsigned long long)bytes,
+      (unsigned long long)(freeBytes + cached),
+      (unsigned long long)totalBytes, (unsigned long long)reserved,
+      (unsigned long long)cached);
+}
+
 moert_status Context::upload(CUdeviceptr dst, const void *src, uint64_t bytes) {
   drv->cuCtxSetCurrent(context);
   return drv->check(drv->cuMemcpyHtoD(dst, src, bytes), "copying to the GPU");

@@ -106,6 +106,11 @@ public:
   moert_status allocate(uint64_t bytes, CUdeviceptr *out);
   /// Gives a block back to the pool.
   void release(CUdeviceptr ptr);
+  /// Fails with MOERT_OUT_OF_MEMORY, naming `what`, unless `bytes` fit in
+  /// what the device has free plus the pool's cached blocks: called with a
+  /// model's whole footprint (weights and KV cache) before allocating any
+  /// of it, so that a model too large fails before minutes of uploads.
+  moert_status checkFits(uint64_t bytes, const std::string &what);
   moert_status upload(CUdeviceptr dst, const void *src, uint64_t bytes);
   moert_status download(void *dst, CUdeviceptr src, uint64_t bytes);
   /// JIT-compiles PTX for this device; on failure the error carries the

@@ -73,6 +73,7 @@ bool parseInt(const std::string &text, int64_t &out) {
 } // namespace
 
 moert_model_s::~moert_model_s() {
+  releaseHostMemory(reservedBytes);
   if (library)
     dlclose(library);
   if (memfd >= 0)
@@ -90,9 +91,12 @@ struct moert_session_s {
   moert_model model = nullptr;
   std::vector<Descriptor> caches;
   int64_t position = 0;
+  /// Host bytes reserved for the caches (reserveHostMemory).
+  uint64_t reservedBytes = 0;
   ~moert_session_s() {
     for (Descriptor &d : caches)
       std::free(d.allocated());
+    releaseHostMemory(reservedBytes);
   }
 };
 
@@ -107,11 +111,12 @@ moert_status parseManifest(moert_model model, const std::string &bytes,
   std::string line;
   if (!std::getline(in, line) || line.rfind("moec-artifact\t", 0) != 0)
     return fail(MOERT_FORMAT_ERROR, path + ": not a moec artifact");
-  if (line != "moec-artifact\t2")
+  const std::string format = std::to_string(MOERT_ARTIFACT_FORMAT);
+  if (line != "moec-artifact\t" + format)
     return fail(MOERT_FORMAT_ERROR,
                 path + ": artifact format " + line.substr(14) +
-                    ", but this runtime reads format 2; recompile the model "
-                    "with this moec");
+                    ", but this runtime reads format " + format +
+                    "; recompile the model with this moec");
   bool ended = false, checked = false;
   int lineNo = 1;
   size_t lineStart = line.size() + 1;
@@ -190,9 +195,12 @@ moert_status parseManifest(moert_model model, const std::string &bytes,
     } else if ((f[0] == "config" && f.size() == 2) ||
                (f[0] == "signature" && f.size() == 3)) {
       // Recorded for people and tools; the runtime needs nothing from them.
-    } else if (f[0] == "cache" && f.size() == 2 && parseInt(f[1], a) && a > 0 &&
-               a <= kMaxRank) {
+    } else if (f[0] == "cache" && f.size() == 3 && parseInt(f[1], a) && a > 0 &&
+               a <= kMaxRank && parseInt(f[2], b) && b >= 0) {
+      // RANK, bytes at capacity.
       model->cacheRanks.push_back(a);
+      if (__builtin_add_overflow(model->kvCacheBytes, b, &model->kvCacheBytes))
+        model->kvCacheBytes = INT64_MAX;
     } else if (f[0] == "shard" && f.size() == 4 && parseInt(f[3], a) && a >= 8) {
       Shard s;
       s.path = f[1];
@@ -304,6 +312,19 @@ moert_status bindWeights(moert_model model) {
                   model->path + ": the embedded weights are corrupt "
                                 "(checksum mismatch)");
   }
+  // Expert stacks split across tensors are gathered into one buffer each.
+  uint64_t gatheredBytes = 0;
+  for (const Weight &w : model->weights)
+    if (w.parts.size() > 1)
+      for (const WeightPart &p : w.parts)
+        gatheredBytes += p.bytes;
+  if (moert_status status = reserveHostMemory(
+          gatheredBytes,
+          model->path + ": gathering weights stored as separate tensors "
+                        "(per layer or per expert) into stacks",
+          "free memory first"))
+    return status;
+  model->reservedBytes = gatheredBytes;
   for (size_t i = 0; i < model->weights.size(); ++i) {
     const Weight &w = model->weights[i];
     void *address;
@@ -429,6 +450,20 @@ moert_status loadCode(moert_model model, int64_t offset, int64_t size,
   return nullptr;
 }
 
+/// A session's caches are allocated at capacity by the compiled code,
+/// which cannot report a failed allocation: check first. A new session
+/// reserves them; a prefill only checks that the machine still has them.
+moert_status checkKVCache(moert_model model, bool reserve) {
+  std::string what = model->path + ": the KV cache for " +
+                     std::to_string(model->maxSeqLen) + " tokens";
+  const char *hint = "compile with a smaller moec --max-seq-len, or free memory";
+  // The budget (MOERT_HOST_MEMORY_LIMIT) already counts the session's
+  // reservation; the machine may have less than when it was made.
+  return reserve ? reserveHostMemory(model->kvCacheBytes, what, hint)
+                 : checkHostMemory(model->kvCacheBytes, what, hint,
+                                   /*budget=*/false);
+}
+
 } // namespace
 
 extern "C" {
@@ -499,14 +534,21 @@ int64_t moert_model_vocab_size(moert_model model) { return model->vocab; }
 int64_t moert_model_max_seq_len(moert_model model) { return model->maxSeqLen; }
 double moert_model_load_seconds(moert_model model) { return model->loadSeconds; }
 
+int64_t moert_model_kv_cache_bytes(moert_model model) {
+  return model->kvCacheBytes;
+}
+
 moert_status moert_session_create(moert_model model, moert_session *out) {
   *out = nullptr;
   if (model->graph)
     return fail(MOERT_INVALID_ARGUMENT,
                 model->path + ": a graph artifact has no sessions; run it "
                               "with moert_graph_run");
+  if (moert_status status = checkKVCache(model, /*reserve=*/true))
+    return status;
   auto *session = new moert_session_s();
   session->model = model;
+  session->reservedBytes = model->kvCacheBytes;
   *out = session;
   return nullptr;
 }
@@ -573,6 +615,9 @@ static moert_status callEntry(moert_session session, PackedFn fn,
 
 moert_status moert_prefill(moert_session session, const int32_t *tokens,
                            int64_t n, float *logits) {
+  if (!session || !tokens)
+    return moert_status_make(MOERT_INVALID_ARGUMENT,
+                             "moert_prefill: no session or no tokens");
   moert_model model = session->model;
   if (n <= 0 || n > model->maxSeqLen)
     return moert_status_make(MOERT_INVALID_ARGUMENT,
@@ -590,12 +635,18 @@ moert_status moert_prefill(moert_session session, const int32_t *tokens,
   for (Descriptor &d : session->caches)
     std::free(d.allocated());
   session->caches.clear();
+  // Prefill allocates the caches at capacity; memory may have shrunk
+  // since the session was created.
+  if (moert_status status = checkKVCache(model, /*reserve=*/false))
+    return status;
   moert_status status = callEntry(session, model->prefill, inputs, n, logits);
   session->position = n;
   return status;
 }
 
 moert_status moert_decode(moert_session session, int32_t token, float *logits) {
+  if (!session)
+    return moert_status_make(MOERT_INVALID_ARGUMENT, "moert_decode: no session");
   moert_model model = session->model;
   if (session->caches.empty())
     return moert_status_make(MOERT_INVALID_ARGUMENT,

@@ -71,6 +71,26 @@ moert_status fail(moert_status_code code, const std::string &message);
 /// Parses "f32", "bool", ... as written by moec; false if unknown.
 bool parseDtype(const std::string &text, moert_dtype &out);
 
+/// Host memory this process may still allocate: the least of the kernel's
+/// MemAvailable, what the process's cgroup limit leaves, and what
+/// MOERT_HOST_MEMORY_LIMIT (bytes, or with a K/M/G/T suffix; a budget for
+/// the runtime's large allocations together) leaves of the reservations.
+/// `bound` names which of them it is.
+/// `budget` false leaves MOERT_HOST_MEMORY_LIMIT out.
+moert_status availableHostMemory(uint64_t &bytes, std::string &bound,
+                                 bool budget = true);
+
+/// Fails with MOERT_OUT_OF_MEMORY, naming `what` and giving `hint`, when
+/// `bytes` exceed availableHostMemory().
+moert_status checkHostMemory(uint64_t bytes, const std::string &what,
+                             const std::string &hint, bool budget = true);
+
+/// checkHostMemory, then counts `bytes` against MOERT_HOST_MEMORY_LIMIT
+/// until releaseHostMemory.
+moert_status reserveHostMemory(uint64_t bytes, const std::string &what,
+                               const std::string &hint);
+void releaseHostMemory(uint64_t bytes);
+
 } // namespace moert
 
 struct moert_model_s {
@@ -80,12 +100,16 @@ struct moert_model_s {
   std::string modelType;
   int64_t vocab = 0, layers = 0, maxSeqLen = 0;
   std::vector<int64_t> cacheRanks;
+  /// The KV caches' bytes at capacity (the manifest's cache entries).
+  int64_t kvCacheBytes = 0;
   std::vector<moert::Shard> shards;
   std::vector<moert::Weight> weights;
   /// The manifest's 'data' line: the checksum of the embedded tensors.
   uint64_t dataChecksum = 0;
   bool hasDataChecksum = false;
   std::vector<void *> gathered;
+  /// Host bytes reserved for `gathered` (reserveHostMemory).
+  uint64_t reservedBytes = 0;
   void *library = nullptr;
   int memfd = -1;
   moert::PackedFn prefill = nullptr, decode = nullptr;

@@ -12,6 +12,7 @@
 
 #include "moe/Compiler/Artifact.h"
 #include "moe/Compiler/OutputFile.h"
+#include "moe/Runtime/moert.h"
 #include "moe/Support/Checksum.h"
 
 #include "moe/Dialect/MoE/Transforms/Passes.h"
@@ -337,7 +338,8 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
     dataSum = fingerprint(sums);
   }
   auto render = [&](uint64_t base, uint64_t &total) -> std::string {
-    std::string text = "moec-artifact\t2\n";
+    std::string text =
+        "moec-artifact\t" + std::to_string(MOERT_ARTIFACT_FORMAT) + "\n";
     llvm::raw_string_ostream os(text);
     if (graph) {
       os << "kind\tgraph\n"
@@ -352,8 +354,8 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
          << "vocab\t" << info.vocabSize << "\n"
          << "layers\t" << info.numLayers << "\n"
          << "max_seq_len\t" << info.maxSeqLen << "\n";
-      for (int64_t rank : info.cacheRanks)
-        os << "cache\t" << rank << "\n";
+      for (auto [rank, bytes] : llvm::zip_equal(info.cacheRanks, info.cacheBytes))
+        os << "cache\t" << rank << "\t" << bytes << "\n";
       if (!info.configJson.empty())
         os << "config\t" << info.configJson << "\n";
       os << "signature\tprefill\t" << info.prefillSignature << "\n"

@@ -564,6 +564,14 @@ int mlir::moe::moecMain(int argc, char **argv) {
       artifactInfo.cacheRanks.push_back(cache.getRank());
       artifactInfo.numLayers = cache.getDimSize(0);
       artifactInfo.maxSeqLen = cache.getDimSize(2);
+      // Dynamic dimensions are the batch, 1 for a session; saturates at
+      // 2^63 - 1 (as the manifest's integers do) rather than wrapping.
+      int64_t bytes = llvm::divideCeil(cache.getElementTypeBitWidth(), 8);
+      for (int64_t dim : cache.getShape())
+        if (!ShapedType::isDynamic(dim) &&
+            __builtin_mul_overflow(bytes, dim, &bytes))
+          bytes = INT64_MAX;
+      artifactInfo.cacheBytes.push_back(bytes);
     }
   }
 

@@ -576,20 +576,21 @@ CASES.append(Case("onnx-not-protobuf", "moec-onnx", "is not an ONNX model", onnx
 
 # --- artifacts ----------------------------------------------------------------------
 
-def compiled(d, tools, embed=True):
+def compiled(d, tools, embed=True, capacity=16):
     d.mkdir(parents=True)
     ckpt = d / "ckpt"
     shutil.copytree(HF / "llama", ckpt, ignore=shutil.ignore_patterns("oracle"))
     art = d / "m.moec"
-    cmd = [tools.moec, str(ckpt), "--target=cpu", "--max-seq-len=16", "-o", str(art)]
+    cmd = [tools.moec, str(ckpt), "--target=cpu", f"--max-seq-len={capacity}",
+           "-o", str(art)]
     subprocess.run(cmd + (["--embed-weights"] if embed else []), check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return art, ckpt
 
 
-def artifact_case(name, expect, mutate, embed=True):
+def artifact_case(name, expect, mutate, embed=True, capacity=16):
     def build(d, tools):
-        art, ckpt = compiled(d, tools, embed)
+        art, ckpt = compiled(d, tools, embed, capacity)
         mutate(art, ckpt)
         return art
     CASES.append(Case(name, "moe-run", expect, build))
@@ -613,8 +614,8 @@ def manifest_edit(fn):
 artifact_case("artifact-corrupt-weights", "the embedded weights are corrupt", flip(100))
 artifact_case("artifact-corrupt-manifest", "the manifest is corrupt or was edited",
               manifest_edit(lambda raw: raw.replace(b"vocab\t256", b"vocab\t255", 1)))
-artifact_case("artifact-other-format", "artifact format 1, but this runtime reads format 2",
-              manifest_edit(lambda raw: raw.replace(b"moec-artifact\t2", b"moec-artifact\t1", 1)))
+artifact_case("artifact-other-format", "artifact format 2, but this runtime reads format 3",
+              manifest_edit(lambda raw: raw.replace(b"moec-artifact\t3", b"moec-artifact\t2", 1)))
 artifact_case("artifact-truncated", "embedded weights do not match the file size (truncated artifact?)",
               manifest_edit(lambda raw: raw[:len(raw) * 2 // 3]))
 artifact_case("artifact-not-an-artifact", "not a moec artifact",
@@ -644,6 +645,11 @@ artifact_case("artifact-checkpoint-changed", "the checkpoint shard changed since
               change_shard, embed=False)
 artifact_case("artifact-checkpoint-resized", "the checkpoint shard changed since the artifact was compiled (size differs)",
               grow_shard, embed=False)
+# A KV cache no machine has (2^30 tokens): refused before the compiled code
+# tries to allocate it.
+artifact_case("artifact-kv-cache-too-large",
+              "the KV cache for 1073741824 tokens needs 512.0 GiB of host memory",
+              lambda art, ckpt: None, capacity=2**30)
 artifact_case("artifact-checkpoint-moved", "cannot open the checkpoint shard",
               lambda art, ckpt: shutil.rmtree(ckpt), embed=False)
 

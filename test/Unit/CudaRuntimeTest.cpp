@@ -131,6 +131,23 @@ TEST_F(CudaRuntimeTest, OutOfMemoryTrimsThePoolThenSaysWhatWasNeeded) {
                           "4096 (this runtime holds 4096)");
 }
 
+TEST_F(CudaRuntimeTest, CheckFitsCountsFreeAndReusableMemory) {
+  setenv("MOERT_STUB_MEMORY", "8192", 1);
+  std::unique_ptr<Context> ctx = context();
+  ASSERT_TRUE(ctx);
+  CUdeviceptr a = 0, b = 0;
+  ASSERT_EQ(Result(ctx->allocate(2048, &a)).code, MOERT_OK);
+  ASSERT_EQ(Result(ctx->allocate(2048, &b)).code, MOERT_OK);
+  ctx->release(a); // reusable: counts as available
+  EXPECT_EQ(Result(ctx->checkFits(6144, "weights")).code, MOERT_OK);
+  Result tooBig(ctx->checkFits(6145, "m.moec: weights and KV cache"));
+  EXPECT_EQ(tooBig.code, MOERT_OUT_OF_MEMORY);
+  EXPECT_EQ(tooBig.message,
+            "m.moec: weights and KV cache needs 6145 bytes of GPU memory, but "
+            "6144 are free of 8192 (this runtime holds 4096, 2048 of them "
+            "reusable)");
+}
+
 TEST_F(CudaRuntimeTest, CopiesRoundTrip) {
   std::unique_ptr<Context> ctx = context();
   ASSERT_TRUE(ctx);

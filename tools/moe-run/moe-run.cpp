@@ -396,7 +396,10 @@ int main(int argc, char **argv) {
     return 1;
   }
   moert_session session = nullptr;
-  moert_session_create(model, &session);
+  if (moert_status status = moert_session_create(model, &session)) {
+    moert_model_free(model);
+    return failStatus(status);
+  }
 
   std::vector<float> rows(n * vocab);
   Clock::time_point t0 = Clock::now();

@@ -48,8 +48,11 @@ struct ArtifactInfo {
   int64_t vocabSize = 0;
   int64_t numLayers = 0;
   int64_t maxSeqLen = 0;
-  /// Rank of each KV-cache tensor, in @prefill's result order.
+  /// Rank of each KV-cache tensor, in @prefill's result order, and its
+  /// bytes at capacity (max_seq_len tokens, batch 1): the runtime checks
+  /// that much host memory is free before a session allocates it.
   std::vector<int64_t> cacheRanks;
+  std::vector<int64_t> cacheBytes;
   /// Copy the weights into the artifact instead of referencing the shards.
   bool embedWeights = false;
   /// The checkpoint as the importer opened it (opened again if null).

@@ -21,6 +21,11 @@ extern "C" {
 #define MOERT_VERSION_MAJOR 0
 #define MOERT_VERSION_MINOR 1
 
+/* The artifact format this runtime reads, and moec writes (the manifest's
+ * first line; see docs/architecture.md). 3: each `cache` entry records the
+ * cache's bytes at capacity. */
+#define MOERT_ARTIFACT_FORMAT 3
+
 typedef enum moert_status_code {
   MOERT_OK = 0,
   MOERT_INVALID_ARGUMENT = 1,
@@ -75,6 +80,12 @@ void moert_model_free(moert_model model);
 int64_t moert_model_vocab_size(moert_model model);
 /* The KV-cache capacity in tokens (moec --max-seq-len). */
 int64_t moert_model_max_seq_len(moert_model model);
+/* Host bytes a session's KV caches take (they are allocated at capacity,
+ * max_seq_len tokens, at the first prefill); 0 for a graph. Creating a
+ * session and prefilling fail with MOERT_OUT_OF_MEMORY when the host has
+ * less available (MemAvailable, the cgroup's limit, or the environment
+ * variable MOERT_HOST_MEMORY_LIMIT: bytes, or a number with K/M/G/T). */
+int64_t moert_model_kv_cache_bytes(moert_model model);
 /* Seconds moert_model_load took. */
 double moert_model_load_seconds(moert_model model);
 
