@@ -246,7 +246,9 @@ moert_status moert_graph_run(moert_model model, const moert_tensor *inputs,
   std::vector<void *> packed;
   for (void *&p : pointers)
     packed.push_back(&p);
-  model->main(packed.data());
+  if (moert_status status =
+          callTrapped(model->main, packed.data(), model->path))
+    return status;
 
   // Copy each output out, then free what the code allocated: never an
   // input (moec marks @main's arguments read-only, but an output may still

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <csetjmp>
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
@@ -160,4 +161,68 @@ moert_status reserveHostMemory(uint64_t bytes, const std::string &what,
 
 void releaseHostMemory(uint64_t bytes) { reservedBytes -= bytes; }
 
+// --- Allocations of compiled code -------------------------------------------
+
+thread_local std::jmp_buf *allocationTrap = nullptr;
+thread_local uint64_t failedAllocationBytes = 0;
+
+moert_status allocationFailure(const std::string &what) {
+  uint64_t available = 0;
+  std::string bound;
+  moert_status status = availableHostMemory(available, bound, false);
+  if (status)
+    moert_status_free(status);
+  return fail(MOERT_OUT_OF_MEMORY,
+              what + ": the compiled code needed " +
+                  humanBytes(failedAllocationBytes) + " at once, but " +
+                  humanBytes(available) + " is available (" + bound +
+                  "); run smaller inputs or free memory");
+}
+
+namespace {
+/// Allocations from this size on are checked against the host's free
+/// memory first: Linux overcommits, so a malloc too large to be backed
+/// could succeed and the process be killed when it is touched. Below it
+/// the check (reading /proc/meminfo) would cost more than it saves.
+constexpr uint64_t kCheckedAllocation = uint64_t(64) << 20;
+
+[[noreturn]] void allocationFailed(uint64_t bytes) {
+  failedAllocationBytes = bytes;
+  if (allocationTrap)
+    std::longjmp(*allocationTrap, 1);
+  // Called outside an entry point: nothing can take the error.
+  std::fprintf(stderr, "moert: error: compiled code could not allocate %llu "
+                       "bytes\n", (unsigned long long)bytes);
+  std::abort();
+}
+
+bool fitsInHost(uint64_t bytes) {
+  if (bytes < kCheckedAllocation)
+    return true;
+  uint64_t available;
+  std::string bound;
+  moert_status status = availableHostMemory(available, bound, false);
+  if (status) {
+    moert_status_free(status);
+    return true;
+  }
+  return bytes <= available;
+}
+} // namespace
+
 } // namespace moert
+
+extern "C" void *moert_malloc(size_t bytes) {
+  void *p = moert::fitsInHost(bytes) ? std::malloc(bytes) : nullptr;
+  if (!p && bytes)
+    moert::allocationFailed(bytes);
+  return p;
+}
+
+extern "C" void *moert_aligned_alloc(size_t alignment, size_t bytes) {
+  void *p = moert::fitsInHost(bytes) ? std::aligned_alloc(alignment, bytes)
+                                     : nullptr;
+  if (!p && bytes)
+    moert::allocationFailed(bytes);
+  return p;
+}

@@ -574,7 +574,8 @@ static moert_status callEntry(moert_session session, PackedFn fn,
   std::vector<void *> packed;
   for (void *&p : pointers)
     packed.push_back(&p);
-  fn(packed.data());
+  if (moert_status status = callTrapped(fn, packed.data(), model->path))
+    return status;
 
   // Unpack: copy the logits out, keep the caches, free what is replaced.
   size_t at = 0;

@@ -11,6 +11,7 @@
 
 #include "moe/Runtime/moert.h"
 
+#include <csetjmp>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -90,6 +91,29 @@ moert_status checkHostMemory(uint64_t bytes, const std::string &what,
 moert_status reserveHostMemory(uint64_t bytes, const std::string &what,
                                const std::string &hint);
 void releaseHostMemory(uint64_t bytes);
+
+/// Where moert_malloc jumps when compiled code's allocation fails: set
+/// around each call of an entry point (callTrapped), null otherwise.
+/// Compiled code has no destructors to skip, so unwinding it by longjmp is
+/// safe; what that call had allocated is leaked.
+extern thread_local std::jmp_buf *allocationTrap;
+/// The error for the allocation that jumped, naming `what` was running.
+moert_status allocationFailure(const std::string &what);
+
+/// Calls `fn(args)`, returning allocationFailure(what) if the compiled
+/// code runs out of memory, else null.
+inline moert_status callTrapped(PackedFn fn, void **args,
+                                const std::string &what) {
+  std::jmp_buf trap;
+  if (setjmp(trap)) {
+    allocationTrap = nullptr;
+    return allocationFailure(what);
+  }
+  allocationTrap = &trap;
+  fn(args);
+  allocationTrap = nullptr;
+  return nullptr;
+}
 
 } // namespace moert
 

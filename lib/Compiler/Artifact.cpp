@@ -181,6 +181,30 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
                              llvm::GlobalValue::ExternalLinkage,
                              llvm::ConstantArray::get(type, words), "moe_abi");
   }
+  // The code's heap allocations go through the runtime (moert_malloc,
+  // moert_aligned_alloc in runtime/host_memory.cpp), which checks large
+  // ones against the host's free memory and turns a failure into an error
+  // returned by the entry point instead of a null dereference. The renamed
+  // declarations keep malloc's semantics for the optimiser (free() still
+  // releases them).
+  for (llvm::StringRef name : {"malloc", "aligned_alloc"}) {
+    llvm::Function *fn = llvmModule->getFunction(name);
+    if (!fn || !fn->isDeclaration())
+      continue;
+    fn->setName("moert_" + name.str());
+    llvm::LLVMContext &ctx = llvmModule->getContext();
+    fn->addRetAttr(llvm::Attribute::NoAlias);
+    fn->addFnAttr(llvm::Attribute::getWithAllocKind(
+        ctx, llvm::AllocFnKind::Alloc | llvm::AllocFnKind::Uninitialized |
+                 (name == "aligned_alloc" ? llvm::AllocFnKind::Aligned
+                                          : llvm::AllocFnKind::Unknown)));
+    fn->addFnAttr(llvm::Attribute::getWithAllocSizeArgs(
+        ctx, name == "malloc" ? 0 : 1, std::nullopt));
+    fn->addFnAttr("alloc-family", "malloc");
+    if (name == "aligned_alloc")
+      fn->addParamAttr(0, llvm::Attribute::AllocAlign);
+  }
+
   llvm::SmallVector<std::pair<std::string, std::string>> entries;
   llvm::SmallVector<llvm::StringRef> entryNames = {"main"};
   if (!graph)
