@@ -460,22 +460,26 @@ def _(d):
     return d
 
 
-@case("index-missing-tensor", "weight_map puts tensor 'model.layers.9.ghost.weight' in model-00001-of-00002.safetensors, which does not contain it")
-def _(d):
+def edit_index(d, fn):
+    """The sharded llama with its weight_map changed by fn."""
     d, index = sharded(d)
-    index["weight_map"]["model.layers.9.ghost.weight"] = "model-00001-of-00002.safetensors"
+    fn(index["weight_map"])
     (d / "model.safetensors.index.json").write_text(json.dumps(index))
     return d
+
+
+@case("index-missing-tensor", "weight_map puts tensor 'model.layers.9.ghost.weight' in model-00001-of-00002.safetensors, which does not contain it")
+def _(d):
+    return edit_index(d, lambda m: m.update(
+        {"model.layers.9.ghost.weight": "model-00001-of-00002.safetensors"}))
 
 
 @case("index-wrong-shard", "weight_map puts tensor 'model.norm.weight' in model-00001-of-00002.safetensors, which does not contain it")
 def _(d):
-    d, index = sharded(d)
-    shard = index["weight_map"]["model.norm.weight"]
-    other = [s for s in set(index["weight_map"].values()) if s != shard][0]
-    index["weight_map"]["model.norm.weight"] = other
-    (d / "model.safetensors.index.json").write_text(json.dumps(index))
-    return d
+    def move(m):
+        shard = m["model.norm.weight"]
+        m["model.norm.weight"] = [s for s in set(m.values()) if s != shard][0]
+    return edit_index(d, move)
 
 
 @case("index-not-json", "model.safetensors.index.json: is not valid JSON")
@@ -487,10 +491,7 @@ def _(d):
 
 @case("index-escaping-path", "weight_map names shard \"../../etc/passwd\", which is not a file inside the checkpoint folder")
 def _(d):
-    d, index = sharded(d)
-    index["weight_map"]["model.norm.weight"] = "../../etc/passwd"
-    (d / "model.safetensors.index.json").write_text(json.dumps(index))
-    return d
+    return edit_index(d, lambda m: m.update({"model.norm.weight": "../../etc/passwd"}))
 
 
 # --- ONNX -------------------------------------------------------------------------
