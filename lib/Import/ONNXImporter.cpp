@@ -228,19 +228,30 @@ OpFoldResult Importer::foldIndex(Location loc, char op, OpFoldResult a,
                                  OpFoldResult b) {
   std::optional<int64_t> x = getConstantIntValue(a), y = getConstantIntValue(b);
   if (x && y) {
+    // Constants from a hostile model can overflow: those are left to the
+    // emitted (wrapping) arith op rather than folded with undefined
+    // behaviour here.
+    int64_t r;
+    bool divisible = *y != 0 && !(*x == INT64_MIN && *y == -1);
     switch (op) {
     case '+':
-      return builder.getIndexAttr(*x + *y);
+      if (!__builtin_add_overflow(*x, *y, &r))
+        return builder.getIndexAttr(r);
+      break;
     case '-':
-      return builder.getIndexAttr(*x - *y);
+      if (!__builtin_sub_overflow(*x, *y, &r))
+        return builder.getIndexAttr(r);
+      break;
     case '*':
-      return builder.getIndexAttr(*x * *y);
+      if (!__builtin_mul_overflow(*x, *y, &r))
+        return builder.getIndexAttr(r);
+      break;
     case '/':
-      if (*y != 0)
+      if (divisible)
         return builder.getIndexAttr(*x / *y);
       break;
     case '%':
-      if (*y != 0)
+      if (divisible)
         return builder.getIndexAttr(*x % *y);
       break;
     case '<':

@@ -81,6 +81,10 @@ def main():
     parser.add_argument("--moec", help="moec binary (artifact seeds)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    # Past findings run first, every time.
+    for path in sorted((pathlib.Path(__file__).parent / "regressions" /
+                        args.target).glob("*")):
+        shutil.copy(path, args.out / f"regression-{path.name}")
     if args.target == "artifact":
         if not args.moec:
             sys.exit("make_seeds.py: artifact seeds need --moec")
