@@ -489,7 +489,9 @@ Value Importer::softmaxLastAxis(Location loc, Value x, Value extra) {
     return linalg::FillOp::create(builder, loc, c, empty).getResult(0);
   };
   AffineMap id = builder.getMultiDimIdentityMap(rank);
-  AffineMap row = id.getMajorSubMap(rank - 1);
+  // Not getMajorSubMap(rank - 1): that is a null map for rank 1.
+  AffineMap row = AffineMap::get(rank, 0, id.getResults().drop_back(),
+                                 builder.getContext());
   llvm::SmallVector<utils::IteratorType> reduce(rank,
                                                 utils::IteratorType::parallel);
   reduce.back() = utils::IteratorType::reduction;

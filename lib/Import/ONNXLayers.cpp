@@ -235,7 +235,9 @@ ImportResult Importer::importLayerNorm(const onnx::NodeProto &node) {
   float eps = floatAttr(node, "epsilon").value_or(1e-5f);
   Location loc = locOf(node);
   AffineMap id = builder.getMultiDimIdentityMap(rank);
-  AffineMap row = id.getMajorSubMap(rank - 1);
+  // Not getMajorSubMap(rank - 1): that is a null map for rank 1.
+  AffineMap row = AffineMap::get(rank, 0, id.getResults().drop_back(),
+                                 builder.getContext());
   AffineMap last = AffineMap::get(rank, 0, builder.getAffineDimExpr(rank - 1));
   llvm::SmallVector<utils::IteratorType> reduce(rank,
                                                 utils::IteratorType::parallel);
