@@ -25,6 +25,8 @@
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FormatVariadic.h"
 
+#include "onnx/defs/schema.h"
+
 #include <cstring>
 #include <map>
 
@@ -72,6 +74,55 @@ Value Importer::lookup(const std::string &name) {
       WeightOp::create(builder, fileLoc, type, builder.getStringAttr(name));
   values[name] = weight;
   return weight;
+}
+
+/// Checks that `node` has at least the inputs and outputs its operator
+/// requires, so that the handlers may read those (and output 0) directly;
+/// optional ones they read only after checking the count. Standard
+/// operators are checked against ONNX's schemas: Debian's libonnx knows
+/// opsets up to 17, and the required inputs of the operators imported here
+/// have not grown since, so its schema at min(opset, 17) gives the floor. Operators it does not
+/// know (onnxruntime's contrib operators, opset 23's newcomers) use their
+/// documented required inputs.
+static ImportResult checkArity(const onnx::NodeProto &node,
+                               const std::string &domain, int64_t opset) {
+  int minIn = 0, minOut = 1;
+  const onnx::OpSchema *schema =
+      domain.empty() ? onnx::OpSchemaRegistry::Schema(node.op_type(),
+                                                      int(opset), "")
+                     : nullptr;
+  if (schema) {
+    minIn = schema->min_input();
+    minOut = std::max(1, schema->min_output());
+  } else {
+    static const std::map<std::pair<std::string, std::string>, int> required =
+        {{{"", "RMSNormalization"}, 2},
+         {{"", "RotaryEmbedding"}, 3},
+         {{"", "Attention"}, 3},
+         {{"", "SimplifiedLayerNormalization"}, 2},
+         {{"com.microsoft", "SimplifiedLayerNormalization"}, 2},
+         {{"com.microsoft", "SkipSimplifiedLayerNormalization"}, 3},
+         {{"com.microsoft", "RotaryEmbedding"}, 4},
+         {{"com.microsoft", "MoE"}, 5},
+         {{"com.microsoft", "QMoE"}, 7},
+         {{"com.microsoft", "MatMulNBits"}, 3},
+         {{"com.microsoft", "GroupQueryAttention"}, 7},
+         {{"com.microsoft", "MultiHeadAttention"}, 1}};
+    auto it = required.find({domain, node.op_type()});
+    if (it != required.end())
+      minIn = it->second;
+  }
+  if (node.input_size() < minIn)
+    return llvm::formatv("has {0} input{1}; the operator needs {2}",
+                         node.input_size(), node.input_size() == 1 ? "" : "s",
+                         minIn)
+        .str();
+  if (node.output_size() < minOut)
+    return llvm::formatv("has {0} output{1}; the operator gives {2}",
+                         node.output_size(),
+                         node.output_size() == 1 ? "" : "s", minOut)
+        .str();
+  return std::nullopt;
 }
 
 ImportResult Importer::importNode(const onnx::NodeProto &node) {
@@ -149,6 +200,9 @@ ImportResult Importer::importNode(const onnx::NodeProto &node) {
   auto it = handlers.find({domain, node.op_type()});
   if (it == handlers.end())
     return std::string("not imported yet");
+  if (ImportResult bad =
+          checkArity(node, domain, model.opsetFor(node.domain())))
+    return bad;
   return (this->*it->second)(node);
 }
 

@@ -5,9 +5,8 @@ diagnostic moec or moe-run must give.
 
 For every case the tool must exit with a status in 1..125 (not a signal,
 not 0), within the time limit, print exactly one diagnostic line on stderr
-(indented detail lines may follow it) and have it contain the expected
-text, and leave no output file (nor a temporary one)
-behind. Each case's input is built in WORK from the test fixtures with the
+(indented detail lines may follow it) with the expected text there, and
+leave no output file (nor a temporary one) behind. Each case's input is built in WORK from the test fixtures with the
 standard library only (ONNX cases are text protos encoded by protoc).
 
   hostile_corpus.py --moec M --moe-run R --protoc P --onnx-proto-dir D WORK
@@ -528,6 +527,12 @@ onnx_case("onnx-dangling-input", "node #0 (Add) input 'nowhere' is not defined b
           'node { input: "x" input: "nowhere" output: "y" op_type: "Add" } ' + ONNX_IO)
 onnx_case("onnx-undefined-output", "graph output 'y' is not defined by any node, graph input or initializer",
           'node { input: "x" input: "x" output: "z" op_type: "Add" } ' + ONNX_IO)
+# Found by moe-fuzz-onnx: handlers read their required inputs directly.
+onnx_case("onnx-missing-required-input", "first node #0 (Reshape): has 1 input; the operator needs 2",
+          'node { input: "x" output: "y" op_type: "Reshape" } ' + ONNX_IO)
+onnx_case("onnx-missing-output", "first node #0 (Add): has 0 outputs; the operator gives 1",
+          'node { input: "x" input: "x" op_type: "Add" } '
+          'node { input: "x" output: "y" op_type: "Identity" } ' + ONNX_IO)
 onnx_case("onnx-external-absolute", "external data location '/etc/passwd' is absolute",
           ext_init("/etc/passwd") + MATMUL + ONNX_IO)
 onnx_case("onnx-external-dotdot", "contains '..'",
@@ -715,7 +720,7 @@ def main():
             problems.append(f"killed or crashed (status {status})")
         if status != "timeout" and len(lines) != 1:
             problems.append(f"{len(lines)} lines on stderr, want 1")
-        if status != "timeout" and not any(c.expect in line for line in lines):
+        if status != "timeout" and c.expect not in err:
             problems.append(f"no '{c.expect}' on stderr")
         left = set(os.listdir(tools.work)) - before
         if out is not None and out.exists():
