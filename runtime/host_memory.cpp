@@ -9,14 +9,12 @@
 
 #include "model_impl.h"
 
-#include <algorithm>
 #include <atomic>
-#include <csetjmp>
 #include <cctype>
+#include <csetjmp>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 namespace moert {
@@ -88,10 +86,19 @@ std::string humanBytes(uint64_t bytes) {
   return text;
 }
 
-} // namespace
-
 /// Bytes the runtime's large allocations hold now (reserveHostMemory).
 std::atomic<uint64_t> reservedBytes{0};
+
+/// What the machine (kernel and cgroup) can still give, ignoring the
+/// budget, which cannot be malformed then; `bound` names the limit.
+uint64_t machineAvailable(std::string &bound) {
+  uint64_t bytes = UINT64_MAX;
+  moert_status status = availableHostMemory(bytes, bound, /*budget=*/false);
+  moert_status_free(status); // Only the budget can fail; NULL is fine.
+  return bytes;
+}
+
+} // namespace
 
 moert_status availableHostMemory(uint64_t &bytes, std::string &bound,
                                  bool budget) {
@@ -167,11 +174,8 @@ thread_local std::jmp_buf *allocationTrap = nullptr;
 thread_local uint64_t failedAllocationBytes = 0;
 
 moert_status allocationFailure(const std::string &what) {
-  uint64_t available = 0;
   std::string bound;
-  moert_status status = availableHostMemory(available, bound, false);
-  if (status)
-    moert_status_free(status);
+  uint64_t available = machineAvailable(bound);
   return fail(MOERT_OUT_OF_MEMORY,
               what + ": the compiled code needed " +
                   humanBytes(failedAllocationBytes) + " at once, but " +
@@ -199,14 +203,8 @@ constexpr uint64_t kCheckedAllocation = uint64_t(64) << 20;
 bool fitsInHost(uint64_t bytes) {
   if (bytes < kCheckedAllocation)
     return true;
-  uint64_t available;
   std::string bound;
-  moert_status status = availableHostMemory(available, bound, false);
-  if (status) {
-    moert_status_free(status);
-    return true;
-  }
-  return bytes <= available;
+  return bytes <= machineAvailable(bound);
 }
 } // namespace
 

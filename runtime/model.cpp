@@ -298,16 +298,12 @@ moert_status bindWeights(moert_model model) {
                 model->path + ": embedded weights without a 'data' checksum, "
                               "or one without embedded weights");
   if (embedded) {
-    std::string sums;
+    moe::PartsChecksum sum;
     for (const Weight &w : model->weights)
-      for (const WeightPart &p : w.parts) {
-        uint64_t sum = moe::checksum(
-            static_cast<char *>(model->shards[p.shard].base) + p.offset,
-            p.bytes);
-        for (int i = 0; i < 8; ++i)
-          sums.push_back(char(sum >> (8 * i)));
-      }
-    if (moe::checksum(sums.data(), sums.size()) != model->dataChecksum)
+      for (const WeightPart &p : w.parts)
+        sum.add(static_cast<char *>(model->shards[p.shard].base) + p.offset,
+                p.bytes);
+    if (sum.value() != model->dataChecksum)
       return fail(MOERT_FORMAT_ERROR,
                   model->path + ": the embedded weights are corrupt "
                                 "(checksum mismatch)");

@@ -352,14 +352,11 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
   // weight lines (the runtime recomputes it from the artifact at load).
   uint64_t dataSum = 0;
   if (embed) {
-    std::string sums;
+    ::moe::PartsChecksum sum;
     for (auto &[symbol, parts] : weights)
-      for (const Part &part : parts) {
-        uint64_t sum = ::moe::checksum(part.bytes.data(), part.bytes.size());
-        for (int i = 0; i < 8; ++i)
-          sums.push_back(char(sum >> (8 * i)));
-      }
-    dataSum = fingerprint(sums);
+      for (const Part &part : parts)
+        sum.add(part.bytes.data(), part.bytes.size());
+    dataSum = sum.value();
   }
   auto render = [&](uint64_t base, uint64_t &total) -> std::string {
     std::string text =

@@ -17,6 +17,7 @@
 #define MOE_SUPPORT_CHECKSUM_H
 
 #include <cstdint>
+#include <string>
 
 namespace moe {
 
@@ -48,6 +49,22 @@ inline uint64_t checksum(const void *data, uint64_t size) {
   x ^= x >> 32;
   return x;
 }
+
+/// The checksum of a sequence of buffers: the checksum of their checksums
+/// (8 little-endian bytes each), in the order added. The artifact's `data`
+/// line is this over every embedded weight part, in manifest order.
+class PartsChecksum {
+public:
+  void add(const void *data, uint64_t size) {
+    uint64_t sum = checksum(data, size);
+    for (int i = 0; i < 8; ++i)
+      sums.push_back(char(sum >> (8 * i)));
+  }
+  uint64_t value() const { return checksum(sums.data(), sums.size()); }
+
+private:
+  std::string sums;
+};
 
 } // namespace moe
 
