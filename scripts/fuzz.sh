@@ -21,19 +21,17 @@ targets=("$@")
 parallel=${MOE_FUZZ_PARALLEL:-1}
 
 MOE_BUILD_DIR=$build MOE_SANITIZE=ON MOE_FUZZ=ON "$root/scripts/build.sh" || exit 1
-export ASAN_OPTIONS=${ASAN_OPTIONS:-allow_user_poisoning=0:detect_leaks=1}
 
 run() {
-  local target=$1 seeds
+  local target=$1
   case $target in
-    hf-config) seeds=config ;;
-    safetensors|onnx|artifact) seeds=$target ;;
+    safetensors|hf-config|onnx|artifact) ;;
     *) echo "fuzz.sh: unknown target '$target'" >&2; return 2 ;;
   esac
   local dir=$build/fuzz
   mkdir -p "$dir/corpus/$target" "$dir/findings" "$dir/logs"
   rm -rf "$dir/seeds/$target"
-  python3 "$root/test/Fuzz/make_seeds.py" "$seeds" "$dir/seeds/$target" \
+  python3 "$root/test/Fuzz/make_seeds.py" "$target" "$dir/seeds/$target" \
     --moec "$build/bin/moec" || return 1
   "$build/bin/moe-fuzz-$target" -max_total_time="$seconds" -timeout=30 \
     -rss_limit_mb=4096 -print_final_stats=1 \

@@ -43,12 +43,6 @@ std::string scratchFolder() {
 }
 } // namespace
 
-// LLVM and MLIR are not built with AddressSanitizer but poison the free
-// space of their allocators; the sanitizer would read that as misuse.
-extern "C" const char *__asan_default_options() {
-  return "allow_user_poisoning=0:detect_leaks=1";
-}
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static const std::string modelPath = scratchFolder();
   auto model = moe::ONNXModel::fromBytes(

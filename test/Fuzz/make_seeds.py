@@ -3,7 +3,7 @@
 fixtures, using only the standard library (and moec, for artifacts).
 
   make_seeds.py safetensors OUT       small files with each fixture's header
-  make_seeds.py config OUT            every fixture config.json
+  make_seeds.py hf-config OUT         every fixture config.json
   make_seeds.py onnx OUT              every fixture ONNX model under 64 KiB
   make_seeds.py artifact OUT --moec M graph and decoder artifacts (embedded)
 
@@ -52,7 +52,7 @@ def safetensors_seeds(out):
             + bytes(offset % 256))
 
 
-def config_seeds(out):
+def hf_config_seeds(out):
     for n, path in enumerate(sorted(FIXTURES.glob("hf/*/config*.json"))):
         shutil.copy(path, out / f"{n:02d}.json")
 
@@ -76,7 +76,7 @@ def artifact_seeds(out, moec):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("target",
-                        choices=["safetensors", "config", "onnx", "artifact"])
+                        choices=["safetensors", "hf-config", "onnx", "artifact"])
     parser.add_argument("out", type=pathlib.Path)
     parser.add_argument("--moec", help="moec binary (artifact seeds)")
     args = parser.parse_args()
@@ -90,7 +90,7 @@ def main():
             sys.exit("make_seeds.py: artifact seeds need --moec")
         artifact_seeds(args.out, args.moec)
     else:
-        globals()[f"{args.target}_seeds"](args.out)
+        globals()[f"{args.target.replace('-', '_')}_seeds"](args.out)
 
 
 if __name__ == "__main__":
