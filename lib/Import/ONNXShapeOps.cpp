@@ -576,7 +576,9 @@ ImportResult Importer::importSlice(const onnx::NodeProto &node) {
     // to [0, dim], backwards (step < 0) start to [0, dim - 1] and end to
     // [-1, dim - 1]. The elements run from start by step while before end.
     bool back = step < 0;
-    int64_t stride = back ? -step : step;
+    // (Any stride past the dimension reads one element; INT64_MIN's
+    // negation would overflow.)
+    int64_t stride = back ? (step == INT64_MIN ? INT64_MAX : -step) : step;
     auto one = builder.getIndexAttr(1), zero = builder.getIndexAttr(0);
     OpFoldResult last = back ? foldIndex(loc, '-', dim, one) : dim;
     auto bound = [&](OpFoldResult b, OpFoldResult low) -> OpFoldResult {
@@ -587,7 +589,9 @@ ImportResult Importer::importSlice(const onnx::NodeProto &node) {
         return low;
       if (c && *c < 0)
         b = foldIndex(loc, '+', dim, b);
-      return foldIndex(loc, '>', low, foldIndex(loc, '<', b, last));
+      // min(last, max(low, b)): for an empty dimension read backwards last
+      // is -1, below low, and the count must come out 0.
+      return foldIndex(loc, '<', last, foldIndex(loc, '>', low, b));
     };
     OpFoldResult start = bound(starts->elems[i], zero);
     OpFoldResult end =
@@ -608,9 +612,11 @@ ImportResult Importer::importSlice(const onnx::NodeProto &node) {
       // Read forwards from the last element (start, with nothing to read),
       // then reversed.
       offsets[*axis] = foldIndex(
-          loc, '-', start,
-          foldIndex(loc, '*', builder.getIndexAttr(stride),
-                    foldIndex(loc, '>', zero, foldIndex(loc, '-', count, one))));
+          loc, '>', zero,
+          foldIndex(loc, '-', start,
+                    foldIndex(loc, '*', builder.getIndexAttr(stride),
+                              foldIndex(loc, '>', zero,
+                                        foldIndex(loc, '-', count, one)))));
       reversed.push_back(*axis);
     }
   }
