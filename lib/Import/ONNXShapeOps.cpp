@@ -586,8 +586,8 @@ ImportResult Importer::importSlice(const onnx::NodeProto &node) {
       if (c && *c >= INT_MAX)
         return last;
       if (c && *c <= -INT_MAX)
-        return low;
-      if (c && *c < 0)
+        b = low;
+      else if (c && *c < 0)
         b = foldIndex(loc, '+', dim, b);
       // min(last, max(low, b)): for an empty dimension read backwards last
       // is -1, below low, and the count must come out 0.
