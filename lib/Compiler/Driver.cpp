@@ -143,6 +143,8 @@ void mlir::moe::buildMoECompilePipeline(OpPassManager &pm, EmitStage stage,
     pm.addPass(createCSEPass());
   if (stage == EmitStage::MoE)
     return;
+  if (options.usesRuntimeKernels())
+    pm.addPass(createMoEUseRuntimeKernelsPass());
   pm.addPass(createMoELowerToLinalgPass());
   pm.addPass(createMoEExternalizeWeightsPass());
   pm.addNestedPass<func::FuncOp>(createConvertElementwiseToLinalgPass());
@@ -154,6 +156,9 @@ void mlir::moe::buildMoECompilePipeline(OpPassManager &pm, EmitStage stage,
   pm.addPass(createMoEExpandMathPass());
   bufferization::OneShotBufferizePassOptions bufferize;
   bufferize.bufferizeFunctionBoundaries = true;
+  // A layer loop may yield a buffer the runtime's kernels filled rather
+  // than its own iteration argument.
+  bufferize.allowReturnAllocsFromLoops = true;
   bufferize.functionBoundaryTypeConversion =
       bufferization::LayoutMapOption::IdentityLayoutMap;
   pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
@@ -332,6 +337,14 @@ struct MoecOptions {
                      "--passes=moe-absorb-mla; empty for none)"),
       llvm::cl::CommaSeparated, llvm::cl::value_desc("pass,..."),
       llvm::cl::cat(category)};
+  llvm::cl::opt<std::string> cpuKernels{
+      "cpu-kernels",
+      llvm::cl::desc("How CPU code runs expert FFNs, projections and "
+                     "routing: runtime (the runtime's multi-threaded vector "
+                     "kernels; the default at -O1 and -O2) or reference "
+                     "(the reference lowering; the default at -O0)"),
+      llvm::cl::value_desc("runtime|reference"), llvm::cl::init(""),
+      llvm::cl::cat(category)};
   llvm::cl::opt<bool> report{
       "report",
       llvm::cl::desc("For an ONNX model, list each MoE block found on "
@@ -428,6 +441,13 @@ int mlir::moe::moecMain(int argc, char **argv) {
     for (const std::string &name : options.passes)
       if (!name.empty())
         optimization.passes->push_back(name);
+  }
+  if (options.cpuKernels == "runtime" || options.cpuKernels == "reference") {
+    optimization.runtimeKernels = options.cpuKernels == "runtime";
+  } else if (options.cpuKernels.getNumOccurrences()) {
+    llvm::errs() << "moec: error: --cpu-kernels=" << options.cpuKernels
+                 << " is not a choice (use runtime or reference)\n";
+    return 1;
   }
   if (llvm::Error err = verifyMoEOptimizationOptions(optimization)) {
     llvm::errs() << "moec: error: " << llvm::toString(std::move(err)) << "\n";

@@ -89,7 +89,8 @@ lowerForJIT(mlir::ModuleOp module,
 }
 
 /// JITs `module` (optimised at O2, with MLIR's C runner utilities for
-/// strided copies) and binds each external weight symbol to its address.
+/// strided copies and the moec runtime for its CPU kernels) and binds each
+/// external weight symbol to its address.
 inline llvm::Expected<std::unique_ptr<mlir::ExecutionEngine>>
 createEngine(mlir::ModuleOp module,
              const std::vector<std::pair<std::string, void *>> &symbols) {
@@ -97,7 +98,8 @@ createEngine(mlir::ModuleOp module,
       mlir::makeOptimizingTransformer(/*optLevel=*/2, /*sizeLevel=*/0, nullptr);
   mlir::ExecutionEngineOptions options;
   options.transformer = optimize;
-  llvm::SmallVector<llvm::StringRef> libs = {MOE_C_RUNNER_UTILS};
+  llvm::SmallVector<llvm::StringRef> libs = {MOE_C_RUNNER_UTILS,
+                                             MOE_RUNTIME_LIBRARY};
   options.sharedLibPaths = libs;
   auto engine = mlir::ExecutionEngine::create(module, options);
   if (!engine)

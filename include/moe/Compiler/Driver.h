@@ -43,6 +43,14 @@ struct MoEOptimizationOptions {
   /// When set, exactly these passes (flags without the dash, in pipeline
   /// order) instead of the level's; e.g. {"moe-absorb-mla"}.
   std::optional<llvm::SmallVector<std::string>> passes;
+  /// Whether CPU code calls the runtime's kernels for experts, projections
+  /// and routing (-moe-use-runtime-kernels) instead of the reference
+  /// lowering; unset means at -O1 and above (`moec --cpu-kernels`).
+  std::optional<bool> runtimeKernels;
+
+  bool usesRuntimeKernels() const {
+    return runtimeKernels.value_or(level >= 1);
+  }
 };
 
 /// The moe optimisation pass flags that `options` selects, in the order

@@ -50,6 +50,45 @@ def MoELowerToLinalgPass : Pass<"moe-lower-to-linalg", "ModuleOp"> {
   ];
 }
 
+def MoEUseRuntimeKernelsPass : Pass<"moe-use-runtime-kernels", "ModuleOp"> {
+  let summary = "Call the runtime's CPU kernels for experts, projections and routing";
+  let description = [{
+    Replaces `moe.experts`, `moe.grouped_experts`, `moe.linear`,
+    `moe.route` and `moe.fused_route` by calls to the runtime's kernels
+    (`moe/Runtime/moert_kernels.h`): multi-threaded, vectorised for the CPU
+    the artifact runs on (AVX-512, AVX2, or portable code, chosen at load),
+    reading bf16/f16 weights in place. Each tensor operand becomes a
+    read-only buffer (`bufferization.to_buffer`) cast to a fully dynamic
+    strided memref, each result a fresh `memref.alloc` that the kernel
+    fills and `bufferization.to_tensor` returns; the callee is declared
+    with `llvm.emit_c_interface`. Ops with element types no kernel covers
+    (mixed weight types, f64) stay for `-moe-lower-to-linalg`.
+
+    moec runs it at -O1 and -O2 (`--cpu-kernels=reference` turns it off);
+    -O0 keeps the reference lowering, which the kernels are tested against.
+
+    Example:
+
+    ```mlir
+    %y = moe.linear %x, %w : (tensor<?x64xf32>, tensor<32x64xf32>)
+        -> tensor<?x32xf32>
+    // becomes
+    %xb = bufferization.to_buffer %x read_only : tensor<?x64xf32>
+        to memref<?x64xf32, strided<[?, ?], offset: ?>>
+    ...
+    %out = memref.alloc(%t) : memref<?x32xf32>
+    func.call @moert_linear_f32_f32(...) : (...) -> ()
+    %y = bufferization.to_tensor %out restrict writable : ...
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::bufferization::BufferizationDialect",
+    "::mlir::func::FuncDialect", "::mlir::memref::MemRefDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+}
+
 def MoEExternalizeWeightsPass : Pass<"moe-externalize-weights", "ModuleOp"> {
   let summary = "Turn weight references into external memref globals";
   let description = [{

@@ -1,0 +1,685 @@
+//===- kernels.cpp - Expert FFN, projection and routing kernels -----------===//
+//
+// The functions of moe/Runtime/moert_kernels.h. Each kernel converts its
+// activations to f32 once, splits its weight rows into blocks that the
+// thread pool runs in parallel, and computes every block with the dot tiles
+// of dot.h (several tokens against several weight rows, so that each weight
+// vector loaded from memory feeds up to four tokens). Scratch buffers are
+// owned by the calling thread and only ever grow, so a decode step
+// allocates nothing once the first step has run.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Runtime/moert_kernels.h"
+
+#include "dot.h"
+#include "thread_pool.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <string_view>
+#include <vector>
+
+namespace moert::kernels {
+namespace {
+
+//===----------------------------------------------------------------------===//
+// Element types and views of memref descriptors
+//===----------------------------------------------------------------------===//
+
+int byteSize(DType t) { return t == DType::F32 ? 4 : 2; }
+
+float toF32(DType t, const char *p) {
+  switch (t) {
+  case DType::F32: {
+    float f;
+    std::memcpy(&f, p, 4);
+    return f;
+  }
+  case DType::BF16: {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    uint32_t w = uint32_t(h) << 16;
+    float f;
+    std::memcpy(&f, &w, 4);
+    return f;
+  }
+  case DType::F16: {
+    _Float16 h;
+    std::memcpy(&h, p, 2);
+    return float(h);
+  }
+  }
+  return 0;
+}
+
+/// Stores `v` rounded to nearest even, as arith.truncf does.
+void fromF32(DType t, float v, char *p) {
+  switch (t) {
+  case DType::F32:
+    std::memcpy(p, &v, 4);
+    return;
+  case DType::BF16: {
+    uint32_t w;
+    std::memcpy(&w, &v, 4);
+    uint16_t h = std::isnan(v) ? uint16_t((w >> 16) | 0x40)
+                               : uint16_t((w + 0x7fff + ((w >> 16) & 1)) >> 16);
+    std::memcpy(p, &h, 2);
+    return;
+  }
+  case DType::F16: {
+    _Float16 h = _Float16(v);
+    std::memcpy(p, &h, 2);
+    return;
+  }
+  }
+}
+
+/// `v` rounded to type `t` and back.
+float roundTo(DType t, float v) {
+  char bytes[4];
+  fromF32(t, v, bytes);
+  return toF32(t, bytes);
+}
+
+/// A rank-R memref descriptor with its element type.
+template <int R> struct View {
+  char *data = nullptr;
+  int64_t size[R] = {};
+  int64_t stride[R] = {};
+  DType type = DType::F32;
+  int bytes = 4;
+
+  template <typename Desc> View(const Desc *d, DType t) : type(t) {
+    bytes = byteSize(t);
+    data = static_cast<char *>(d->aligned) + d->offset * bytes;
+    for (int i = 0; i < R; ++i) {
+      size[i] = d->sizes[i];
+      stride[i] = d->strides[i];
+    }
+  }
+  bool present() const {
+    for (int i = 0; i < R; ++i)
+      if (size[i] != 0)
+        return true;
+    return false;
+  }
+  char *at(int64_t i) const { return data + i * stride[0] * bytes; }
+  char *at(int64_t i, int64_t j) const {
+    return data + (i * stride[0] + j * stride[1]) * bytes;
+  }
+  char *at(int64_t i, int64_t j, int64_t l) const {
+    return data + (i * stride[0] + j * stride[1] + l * stride[2]) * bytes;
+  }
+  float f32(int64_t i) const { return toF32(type, at(i)); }
+  float f32(int64_t i, int64_t j) const { return toF32(type, at(i, j)); }
+};
+
+/// A grow-only buffer owned by one thread.
+template <typename T> T *scratch(std::vector<T> &buffer, size_t n) {
+  if (buffer.size() < n)
+    buffer.resize(n);
+  return buffer.data();
+}
+
+/// Copies row `first..first+count` of a [rows, K] view into f32, row-major.
+void rowsToF32(const View<2> &v, int64_t count, float *out) {
+  int64_t k = v.size[1];
+  parallelFor((count + 15) / 16, [&](int64_t block) {
+    for (int64_t r = block * 16; r < std::min(count, block * 16 + 16); ++r)
+      for (int64_t c = 0; c < k; ++c)
+        out[r * k + c] = v.f32(r, c);
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// The dot-tile driver
+//===----------------------------------------------------------------------===//
+
+const Isa &chooseIsa() {
+  const char *cap = std::getenv("MOERT_ISA");
+  std::string_view want = cap ? cap : "avx512";
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+              __builtin_cpu_supports("f16c");
+  bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
+                __builtin_cpu_supports("avx512bw");
+  if (avx512 && want == "avx512")
+    return isaAVX512();
+  if (avx2 && (want == "avx512" || want == "avx2"))
+    return isaAVX2();
+#endif
+  return isaGeneric();
+}
+
+const Isa &isa() {
+  static const Isa &chosen = chooseIsa();
+  return chosen;
+}
+
+/// Weight rows of one matrix (a 2-D view, or one expert of a 3-D one):
+/// row(i) points at K contiguous elements. Rows whose elements are not
+/// contiguous (a transposed view) are copied into `pack` first.
+struct Rows {
+  const char *base;
+  int64_t rowStride, colStride, k;
+  DType type;
+  int bytes;
+
+  const void *row(int64_t i, std::vector<char> &pack, int slot) const {
+    const char *p = base + i * rowStride * bytes;
+    if (colStride == 1)
+      return p;
+    char *dst = scratch(pack, size_t(kMaxCols) * k * bytes) + slot * k * bytes;
+    for (int64_t c = 0; c < k; ++c)
+      std::memcpy(dst + c * bytes, p + c * colStride * bytes, bytes);
+    return dst;
+  }
+};
+
+Rows rowsOf(const View<2> &v) {
+  return {v.data, v.stride[0], v.stride[1], v.size[1], v.type, v.bytes};
+}
+Rows rowsOf(const View<3> &v, int64_t e) {
+  return {v.at(e), v.stride[1], v.stride[2], v.size[2], v.type, v.bytes};
+}
+
+/// out[m * ldo + (n - n0)] = a[m] . w.row(n) for m < count, n in [n0, n1).
+void dotBlock(const float *const *a, int64_t count, const Rows &w, int64_t n0,
+              int64_t n1, float *out, int64_t ldo) {
+  thread_local std::vector<char> pack;
+  DotTileFn dot = isa().dot[int(w.type)];
+  for (int64_t n = n0; n < n1; n += kMaxCols) {
+    int cols = int(std::min<int64_t>(kMaxCols, n1 - n));
+    const void *b[kMaxCols];
+    for (int c = 0; c < cols; ++c)
+      b[c] = w.row(n + c, pack, c);
+    for (int64_t m = 0; m < count; m += kMaxRows) {
+      int rows = int(std::min<int64_t>(kMaxRows, count - m));
+      dot(rows, cols, a + m, b, w.k, out + m * ldo + (n - n0), ldo);
+    }
+  }
+}
+
+/// Weight rows per parallel task: enough work to amortise the hand-out,
+/// small enough to keep every thread busy at one token.
+constexpr int64_t kBlock = 24;
+
+float sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
+
+//===----------------------------------------------------------------------===//
+// Expert FFNs
+//===----------------------------------------------------------------------===//
+
+struct ExpertsArgs {
+  View<2> x, ids, weights;
+  View<3> gate, up, down;
+  View<2> gateBias, upBias, downBias, sharedGate, sharedUp, sharedDown,
+      sharedExpertGate, out;
+  int64_t activation;
+  float alpha, limit, beta;
+};
+
+void experts(const ExpertsArgs &p) {
+  const int64_t T = p.x.size[0], H = p.x.size[1], k = p.ids.size[1];
+  const int64_t E = p.gate.size[0], I = p.gate.size[1];
+  const int64_t S = p.sharedGate.present() ? p.sharedGate.size[0] : 0;
+  if (T == 0)
+    return;
+  thread_local std::vector<float> xBuf, actBuf, yBuf, shActBuf, shYBuf;
+  thread_local std::vector<int64_t> intBuf;
+  float *x = scratch(xBuf, T * H);
+  rowsToF32(p.x, T, x);
+
+  // Group the T * k (token, slot) pairs by expert: segment e holds
+  // positions [start[e], start[e + 1]); slotAt[pos] is the pair's slot.
+  int64_t *ints = scratch(intBuf, 3 * (E + 1) + 2 * T * k + 1);
+  int64_t *start = ints, *cursor = ints + E + 1, *active = ints + 2 * (E + 1);
+  int64_t *slotAt = ints + 3 * (E + 1), *posOf = slotAt + T * k;
+  std::fill(start, start + E + 1, 0);
+  auto expertOf = [&](int64_t slot) {
+    int32_t id;
+    std::memcpy(&id, p.ids.at(slot / k, slot % k), 4);
+    return std::clamp<int64_t>(id, 0, E - 1);
+  };
+  for (int64_t s = 0; s < T * k; ++s)
+    ++start[expertOf(s) + 1];
+  int64_t numActive = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    if (start[e + 1])
+      active[numActive++] = e;
+    start[e + 1] += start[e];
+    cursor[e] = start[e];
+  }
+  for (int64_t s = 0; s < T * k; ++s) {
+    int64_t pos = cursor[expertOf(s)]++;
+    slotAt[pos] = s;
+    posOf[s] = pos;
+  }
+
+  float *act = scratch(actBuf, T * k * I);
+  float *y = scratch(yBuf, T * k * H);
+  float *shAct = S ? scratch(shActBuf, T * S) : nullptr;
+  float *shY = S ? scratch(shYBuf, T * H) : nullptr;
+
+  // Tasks: per active expert (then the shared expert over all tokens),
+  // one per block of weight rows.
+  const int64_t groups = numActive + (S ? 1 : 0);
+  auto forGroups = [&](int64_t rowsRouted, int64_t rowsShared, auto &&body) {
+    int64_t perRouted = (rowsRouted + kBlock - 1) / kBlock;
+    int64_t perShared = (rowsShared + kBlock - 1) / kBlock;
+    int64_t tasks = numActive * perRouted + (S ? perShared : 0);
+    parallelFor(tasks, [&](int64_t task) {
+      int64_t g = task / perRouted, block = task % perRouted;
+      if (g >= numActive) {
+        g = numActive;
+        block = task - numActive * perRouted;
+      }
+      int64_t rows = g < numActive ? rowsRouted : rowsShared;
+      body(g, block * kBlock, std::min(rows, block * kBlock + kBlock));
+    });
+  };
+  (void)groups;
+
+  // Stage 1: gate and up projections, bias, activation.
+  const bool clamped = p.activation == MOERT_ACT_SWIGLU_CLAMPED;
+  forGroups(I, S, [&](int64_t g, int64_t n0, int64_t n1) {
+    bool shared = g == numActive;
+    int64_t e = shared ? 0 : active[g];
+    int64_t p0 = shared ? 0 : start[e], count = shared ? T : start[e + 1] - p0;
+    Rows gw = shared ? rowsOf(p.sharedGate) : rowsOf(p.gate, e);
+    Rows uw = shared ? rowsOf(p.sharedUp) : rowsOf(p.up, e);
+    int64_t width = shared ? S : I;
+    float *dst = shared ? shAct : act + p0 * I;
+    float gTile[kMaxRows * kBlock], uTile[kMaxRows * kBlock];
+    const float *a[kMaxRows];
+    for (int64_t m0 = 0; m0 < count; m0 += kMaxRows) {
+      int64_t rows = std::min<int64_t>(kMaxRows, count - m0);
+      for (int64_t m = 0; m < rows; ++m) {
+        int64_t t = shared ? m0 + m : slotAt[p0 + m0 + m] / k;
+        a[m] = x + t * H;
+      }
+      dotBlock(a, rows, gw, n0, n1, gTile, kBlock);
+      dotBlock(a, rows, uw, n0, n1, uTile, kBlock);
+      for (int64_t m = 0; m < rows; ++m)
+        for (int64_t n = n0; n < n1; ++n) {
+          float gv = gTile[m * kBlock + n - n0], uv = uTile[m * kBlock + n - n0];
+          if (!shared && p.gateBias.present()) {
+            gv += p.gateBias.f32(e, n);
+            uv += p.upBias.f32(e, n);
+          }
+          float v;
+          if (!shared && clamped) {
+            float gc = std::min(gv, p.limit);
+            float uc = std::max(std::min(uv, p.limit), -p.limit);
+            v = (uc + p.beta) * (gc * sigmoid(gc * p.alpha));
+          } else {
+            v = gv * sigmoid(gv) * uv;
+          }
+          dst[(m0 + m) * width + n] = v;
+        }
+    }
+  });
+
+  // Stage 2: down projection (and its bias) into one row per pair.
+  forGroups(H, H, [&](int64_t g, int64_t n0, int64_t n1) {
+    bool shared = g == numActive;
+    int64_t e = shared ? 0 : active[g];
+    int64_t p0 = shared ? 0 : start[e], count = shared ? T : start[e + 1] - p0;
+    Rows dw = shared ? rowsOf(p.sharedDown) : rowsOf(p.down, e);
+    int64_t width = shared ? S : I;
+    const float *src = shared ? shAct : act + p0 * I;
+    float *dst = shared ? shY : y + p0 * H;
+    const float *a[kMaxRows];
+    float tileOut[kMaxRows * kBlock];
+    for (int64_t m0 = 0; m0 < count; m0 += kMaxRows) {
+      int64_t rows = std::min<int64_t>(kMaxRows, count - m0);
+      for (int64_t m = 0; m < rows; ++m)
+        a[m] = src + (m0 + m) * width;
+      dotBlock(a, rows, dw, n0, n1, tileOut, kBlock);
+      for (int64_t m = 0; m < rows; ++m)
+        for (int64_t n = n0; n < n1; ++n) {
+          float v = tileOut[m * kBlock + n - n0];
+          if (!shared && p.downBias.present())
+            v += p.downBias.f32(e, n);
+          dst[(m0 + m) * H + n] = v;
+        }
+    }
+  });
+
+  // Combine: the weighted sum of each token's rows, plus the shared
+  // expert (scaled by sigmoid(shared_expert_gate . x) when gated).
+  parallelFor(T, [&](int64_t t) {
+    float scale = 1.0f;
+    if (S && p.sharedExpertGate.present()) {
+      float s = 0;
+      for (int64_t h = 0; h < H; ++h)
+        s += p.sharedExpertGate.f32(0, h) * x[t * H + h];
+      scale = sigmoid(s);
+    }
+    float w[64];
+    const float *rows[64];
+    int64_t kk = std::min<int64_t>(k, 64);
+    for (int64_t j = 0; j < kk; ++j) {
+      w[j] = p.weights.f32(t, j);
+      rows[j] = y + posOf[t * k + j] * H;
+    }
+    for (int64_t h = 0; h < H; ++h) {
+      float acc = 0;
+      for (int64_t j = 0; j < kk; ++j)
+        acc += w[j] * rows[j][h];
+      for (int64_t j = kk; j < k; ++j)
+        acc += p.weights.f32(t, j) * y[posOf[t * k + j] * H + h];
+      if (S)
+        acc += scale * shY[t * H + h];
+      fromF32(p.out.type, acc, p.out.at(t, h));
+    }
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// Projections
+//===----------------------------------------------------------------------===//
+
+struct LinearArgs {
+  View<2> x, weight;
+  View<1> bias, normWeight;
+  View<2> residual, out;
+  int64_t flags;
+  float eps;
+};
+
+void linear(const LinearArgs &p) {
+  const int64_t T = p.x.size[0], K = p.x.size[1], N = p.weight.size[0];
+  if (T == 0)
+    return;
+  thread_local std::vector<float> xBuf;
+  float *x = scratch(xBuf, T * K);
+  rowsToF32(p.x, T, x);
+  if (p.flags & MOERT_LINEAR_NORM) {
+    // moe.rms_norm's arithmetic: f32 statistics, the normalised value cast
+    // to the input type before the multiply by the weight (or the product
+    // in f32 with norm_weight_in_f32), then cast again.
+    DType at = p.x.type;
+    bool weightInF32 = p.flags & MOERT_LINEAR_NORM_WEIGHT_F32;
+    parallelFor(T, [&](int64_t t) {
+      float *row = x + t * K, sumSq = 0;
+      for (int64_t i = 0; i < K; ++i)
+        sumSq += row[i] * row[i];
+      float inv = 1.0f / std::sqrt(sumSq / float(K) + p.eps);
+      for (int64_t i = 0; i < K; ++i) {
+        float normed = row[i] * inv, nw = p.normWeight.f32(i);
+        row[i] = weightInF32 ? roundTo(at, normed * nw)
+                             : roundTo(at, roundTo(at, normed) *
+                                               roundTo(at, nw));
+      }
+    });
+  }
+  Rows w = rowsOf(p.weight);
+  int64_t blocks = (N + kBlock - 1) / kBlock;
+  // Token tiles of up to 64 rows per task keep the f32 rows in cache.
+  constexpr int64_t kTokens = 64;
+  int64_t tokenBlocks = (T + kTokens - 1) / kTokens;
+  parallelFor(blocks * tokenBlocks, [&](int64_t task) {
+    int64_t n0 = (task % blocks) * kBlock, n1 = std::min(N, n0 + kBlock);
+    int64_t t0 = (task / blocks) * kTokens, t1 = std::min(T, t0 + kTokens);
+    float tileOut[kMaxRows * kBlock];
+    const float *a[kMaxRows];
+    for (int64_t m0 = t0; m0 < t1; m0 += kMaxRows) {
+      int64_t rows = std::min<int64_t>(kMaxRows, t1 - m0);
+      for (int64_t m = 0; m < rows; ++m)
+        a[m] = x + (m0 + m) * K;
+      dotBlock(a, rows, w, n0, n1, tileOut, kBlock);
+      for (int64_t m = 0; m < rows; ++m)
+        for (int64_t n = n0; n < n1; ++n) {
+          float v = tileOut[m * kBlock + n - n0];
+          if (p.bias.present())
+            v += p.bias.f32(n);
+          if (p.residual.present())
+            v = roundTo(p.out.type, v) + p.residual.f32(m0 + m, n);
+          fromF32(p.out.type, v, p.out.at(m0 + m, n));
+        }
+    }
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// Routing
+//===----------------------------------------------------------------------===//
+
+struct RouteArgs {
+  View<2> x, gate;
+  View<1> selectionBias, logitBias;
+  View<2> ids, weights;
+  View<1> offsets, slots;
+  int64_t score, flags, nGroup, topkGroup, tile;
+  float renormEps, scalingFactor;
+};
+
+/// arith.maximumf: NaN if either operand is.
+float maximum(float a, float b) {
+  if (std::isnan(a) || std::isnan(b))
+    return std::numeric_limits<float>::quiet_NaN();
+  return a > b ? a : b;
+}
+
+/// The first eligible index, then any strictly greater (the reference
+/// lowering's argmax; ties go to the lower index).
+template <typename Value, typename Eligible>
+int64_t argmax(int64_t n, Value value, Eligible eligible) {
+  int64_t best = -1;
+  float bestValue = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) {
+    if (!eligible(i))
+      continue;
+    float v = value(i);
+    if (best < 0 || v > bestValue) {
+      best = i;
+      bestValue = v;
+    }
+  }
+  return best;
+}
+
+void route(const RouteArgs &p) {
+  const int64_t T = p.x.size[0], H = p.x.size[1], E = p.gate.size[0];
+  const int64_t k = p.ids.size[1];
+  if (T > 0) {
+    thread_local std::vector<float> xBuf, logitBuf;
+    float *x = scratch(xBuf, T * H);
+    rowsToF32(p.x, T, x);
+    float *logits = scratch(logitBuf, T * E);
+    Rows g = rowsOf(p.gate);
+    int64_t blocks = (E + kBlock - 1) / kBlock;
+    constexpr int64_t kTokens = 64;
+    parallelFor(blocks * ((T + kTokens - 1) / kTokens), [&](int64_t task) {
+      int64_t n0 = (task % blocks) * kBlock, n1 = std::min(E, n0 + kBlock);
+      int64_t t0 = (task / blocks) * kTokens, t1 = std::min(T, t0 + kTokens);
+      float tileOut[kMaxRows * kBlock];
+      const float *a[kMaxRows];
+      for (int64_t m0 = t0; m0 < t1; m0 += kMaxRows) {
+        int64_t rows = std::min<int64_t>(kMaxRows, t1 - m0);
+        for (int64_t m = 0; m < rows; ++m)
+          a[m] = x + (m0 + m) * H;
+        dotBlock(a, rows, g, n0, n1, tileOut, kBlock);
+        for (int64_t m = 0; m < rows; ++m)
+          for (int64_t n = n0; n < n1; ++n)
+            logits[(m0 + m) * E + n] = tileOut[m * kBlock + n - n0];
+      }
+    });
+
+    const bool topkFirst = p.flags & MOERT_ROUTE_TOPK_THEN_SOFTMAX;
+    const bool top2 = p.flags & MOERT_ROUTE_GROUP_TOP2_SUM;
+    const bool renorm = p.flags & MOERT_ROUTE_RENORM;
+    const int64_t groupSize = E / std::max<int64_t>(p.nGroup, 1);
+    parallelFor(T, [&](int64_t t) {
+      thread_local std::vector<float> rowBuf;
+      thread_local std::vector<char> flagBuf;
+      float *logit = scratch(rowBuf, 3 * E + p.nGroup);
+      float *score = logit + E, *sel = score + E, *groupScore = sel + E;
+      char *chosen = scratch(flagBuf, E + p.nGroup), *kept = chosen + E;
+      for (int64_t i = 0; i < E; ++i)
+        logit[i] = logits[t * E + i] +
+                   (p.logitBias.present() ? p.logitBias.f32(i) : 0.0f);
+      float maxLogit = 0, sumExp = 0;
+      if (p.score == MOERT_SCORE_SOFTMAX && !topkFirst) {
+        maxLogit = -std::numeric_limits<float>::infinity();
+        for (int64_t i = 0; i < E; ++i)
+          maxLogit = maximum(maxLogit, logit[i]);
+        for (int64_t i = 0; i < E; ++i)
+          sumExp += std::exp(logit[i] - maxLogit);
+      }
+      for (int64_t i = 0; i < E; ++i) {
+        float l = logit[i];
+        if (topkFirst || p.score == MOERT_SCORE_NONE)
+          score[i] = l;
+        else if (p.score == MOERT_SCORE_SOFTMAX)
+          score[i] = std::exp(l - maxLogit) / sumExp;
+        else
+          score[i] = sigmoid(l);
+        sel[i] = score[i] +
+                 (p.selectionBias.present() ? p.selectionBias.f32(i) : 0.0f);
+        chosen[i] = 0;
+      }
+      auto all = [](int64_t) { return true; };
+      if (p.nGroup > 1) {
+        for (int64_t gi = 0; gi < p.nGroup; ++gi) {
+          const float *member = sel + gi * groupSize;
+          int64_t first = argmax(
+              groupSize, [&](int64_t i) { return member[i]; }, all);
+          float gs = member[first];
+          if (top2) {
+            int64_t second = argmax(
+                groupSize, [&](int64_t i) { return member[i]; },
+                [&](int64_t i) { return i != first; });
+            gs += second < 0 ? -std::numeric_limits<float>::infinity()
+                             : member[second];
+          }
+          groupScore[gi] = gs;
+          kept[gi] = 0;
+        }
+        for (int64_t r = 0; r < p.topkGroup; ++r) {
+          int64_t best = argmax(
+              p.nGroup, [&](int64_t i) { return groupScore[i]; },
+              [&](int64_t i) { return !kept[i]; });
+          if (best >= 0)
+            kept[best] = 1;
+        }
+      }
+      int64_t picked[256];
+      float w[256];
+      int64_t kk = std::min<int64_t>(k, 256);
+      for (int64_t j = 0; j < kk; ++j) {
+        int64_t best = argmax(
+            E, [&](int64_t i) { return sel[i]; },
+            [&](int64_t i) {
+              return !chosen[i] && (p.nGroup <= 1 || kept[i / groupSize]);
+            });
+        best = std::max<int64_t>(best, 0); // only with k > eligible experts
+        chosen[best] = 1;
+        picked[j] = best;
+      }
+      float topMax = -std::numeric_limits<float>::infinity();
+      if (topkFirst)
+        for (int64_t j = 0; j < kk; ++j)
+          topMax = maximum(topMax, logit[picked[j]]);
+      float total = 0;
+      for (int64_t j = 0; j < kk; ++j) {
+        w[j] = topkFirst ? std::exp(logit[picked[j]] - topMax)
+                         : score[picked[j]];
+        total += w[j];
+      }
+      for (int64_t j = 0; j < kk; ++j) {
+        float v = w[j];
+        if (topkFirst)
+          v = v / total;
+        if (renorm)
+          v = v / ((topkFirst ? 1.0f : total) + p.renormEps);
+        v = v * p.scalingFactor;
+        int32_t id = int32_t(picked[j]);
+        std::memcpy(p.ids.at(t, j), &id, 4);
+        std::memcpy(p.weights.at(t, j), &v, 4);
+      }
+    });
+  }
+  if (!p.offsets.present())
+    return;
+  // moe.fused_route's permutation: each expert's slots in increasing
+  // order, segments padded to a multiple of `tile` with -1.
+  thread_local std::vector<int64_t> countBuf;
+  int64_t *count = scratch(countBuf, E);
+  std::fill(count, count + E, 0);
+  auto idOf = [&](int64_t slot) {
+    int32_t id;
+    std::memcpy(&id, p.ids.at(slot / k, slot % k), 4);
+    return int64_t(id);
+  };
+  for (int64_t s = 0; s < T * k; ++s)
+    ++count[idOf(s)];
+  int64_t offset = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    int32_t o = int32_t(offset);
+    std::memcpy(p.offsets.at(e), &o, 4);
+    int64_t padded = (count[e] + p.tile - 1) / p.tile * p.tile;
+    count[e] = offset; // now the cursor
+    offset += padded;
+  }
+  int32_t end = int32_t(offset), none = -1;
+  std::memcpy(p.offsets.at(E), &end, 4);
+  for (int64_t i = 0; i < p.slots.size[0]; ++i)
+    std::memcpy(p.slots.at(i), &none, 4);
+  for (int64_t s = 0; s < T * k; ++s) {
+    int32_t slot = int32_t(s);
+    std::memcpy(p.slots.at(count[idOf(s)]++), &slot, 4);
+  }
+}
+
+constexpr DType f32 = DType::F32, bf16 = DType::BF16, f16 = DType::F16;
+
+} // namespace
+} // namespace moert::kernels
+
+using namespace moert::kernels;
+
+#define MOERT_DEFINE_KERNELS(A, W)                                             \
+  extern "C" void _mlir_ciface_moert_experts_##A##_##W(                        \
+      moert_memref2d *x, moert_memref2d *ids, moert_memref2d *weights,         \
+      moert_memref3d *gate, moert_memref3d *up, moert_memref3d *down,          \
+      moert_memref2d *gate_bias, moert_memref2d *up_bias,                      \
+      moert_memref2d *down_bias, moert_memref2d *shared_gate,                  \
+      moert_memref2d *shared_up, moert_memref2d *shared_down,                  \
+      moert_memref2d *shared_expert_gate, moert_memref2d *out,                 \
+      int64_t activation, float alpha, float limit, float beta) {              \
+    experts({{x, A}, {ids, f32}, {weights, f32}, {gate, W}, {up, W},           \
+             {down, W}, {gate_bias, W}, {up_bias, W}, {down_bias, W},          \
+             {shared_gate, W}, {shared_up, W}, {shared_down, W},               \
+             {shared_expert_gate, W}, {out, A}, activation, alpha, limit,     \
+             beta});                                                           \
+  }                                                                            \
+  extern "C" void _mlir_ciface_moert_linear_##A##_##W(                         \
+      moert_memref2d *x, moert_memref2d *weight, moert_memref1d *bias,         \
+      moert_memref1d *norm_weight, moert_memref2d *residual,                   \
+      moert_memref2d *out, int64_t flags, float eps) {                         \
+    linear({{x, A}, {weight, W}, {bias, W},                                    \
+            {norm_weight, (flags & MOERT_LINEAR_NORM_WEIGHT_STORED_F32) ? f32 : A},\
+            {residual, A}, {out, A}, flags, eps});                             \
+  }                                                                            \
+  extern "C" void _mlir_ciface_moert_route_##A##_##W(                          \
+      moert_memref2d *x, moert_memref2d *gate, moert_memref1d *selection_bias, \
+      moert_memref1d *logit_bias, moert_memref2d *ids,                         \
+      moert_memref2d *weights, moert_memref1d *offsets, moert_memref1d *slots, \
+      int64_t score, int64_t flags, int64_t n_group, int64_t topk_group,       \
+      int64_t tile, float renorm_eps, float scaling_factor) {                  \
+    route({{x, A}, {gate, W}, {selection_bias, f32}, {logit_bias, f32},        \
+           {ids, f32}, {weights, f32}, {offsets, f32}, {slots, f32}, score,    \
+           flags, n_group, topk_group, tile, renorm_eps, scaling_factor});     \
+  }
+MOERT_KERNEL_TYPES(MOERT_DEFINE_KERNELS)
+#undef MOERT_DEFINE_KERNELS
+
+extern "C" const char *moert_kernels_isa(void) { return isa().name; }
+extern "C" int moert_kernels_threads(void) { return threadCount(); }
