@@ -19,6 +19,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/PatternMatch.h"
@@ -52,14 +53,26 @@ public:
   KernelCall(PatternRewriter &rewriter, Location loc)
       : rewriter(rewriter), loc(loc) {}
 
-  /// A tensor operand, passed as a read-only strided buffer.
+  /// A tensor operand, passed as a read-only strided buffer. A transposed
+  /// tensor is passed as a transposed view of its source instead: the
+  /// kernels read either layout (ONNX MatMul weights are stored [K, N]),
+  /// and the copy is never made.
   void input(Value tensor) {
+    AffineMap permutation;
+    if (auto transpose = tensor.getDefiningOp<linalg::TransposeOp>()) {
+      permutation = AffineMap::getPermutationMap(transpose.getPermutation(),
+                                                 rewriter.getContext());
+      tensor = transpose.getInput();
+    }
     auto type = cast<RankedTensorType>(tensor.getType());
     auto layout = dynamicLayout(type.getRank());
     Value buffer = bufferization::ToBufferOp::create(
         rewriter, loc,
         MemRefType::get(type.getShape(), type.getElementType(), layout),
         tensor, /*read_only=*/true);
+    if (permutation)
+      buffer = memref::TransposeOp::create(rewriter, loc, buffer,
+                                           AffineMapAttr::get(permutation));
     operands.push_back(erase(buffer));
   }
 

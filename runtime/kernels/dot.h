@@ -22,14 +22,34 @@ enum class DType : int { F32 = 0, BF16 = 1, F16 = 2 };
 constexpr int kMaxRows = 4; // activation rows per tile
 constexpr int kMaxCols = 3; // weight rows per tile
 
-/// c[m * ldc + n] = sum_k a[m][k] * b[n][k] for m < rows, n < cols.
+/// c[m * ldc + n] (+)= sum_{k0 <= i < k1} a[m][i] * b[n][i] for m < rows,
+/// n < cols; `accumulate` adds to c instead of storing (the kernels split
+/// K into chunks that stay in cache).
 using DotTileFn = void (*)(int rows, int cols, const float *const *a,
-                           const void *const *b, int64_t k, float *c,
-                           int64_t ldc);
+                           const void *const *b, int64_t k0, int64_t k1,
+                           float *c, int64_t ldc, bool accumulate);
+
+/// The same products for weights stored transposed ([K, N], as ONNX MatMul
+/// initializers are): c[m * ldc + n] = sum_k a[m][k] * b[k * ldb + n] for
+/// m < rows, n < cols. Broadcasts each activation and streams rows of b.
+using DotTileTransposedFn = void (*)(int rows, int64_t cols,
+                                     const float *const *a, const void *b,
+                                     int64_t ldb, int64_t k, float *c,
+                                     int64_t ldc);
+
+/// The gated activation of the expert FFNs, out[i] = act(g[i], u[i]):
+/// silu(g) * u, or with `clamped` GPT-OSS's
+/// (min(u, limit) clamped at -limit + beta) * g' * sigmoid(alpha * g'),
+/// g' = min(g, limit). Vector exp within 2 ulp of libm's.
+using ActivationFn = void (*)(const float *g, const float *u, float *out,
+                              int64_t n, bool clamped, float alpha,
+                              float limit, float beta);
 
 struct Isa {
   const char *name;
   DotTileFn dot[3]; // indexed by the weights' DType
+  DotTileTransposedFn dotTransposed[3];
+  ActivationFn activation;
 };
 
 const Isa &isaGeneric();

@@ -125,14 +125,29 @@ template <typename T> T *scratch(std::vector<T> &buffer, size_t n) {
   return buffer.data();
 }
 
-/// Copies row `first..first+count` of a [rows, K] view into f32, row-major.
+/// Copies the first `count` rows of a [rows, K] view into f32, row-major.
 void rowsToF32(const View<2> &v, int64_t count, float *out) {
   int64_t k = v.size[1];
   parallelFor((count + 15) / 16, [&](int64_t block) {
-    for (int64_t r = block * 16; r < std::min(count, block * 16 + 16); ++r)
+    for (int64_t r = block * 16; r < std::min(count, block * 16 + 16); ++r) {
+      if (v.type == DType::F32 && v.stride[1] == 1) {
+        std::memcpy(out + r * k, v.at(r, 0), k * sizeof(float));
+        continue;
+      }
       for (int64_t c = 0; c < k; ++c)
         out[r * k + c] = v.f32(r, c);
+    }
   });
+}
+
+/// Stores an f32 row into row `r` of `v`, converting to its type.
+void storeRow(const View<2> &v, int64_t r, const float *row) {
+  if (v.type == DType::F32 && v.stride[1] == 1) {
+    std::memcpy(v.at(r, 0), row, v.size[1] * sizeof(float));
+    return;
+  }
+  for (int64_t c = 0; c < v.size[1]; ++c)
+    fromF32(v.type, row[c], v.at(r, c));
 }
 
 //===----------------------------------------------------------------------===//
@@ -162,8 +177,9 @@ const Isa &isa() {
 }
 
 /// Weight rows of one matrix (a 2-D view, or one expert of a 3-D one):
-/// row(i) points at K contiguous elements. Rows whose elements are not
-/// contiguous (a transposed view) are copied into `pack` first.
+/// row(i) points at K contiguous elements. A transposed view (rows one
+/// element apart) has a kernel of its own (dotBlock); rows with any other
+/// layout are copied into `pack` first.
 struct Rows {
   const char *base;
   int64_t rowStride, colStride, k;
@@ -188,26 +204,49 @@ Rows rowsOf(const View<3> &v, int64_t e) {
   return {v.at(e), v.stride[1], v.stride[2], v.size[2], v.type, v.bytes};
 }
 
-/// out[m * ldo + (n - n0)] = a[m] . w.row(n) for m < count, n in [n0, n1).
+/// Activation rows one call of dotBlock takes: with K split into chunks,
+/// a few weight rows stay in L1 while all these rows stream past them.
+constexpr int64_t kTokenTile = 64;
+/// K elements per chunk (4 KiB of f32 per row; shorter chunks cost more in
+/// horizontal sums than they save in cache misses, measured on Zen).
+constexpr int64_t kChunk = 1024;
+
+/// out[m * ldo + (n - n0)] = a[m] . w.row(n) for m < count (at most
+/// kTokenTile), n in [n0, n1).
 void dotBlock(const float *const *a, int64_t count, const Rows &w, int64_t n0,
               int64_t n1, float *out, int64_t ldo) {
-  thread_local std::vector<char> pack;
-  DotTileFn dot = isa().dot[int(w.type)];
-  for (int64_t n = n0; n < n1; n += kMaxCols) {
-    int cols = int(std::min<int64_t>(kMaxCols, n1 - n));
-    const void *b[kMaxCols];
-    for (int c = 0; c < cols; ++c)
-      b[c] = w.row(n + c, pack, c);
+  if (w.colStride != 1 && w.rowStride == 1) {
+    // Stored transposed: row n is column n of a [K, N] matrix.
+    DotTileTransposedFn dot = isa().dotTransposed[int(w.type)];
+    const char *b = w.base + n0 * w.bytes;
     for (int64_t m = 0; m < count; m += kMaxRows) {
       int rows = int(std::min<int64_t>(kMaxRows, count - m));
-      dot(rows, cols, a + m, b, w.k, out + m * ldo + (n - n0), ldo);
+      dot(rows, n1 - n0, a + m, b, w.colStride, w.k, out + m * ldo, ldo);
+    }
+    return;
+  }
+  thread_local std::vector<char> pack;
+  DotTileFn dot = isa().dot[int(w.type)];
+  for (int64_t k0 = 0; k0 < w.k || k0 == 0; k0 += kChunk) {
+    int64_t k1 = std::min(w.k, k0 + kChunk);
+    for (int64_t n = n0; n < n1; n += kMaxCols) {
+      int cols = int(std::min<int64_t>(kMaxCols, n1 - n));
+      const void *b[kMaxCols];
+      for (int c = 0; c < cols; ++c)
+        b[c] = w.row(n + c, pack, c);
+      for (int64_t m = 0; m < count; m += kMaxRows) {
+        int rows = int(std::min<int64_t>(kMaxRows, count - m));
+        dot(rows, cols, a + m, b, k0, k1, out + m * ldo + (n - n0), ldo,
+            k0 > 0);
+      }
     }
   }
 }
 
 /// Weight rows per parallel task: enough work to amortise the hand-out,
-/// small enough to keep every thread busy at one token.
-constexpr int64_t kBlock = 24;
+/// small enough to keep every thread busy at one token; a multiple of 3
+/// (rows per tile) and of 16 (lanes of the transposed form's vectors).
+constexpr int64_t kBlock = 48;
 
 float sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
 
@@ -295,33 +334,26 @@ void experts(const ExpertsArgs &p) {
     Rows uw = shared ? rowsOf(p.sharedUp) : rowsOf(p.up, e);
     int64_t width = shared ? S : I;
     float *dst = shared ? shAct : act + p0 * I;
-    float gTile[kMaxRows * kBlock], uTile[kMaxRows * kBlock];
-    const float *a[kMaxRows];
-    for (int64_t m0 = 0; m0 < count; m0 += kMaxRows) {
-      int64_t rows = std::min<int64_t>(kMaxRows, count - m0);
+    float gTile[kTokenTile * kBlock], uTile[kTokenTile * kBlock];
+    const float *a[kTokenTile];
+    for (int64_t m0 = 0; m0 < count; m0 += kTokenTile) {
+      int64_t rows = std::min<int64_t>(kTokenTile, count - m0);
       for (int64_t m = 0; m < rows; ++m) {
         int64_t t = shared ? m0 + m : slotAt[p0 + m0 + m] / k;
         a[m] = x + t * H;
       }
       dotBlock(a, rows, gw, n0, n1, gTile, kBlock);
       dotBlock(a, rows, uw, n0, n1, uTile, kBlock);
-      for (int64_t m = 0; m < rows; ++m)
-        for (int64_t n = n0; n < n1; ++n) {
-          float gv = gTile[m * kBlock + n - n0], uv = uTile[m * kBlock + n - n0];
-          if (!shared && p.gateBias.present()) {
-            gv += p.gateBias.f32(e, n);
-            uv += p.upBias.f32(e, n);
+      for (int64_t m = 0; m < rows; ++m) {
+        float *gv = gTile + m * kBlock, *uv = uTile + m * kBlock;
+        if (!shared && p.gateBias.present())
+          for (int64_t n = n0; n < n1; ++n) {
+            gv[n - n0] += p.gateBias.f32(e, n);
+            uv[n - n0] += p.upBias.f32(e, n);
           }
-          float v;
-          if (!shared && clamped) {
-            float gc = std::min(gv, p.limit);
-            float uc = std::max(std::min(uv, p.limit), -p.limit);
-            v = (uc + p.beta) * (gc * sigmoid(gc * p.alpha));
-          } else {
-            v = gv * sigmoid(gv) * uv;
-          }
-          dst[(m0 + m) * width + n] = v;
-        }
+        isa().activation(gv, uv, dst + (m0 + m) * width + n0, n1 - n0,
+                         !shared && clamped, p.alpha, p.limit, p.beta);
+      }
     }
   });
 
@@ -334,50 +366,48 @@ void experts(const ExpertsArgs &p) {
     int64_t width = shared ? S : I;
     const float *src = shared ? shAct : act + p0 * I;
     float *dst = shared ? shY : y + p0 * H;
-    const float *a[kMaxRows];
-    float tileOut[kMaxRows * kBlock];
-    for (int64_t m0 = 0; m0 < count; m0 += kMaxRows) {
-      int64_t rows = std::min<int64_t>(kMaxRows, count - m0);
+    const float *a[kTokenTile];
+    float tileOut[kTokenTile * kBlock];
+    for (int64_t m0 = 0; m0 < count; m0 += kTokenTile) {
+      int64_t rows = std::min<int64_t>(kTokenTile, count - m0);
       for (int64_t m = 0; m < rows; ++m)
         a[m] = src + (m0 + m) * width;
       dotBlock(a, rows, dw, n0, n1, tileOut, kBlock);
-      for (int64_t m = 0; m < rows; ++m)
-        for (int64_t n = n0; n < n1; ++n) {
-          float v = tileOut[m * kBlock + n - n0];
-          if (!shared && p.downBias.present())
-            v += p.downBias.f32(e, n);
-          dst[(m0 + m) * H + n] = v;
-        }
+      for (int64_t m = 0; m < rows; ++m) {
+        float *row = tileOut + m * kBlock;
+        if (!shared && p.downBias.present())
+          for (int64_t n = n0; n < n1; ++n)
+            row[n - n0] += p.downBias.f32(e, n);
+        std::memcpy(dst + (m0 + m) * H + n0, row, (n1 - n0) * sizeof(float));
+      }
     }
   });
 
   // Combine: the weighted sum of each token's rows, plus the shared
   // expert (scaled by sigmoid(shared_expert_gate . x) when gated).
   parallelFor(T, [&](int64_t t) {
-    float scale = 1.0f;
-    if (S && p.sharedExpertGate.present()) {
-      float s = 0;
+    thread_local std::vector<float> rowBuf;
+    float *row = scratch(rowBuf, H);
+    std::fill(row, row + H, 0.0f);
+    for (int64_t j = 0; j < k; ++j) {
+      float w = p.weights.f32(t, j);
+      const float *src = y + posOf[t * k + j] * H;
       for (int64_t h = 0; h < H; ++h)
-        s += p.sharedExpertGate.f32(0, h) * x[t * H + h];
-      scale = sigmoid(s);
+        row[h] += w * src[h];
     }
-    float w[64];
-    const float *rows[64];
-    int64_t kk = std::min<int64_t>(k, 64);
-    for (int64_t j = 0; j < kk; ++j) {
-      w[j] = p.weights.f32(t, j);
-      rows[j] = y + posOf[t * k + j] * H;
+    if (S) {
+      float scale = 1.0f;
+      if (p.sharedExpertGate.present()) {
+        float s = 0;
+        for (int64_t h = 0; h < H; ++h)
+          s += p.sharedExpertGate.f32(0, h) * x[t * H + h];
+        scale = sigmoid(s);
+      }
+      const float *src = shY + t * H;
+      for (int64_t h = 0; h < H; ++h)
+        row[h] += scale * src[h];
     }
-    for (int64_t h = 0; h < H; ++h) {
-      float acc = 0;
-      for (int64_t j = 0; j < kk; ++j)
-        acc += w[j] * rows[j][h];
-      for (int64_t j = kk; j < k; ++j)
-        acc += p.weights.f32(t, j) * y[posOf[t * k + j] * H + h];
-      if (S)
-        acc += scale * shY[t * H + h];
-      fromF32(p.out.type, acc, p.out.at(t, h));
-    }
+    storeRow(p.out, t, row);
   });
 }
 
@@ -422,15 +452,14 @@ void linear(const LinearArgs &p) {
   Rows w = rowsOf(p.weight);
   int64_t blocks = (N + kBlock - 1) / kBlock;
   // Token tiles of up to 64 rows per task keep the f32 rows in cache.
-  constexpr int64_t kTokens = 64;
-  int64_t tokenBlocks = (T + kTokens - 1) / kTokens;
+  int64_t tokenBlocks = (T + kTokenTile - 1) / kTokenTile;
   parallelFor(blocks * tokenBlocks, [&](int64_t task) {
     int64_t n0 = (task % blocks) * kBlock, n1 = std::min(N, n0 + kBlock);
-    int64_t t0 = (task / blocks) * kTokens, t1 = std::min(T, t0 + kTokens);
-    float tileOut[kMaxRows * kBlock];
-    const float *a[kMaxRows];
-    for (int64_t m0 = t0; m0 < t1; m0 += kMaxRows) {
-      int64_t rows = std::min<int64_t>(kMaxRows, t1 - m0);
+    int64_t t0 = (task / blocks) * kTokenTile, t1 = std::min(T, t0 + kTokenTile);
+    float tileOut[kTokenTile * kBlock];
+    const float *a[kTokenTile];
+    for (int64_t m0 = t0; m0 < t1; m0 += kTokenTile) {
+      int64_t rows = std::min<int64_t>(kTokenTile, t1 - m0);
       for (int64_t m = 0; m < rows; ++m)
         a[m] = x + (m0 + m) * K;
       dotBlock(a, rows, w, n0, n1, tileOut, kBlock);
@@ -495,14 +524,13 @@ void route(const RouteArgs &p) {
     float *logits = scratch(logitBuf, T * E);
     Rows g = rowsOf(p.gate);
     int64_t blocks = (E + kBlock - 1) / kBlock;
-    constexpr int64_t kTokens = 64;
-    parallelFor(blocks * ((T + kTokens - 1) / kTokens), [&](int64_t task) {
+    parallelFor(blocks * ((T + kTokenTile - 1) / kTokenTile), [&](int64_t task) {
       int64_t n0 = (task % blocks) * kBlock, n1 = std::min(E, n0 + kBlock);
-      int64_t t0 = (task / blocks) * kTokens, t1 = std::min(T, t0 + kTokens);
-      float tileOut[kMaxRows * kBlock];
-      const float *a[kMaxRows];
-      for (int64_t m0 = t0; m0 < t1; m0 += kMaxRows) {
-        int64_t rows = std::min<int64_t>(kMaxRows, t1 - m0);
+      int64_t t0 = (task / blocks) * kTokenTile, t1 = std::min(T, t0 + kTokenTile);
+      float tileOut[kTokenTile * kBlock];
+      const float *a[kTokenTile];
+      for (int64_t m0 = t0; m0 < t1; m0 += kTokenTile) {
+        int64_t rows = std::min<int64_t>(kTokenTile, t1 - m0);
         for (int64_t m = 0; m < rows; ++m)
           a[m] = x + (m0 + m) * H;
         dotBlock(a, rows, g, n0, n1, tileOut, kBlock);

@@ -8,7 +8,9 @@
 #include "Npy.h"
 
 #include "moe/Runtime/moert.h"
+#include "moe/Runtime/moert_kernels.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -49,6 +51,10 @@ Graph options:
                          --signature). bf16 is read as raw '<u2' words
   --output-dir DIR       where the outputs go (created if missing)
   --signature            print the graph's inputs and outputs and exit
+  --repeat N             after the first run (whose outputs are written),
+                         run N more times on the same inputs and print the
+                         times (min, median, mean) to stderr: a benchmark
+                         with the load and the first-run warm-up left out
 
 Common options:
   --stats                print load and run times (for decoders, tokens
@@ -60,7 +66,8 @@ Common options:
   --list-devices         list the CPU and the CUDA devices the driver sees
                          (or why there are none), then exit
   --help                 show this text
-  --version              print the runtime version
+  --version              print the runtime version, and the instruction set
+                         and thread count of its CPU kernels
 
 Examples:
   moec path/to/checkpoint --emit=artifact -o model.moec
@@ -184,7 +191,7 @@ using Clock = std::chrono::steady_clock;
 /// Runs a graph artifact: reads the named inputs, runs once, writes the
 /// outputs. Returns the exit code.
 int runGraph(moert_model model, const std::map<std::string, std::string> &given,
-             const std::string &outputDir, bool stats) {
+             const std::string &outputDir, bool stats, long repeat) {
   int64_t numInputs = moert_graph_input_count(model);
   std::vector<moerun::NpyArray> arrays(numInputs);
   std::vector<moert_tensor> inputs(numInputs);
@@ -265,6 +272,27 @@ int runGraph(moert_model model, const std::map<std::string, std::string> &given,
   if (stats)
     std::fprintf(stderr, "load %.3f s; run %.6f s\n",
                  moert_model_load_seconds(model), seconds);
+  if (rc != 0 || repeat <= 0)
+    return rc;
+  std::vector<double> times;
+  for (long r = 0; r < repeat; ++r) {
+    Clock::time_point start = Clock::now();
+    if (moert_status status =
+            moert_graph_run(model, inputs.data(), outputs.data()))
+      return failStatus(status);
+    times.push_back(
+        std::chrono::duration<double>(Clock::now() - start).count());
+    for (moert_tensor &t : outputs)
+      moert_tensor_release(&t);
+  }
+  std::vector<double> sorted = times;
+  std::sort(sorted.begin(), sorted.end());
+  double mean = 0;
+  for (double t : times)
+    mean += t / double(times.size());
+  std::fprintf(stderr, "repeat: %ld runs; min %.6f s; median %.6f s; mean "
+                       "%.6f s\n",
+               repeat, sorted.front(), sorted[sorted.size() / 2], mean);
   return rc;
 }
 
@@ -275,6 +303,7 @@ int main(int argc, char **argv) {
   std::vector<int32_t> prompt;
   long generate = 16;
   bool stats = false;
+  long repeat = 0;
   std::string device = "auto";
   std::map<std::string, std::string> inputs;
   std::string outputDir;
@@ -289,7 +318,9 @@ int main(int argc, char **argv) {
       return 0;
     }
     if (!std::strcmp(arg, "--version")) {
-      std::printf("moe-run (moert %s)\n", moert_version());
+      std::printf("moe-run (moert %s; CPU kernels: %s, %d threads)\n",
+                  moert_version(), moert_kernels_isa(),
+                  moert_kernels_threads());
       return 0;
     }
     if (!std::strcmp(arg, "--tokens")) {
@@ -324,6 +355,14 @@ int main(int argc, char **argv) {
       outputDir = v;
     } else if (!std::strcmp(arg, "--signature")) {
       signature = true;
+    } else if (!std::strcmp(arg, "--repeat")) {
+      const char *v = value();
+      char *end = nullptr;
+      errno = 0;
+      repeat = v ? std::strtol(v, &end, 10) : -1;
+      if (!v || *end || errno || repeat < 0 || repeat > 1000000)
+        return fail("--repeat needs a count in [0, 1000000], got '%s'",
+                    v ? v : "");
     } else if (!std::strcmp(arg, "--stats")) {
       stats = true;
     } else if (!std::strncmp(arg, "--device=", 9) ||
@@ -370,7 +409,7 @@ int main(int argc, char **argv) {
     else if (outputDir.empty())
       rc = fail("no --output-dir given for the graph's outputs%s", "");
     else
-      rc = runGraph(model, inputs, outputDir, stats);
+      rc = runGraph(model, inputs, outputDir, stats, repeat);
     moert_model_free(model);
     return rc;
   }
