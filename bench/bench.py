@@ -27,6 +27,7 @@ Writes docs/performance.md (Markdown) and docs/performance.json.
 """
 
 import argparse
+import copy
 import datetime
 import json
 import math
@@ -37,7 +38,7 @@ import sys
 import tempfile
 import time
 
-import numpy as np
+np = None  # numpy, imported once the arguments are parsed (--help needs none of the peers)
 
 CONFIGS = {
     # name: (hidden, experts, intermediate, top-k, shared experts)
@@ -49,7 +50,10 @@ CONFIGS = {
 TOKENS = [1, 16, 128, 1024]
 DTYPES = ["f32", "bf16"]
 TOLERANCE = {"f32": 1e-4, "bf16": 3e-2}
-TORCH_EXPERTS = ["grouped_mm", "batched_mm", "eager"]
+# transformers' experts implementations tried for PyTorch (its default is
+# grouped_mm); batched_mm, which gathers [T * k, 2I, H] weights, was never
+# the fastest here and runs out of memory at T = 1024.
+TORCH_EXPERTS = ["grouped_mm", "eager"]
 
 
 def log(message):
@@ -178,6 +182,14 @@ def write_npy(path, array):
     np.save(path, array)
 
 
+def settle():
+    """Lets the previous framework's worker threads stop spinning
+    (onnxruntime's and OpenMP's spin for a while after each call) before
+    the next one is timed, so no framework is timed against another's
+    busy threads."""
+    time.sleep(0.5)
+
+
 def timed(fn, repeat):
     times = []
     for _ in range(repeat):
@@ -188,7 +200,7 @@ def timed(fn, repeat):
 
 
 def repeats_for(seconds):
-    return int(min(200, max(3, math.ceil(1.5 / max(seconds, 1e-6)))))
+    return int(min(200, max(3, math.ceil(0.75 / max(seconds, 1e-6)))))
 
 
 def run_layer_rows(args, roof):
@@ -203,6 +215,12 @@ def run_layer_rows(args, roof):
         for dtype in args.dtypes:
             module = make_module(name, dtype)
             flat = Flat(module)
+            # The accuracy check's reference: PyTorch in f32 on the same
+            # (bf16-rounded) weights. moe.route computes router logits in
+            # f32, where a bf16 graph rounds them to bf16; with 64 experts
+            # bf16 logits tie often enough that the chosen experts (and so
+            # whole rows) differ from the bf16 module's.
+            check = Flat(copy.deepcopy(module).float()) if dtype == "bf16" else flat
             onnx_path = os.path.join(work, f"{name}.{dtype}.onnx")
             form = "com.microsoft.MoE" if name != "deepseek" else "exported graph"
             log(f"{name} {dtype}: writing the ONNX model ({form})")
@@ -221,13 +239,27 @@ def run_layer_rows(args, roof):
             raised = "raised" in report and "not raised" not in report
             log(f"{name} {dtype}: moec compile {compile_s:.1f} s"
                 f"{'' if moec_error is None else ' FAILED: ' + moec_error}; MoE block raised: {raised}")
-            session, ort_error = None, None
+            session, ort_error, ort_note = None, None, None
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
             try:
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = threads
                 session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
             except Exception as e:  # noqa: BLE001 - reported in the table
                 ort_error = str(e).strip().splitlines()[0][:160]
+            if dtype == "bf16" and ort_error and "NOT_IMPLEMENTED" in ort_error:
+                # onnxruntime has no bf16 MatMul or MoE on CPU: what a user
+                # can run is the same layer with the bf16 weights widened to
+                # f32, which is what it is measured on.
+                ort_note = f"f32 (its CPU kernels have no bf16: {ort_error})"
+                f32_path = onnx_path + ".f32.onnx"
+                wide = copy.deepcopy(module).float()
+                if name == "deepseek":
+                    onnx_export(wide, "f32", f32_path)
+                else:
+                    onnx_moe_op(name, wide, "f32", f32_path)
+                session = ort.InferenceSession(f32_path, options, providers=["CPUExecutionProvider"])
+                ort_error = None
+                os.remove(f32_path)
             for tokens in args.tokens:
                 torch.manual_seed(tokens)
                 x = torch.randn(tokens, cfg["hidden"])
@@ -236,6 +268,7 @@ def run_layer_rows(args, roof):
                 # PyTorch's best: transformers' experts implementations
                 # (grouped_mm is its default where it dispatches).
                 torch_times = {}
+                settle()
                 with torch.inference_mode():
                     for impl in TORCH_EXPERTS:
                         module.experts.config._experts_implementation = impl
@@ -248,16 +281,18 @@ def run_layer_rows(args, roof):
                         torch_times[impl] = timed(lambda: flat(x), n)
                 best = min(torch_times, key=torch_times.get)
                 torch_s = torch_times[best]
-                ref32 = ref.float().numpy()
+                with torch.inference_mode():
+                    ref32 = check(x.float()).numpy() if dtype == "bf16" else ref.float().numpy()
                 row = dict(config=name, dtype=dtype, tokens=tokens, onnx_form=form,
                            torch_s=torch_s, torch_impl=best, torch_times=torch_times,
                            repeats=n)
                 feed = x.view(torch.int16).numpy().view(np.uint16) if dtype == "bf16" else x.numpy()
                 if session is not None and ort_error is None:
+                    if ort_note:
+                        row["ort_note"] = ort_note
                     try:
-                        ort_in = {"x": x.float().numpy()} if dtype == "f32" else None
-                        if dtype == "bf16":
-                            raise RuntimeError("onnxruntime's Python API has no bf16 numpy input")
+                        ort_in = {"x": x.float().numpy()}
+                        settle()
                         session.run(None, ort_in)
                         row["ort_s"] = timed(lambda: session.run(None, ort_in), n)
                         out = session.run(None, ort_in)[0]
@@ -270,6 +305,7 @@ def run_layer_rows(args, roof):
                     x_path = os.path.join(work, "x.npy")
                     write_npy(x_path, feed)
                     out_dir = os.path.join(work, "out")
+                    settle()
                     result = subprocess.run([args.moe_run, artifact, "--input", f"x={x_path}",
                                              "--output-dir", out_dir, "--repeat", str(n)],
                                             capture_output=True, text=True)
@@ -311,6 +347,190 @@ def add_roof(row, cfg, dtype, roof):
             row["moec_bw_frac"] = weight_bytes / row["moec_s"] / roof["read_bandwidth_bytes_per_s"]
 
 
+MODEL_CONFIG = dict(
+    # A ~117M-parameter model of the DeepSeek-V3 architecture: MLA, one
+    # dense layer then MoE layers with a shared expert and the grouped
+    # sigmoid router.
+    vocab_size=32000, hidden_size=768, intermediate_size=2048, num_hidden_layers=4,
+    first_k_dense_replace=1, n_routed_experts=32, n_shared_experts=1,
+    moe_intermediate_size=256, num_experts_per_tok=4, n_group=4, topk_group=2,
+    num_attention_heads=8, num_key_value_heads=8, q_lora_rank=256, kv_lora_rank=128,
+    qk_nope_head_dim=32, qk_rope_head_dim=16, v_head_dim=32, max_position_embeddings=4096,
+    tie_word_embeddings=False, routed_scaling_factor=2.5, norm_topk_prob=True)
+PROMPT_TOKENS = 128
+DECODE_TOKENS = 64
+
+
+def run_model_rows(args, roof):
+    """Prefill and decode tokens/s of a whole model: moec (moe-run) against
+    PyTorch running the transformers model with its KV cache."""
+    import torch
+    from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+    torch.set_num_threads(roof["cores"])
+    work = tempfile.mkdtemp(prefix="moe-bench-model-")
+    ckpt = os.path.join(work, "ckpt")
+    torch.manual_seed(7)
+    config = DeepseekV3Config(**MODEL_CONFIG)
+    model = DeepseekV3ForCausalLM(config).eval()
+    with torch.no_grad():  # a visible selection bias, as trained models have
+        for layer in model.model.layers[config.first_k_dense_replace:]:
+            layer.mlp.gate.e_score_correction_bias.normal_(0.0, 0.01)
+    params = sum(p.numel() for p in model.parameters())
+    model.save_pretrained(ckpt)
+    log(f"model: {params / 1e6:.0f}M parameters, saved to {ckpt}")
+    artifact = os.path.join(work, "model.moec")
+    start = time.perf_counter()
+    subprocess.run([args.moec, ckpt, "--target=cpu", "-o", artifact,
+                    f"--max-seq-len={PROMPT_TOKENS + DECODE_TOKENS}"], check=True)
+    compile_s = time.perf_counter() - start
+    prompt = [int(v) for v in torch.randint(0, config.vocab_size, (PROMPT_TOKENS,), generator=torch.Generator().manual_seed(3))]
+    rows = []
+    best = {}
+    settle()
+    for _ in range(3):
+        result = subprocess.run([args.moe_run, artifact, "--tokens", ",".join(map(str, prompt)),
+                                 "--generate", str(DECODE_TOKENS), "--stats"],
+                                capture_output=True, text=True, check=True)
+        stats = result.stderr
+        prefill = float(stats.split("prefill ")[1].split(" s (")[0].split(" in ")[1])
+        decode = float(stats.split("decode ")[1].split(" s (")[0].split(" in ")[1])
+        best["prefill"] = min(best.get("prefill", 1e9), prefill)
+        best["decode"] = min(best.get("decode", 1e9), decode)
+        moec_ids = [int(v) for v in result.stdout.split()]
+    ids = torch.tensor([prompt])
+    torch_best = {}
+    settle()
+    with torch.inference_mode():
+        for _ in range(3):
+            start = time.perf_counter()
+            out = model(input_ids=ids, use_cache=True)
+            prefill = time.perf_counter() - start
+            cache = out.past_key_values
+            token = out.logits[0, -1].argmax()
+            torch_ids = [int(token)]
+            start = time.perf_counter()
+            for _ in range(DECODE_TOKENS - 1):
+                out = model(input_ids=token.view(1, 1), past_key_values=cache, use_cache=True)
+                cache = out.past_key_values
+                token = out.logits[0, -1].argmax()
+                torch_ids.append(int(token))
+            decode = time.perf_counter() - start
+            torch_best["prefill"] = min(torch_best.get("prefill", 1e9), prefill)
+            torch_best["decode"] = min(torch_best.get("decode", 1e9), decode)
+    same = sum(a == b for a, b in zip(moec_ids, torch_ids))
+    for phase, tokens in (("prefill", PROMPT_TOKENS), ("decode", DECODE_TOKENS - 1)):
+        rows.append(dict(phase=phase, tokens=tokens, moec_tok_s=tokens / best[phase],
+                         torch_tok_s=tokens / torch_best[phase]))
+    weight_bytes = params * 4
+    rows.append(dict(phase="decode bytes", moec_bw_frac=(DECODE_TOKENS - 1) / best["decode"]
+                     * active_bytes(config) / roof["read_bandwidth_bytes_per_s"]))
+    log(f"model: moec prefill {rows[0]['moec_tok_s']:.0f} tok/s, decode {rows[1]['moec_tok_s']:.1f} tok/s; "
+        f"PyTorch {rows[0]['torch_tok_s']:.0f} / {rows[1]['torch_tok_s']:.1f}; "
+        f"greedy ids agree on {same}/{len(moec_ids)}")
+    import shutil
+    shutil.rmtree(work)
+    return dict(params=params, weight_bytes=weight_bytes, compile_s=compile_s,
+                prompt=PROMPT_TOKENS, generated=DECODE_TOKENS, rows=rows,
+                same_ids=same, total_ids=len(moec_ids))
+
+
+def active_bytes(config):
+    """f32 bytes one decode step must read: every weight except the
+    embedding table and the experts not chosen (k routed of E)."""
+    h, v = config.hidden_size, config.vocab_size
+    moe_layers = config.num_hidden_layers - config.first_k_dense_replace
+    expert = 3 * h * config.moe_intermediate_size
+    dense_mlp = 3 * h * config.intermediate_size
+    attn = (h * config.q_lora_rank + config.q_lora_rank * config.num_attention_heads
+            * (config.qk_nope_head_dim + config.qk_rope_head_dim)
+            + h * (config.kv_lora_rank + config.qk_rope_head_dim)
+            + config.kv_lora_rank * config.num_attention_heads
+            * (config.qk_nope_head_dim + config.v_head_dim)
+            + config.num_attention_heads * config.v_head_dim * h)
+    total = (config.num_hidden_layers * attn + config.first_k_dense_replace * dense_mlp
+             + moe_layers * ((config.num_experts_per_tok + config.n_shared_experts) * expert
+                             + h * config.n_routed_experts)
+             + h * v)  # lm_head
+    return 4 * total
+
+
+def run_compile_row(args):
+    """moec's compile time and peak memory on the full DeepSeek-V3 config
+    (61 layers, 256 experts, 671B parameters) from a header-only bf16
+    checkpoint: safetensors headers over sparse files, so no weight byte is
+    stored or read."""
+    import torch
+    from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+    work = tempfile.mkdtemp(prefix="moe-bench-v3-")
+    config = DeepseekV3Config()  # the defaults are DeepSeek-V3's
+    config.tie_word_embeddings = False
+    with torch.device("meta"):
+        model = DeepseekV3ForCausalLM(config)
+    # The hub's layout: one tensor per expert projection (transformers
+    # fuses them in memory and splits them again when saving).
+    tensors = []
+    for n, p in model.state_dict().items():
+        shape = list(p.shape)
+        if n.endswith("mlp.experts.gate_up_proj"):
+            prefix, (e, two_i, h) = n[:-len("gate_up_proj")], shape
+            for x in range(e):
+                tensors += [(f"{prefix}{x}.gate_proj.weight", [two_i // 2, h]),
+                            (f"{prefix}{x}.up_proj.weight", [two_i // 2, h])]
+        elif n.endswith("mlp.experts.down_proj"):
+            prefix, (e, h, i) = n[:-len("down_proj")], shape
+            tensors += [(f"{prefix}{x}.down_proj.weight", [h, i]) for x in range(e)]
+        else:
+            tensors.append((n, shape))
+    shard_bytes, shards, current, size = 10 << 30, [], [], 0
+    for name, shape in tensors:
+        nbytes = 2 * math.prod(shape)
+        if current and size + nbytes > shard_bytes:
+            shards.append(current)
+            current, size = [], 0
+        current.append((name, shape, nbytes))
+        size += nbytes
+    shards.append(current)
+    weight_map = {}
+    total = 0
+    for i, shard in enumerate(shards):
+        file = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        header, offset = {}, 0
+        for name, shape, nbytes in shard:
+            header[name] = {"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + nbytes]}
+            offset += nbytes
+            weight_map[name] = file
+        blob = json.dumps(header).encode()
+        blob += b" " * (-len(blob) % 8)
+        with open(os.path.join(work, file), "wb") as f:
+            f.write(len(blob).to_bytes(8, "little"))
+            f.write(blob)
+            f.truncate(8 + len(blob) + offset)  # a hole: nothing is written
+        total += offset
+    with open(os.path.join(work, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f)
+    config.dtype = "bfloat16"
+    config.save_pretrained(work)
+    params = total // 2
+    log(f"DeepSeek-V3 header-only checkpoint: {len(tensors)} tensors, {params / 1e9:.0f}B parameters, "
+        f"{len(shards)} sparse shards")
+    artifact = os.path.join(work, "v3.moec")
+    result = subprocess.run(["/usr/bin/time", "-f", "%e %M", args.moec, work, "--target=cpu",
+                             "-o", artifact, "--max-seq-len=4096"],
+                            capture_output=True, text=True)
+    row = dict(tensors=len(tensors), params=params, layers=config.num_hidden_layers,
+               experts=config.n_routed_experts)
+    if result.returncode != 0:
+        row["error"] = result.stderr.strip().splitlines()[-2 if len(result.stderr.strip().splitlines()) > 1 else -1]
+    else:
+        seconds, kib = result.stderr.strip().splitlines()[-1].split()
+        row.update(compile_s=float(seconds), peak_rss_bytes=int(kib) * 1024,
+                   artifact_bytes=os.path.getsize(artifact))
+    import shutil
+    shutil.rmtree(work)
+    log(f"DeepSeek-V3 compile: {row}")
+    return row
+
+
 def ms(seconds):
     return f"{seconds * 1e3:.3g}" if seconds is not None else "-"
 
@@ -333,7 +553,7 @@ def ratio(row, peer):
     return "n/a"
 
 
-def markdown(rows, roof, meta):
+def markdown(rows, roof, meta, model=None, compile_row=None):
     lines = [
         "# moec performance",
         "",
@@ -353,7 +573,10 @@ def markdown(rows, roof, meta):
         "Median time of one layer forward (router + experts + combine) on T tokens, "
         "same weights and input for the three. Ratios are peer time / moec time "
         "(above 1: moec is faster). `moec vs torch` is max|moec - PyTorch| / max|PyTorch| "
-        f"(tolerance {TOLERANCE['f32']:g} f32, {TOLERANCE['bf16']:g} bf16). "
+        f"(tolerance {TOLERANCE['f32']:g} f32, {TOLERANCE['bf16']:g} bf16), for bf16 against "
+        "PyTorch in f32 on the same bf16 weights: moec computes router logits in f32 "
+        "(moe.route's semantics) where the bf16 graphs round them, which changes the chosen "
+        "experts where rounded logits tie. "
         "`roof` is moec's fraction of the machine's read bandwidth at T=1 (bytes of the "
         "weights the step must read) and of its peak f32 FLOP/s otherwise.",
         "",
@@ -370,15 +593,19 @@ def markdown(rows, roof, meta):
         if "moec_rel_diff" in r:
             check = f"{r['moec_rel_diff']:.1e}" + ("" if r.get("moec_ok") else " FAIL")
         ort_ms = ms(r.get("ort_s")) if "ort_s" in r else "n/a"
+        if "ort_s" in r and r.get("ort_note"):
+            ort_ms += " (f32)"
         lines.append(
             f"| {r['config']} | {r['dtype']} | {r['tokens']} | {ms(r.get('moec_s'))} | {ort_ms} | "
             f"{ms(r.get('torch_s'))} | {ratio(r, 'ort')} | {ratio(r, 'torch')} | {roof_text} | {check} |")
-    notes = sorted({f"- {r['config']} {r['dtype']}: onnxruntime: {r['ort_error']}"
+    notes = sorted({f"- {r['config']} {r['dtype']} T={r['tokens']}: onnxruntime: {r['ort_error']}"
                     for r in rows if r.get("ort_error")} |
+                   {f"- {r['config']} {r['dtype']}: onnxruntime ran {r['ort_note']}"
+                    for r in rows if r.get("ort_note")} |
                    {f"- {r['config']} {r['dtype']} T={r['tokens']}: moec: {r['moec_error']}"
                     for r in rows if r.get("moec_error")})
     if notes:
-        lines += ["", "Not measured:", ""] + notes
+        lines += ["", "Notes (rows marked n/a or (f32)):", ""] + notes
     lines += [
         "",
         "Layers (CPU-sized versions of the reference shapes): mixtral: hidden 1024, 8 experts, "
@@ -389,10 +616,49 @@ def markdown(rows, roof, meta):
         "TorchScript-exported graph for deepseek (com.microsoft.MoE has no grouped "
         "sigmoid router); moec raises both to its moe ops. PyTorch runs the transformers "
         "modules (MixtralSparseMoeBlock, Qwen3MoeSparseMoeBlock, DeepseekV3MoE) in eager "
-        "mode under inference_mode, each row with the fastest of transformers' experts "
-        "implementations (grouped_mm, batched_mm, eager; in the JSON).",
+        "mode under inference_mode, each row with the faster of transformers' experts "
+        "implementations grouped_mm (its default) and eager (both in the JSON).",
         "",
     ]
+    if model:
+        c = MODEL_CONFIG
+        lines += [
+            "## Whole model",
+            "",
+            f"A {model['params'] / 1e6:.0f}M-parameter model of the DeepSeek-V3 architecture with "
+            f"random weights (f32; {c['num_hidden_layers']} layers, the first dense, MLA, "
+            f"{c['n_routed_experts']} routed experts + {c['n_shared_experts']} shared, top-"
+            f"{c['num_experts_per_tok']}, {c['n_group']} groups keep {c['topk_group']}, vocabulary "
+            f"{c['vocab_size']}): a {model['prompt']}-token prompt, then {model['generated']} greedy "
+            "tokens. moec: `moec CKPT --target=cpu` and `moe-run --stats`; PyTorch: the "
+            "transformers model (DeepseekV3ForCausalLM, eager) with its KV cache. Best of 3. "
+            f"Greedy ids agree on {model['same_ids']} of {model['total_ids']}.",
+            "",
+            "| phase | tokens | moec tok/s | PyTorch tok/s | moec / PyTorch |",
+            "|---|---|---|---|---|",
+        ]
+        for r in model["rows"]:
+            if "tokens" in r:
+                lines.append(f"| {r['phase']} | {r['tokens']} | {r['moec_tok_s']:.1f} | "
+                             f"{r['torch_tok_s']:.1f} | {r['moec_tok_s'] / r['torch_tok_s']:.2f}x |")
+        bw = [r for r in model["rows"] if "moec_bw_frac" in r]
+        if bw:
+            lines += ["", f"moec's decode reads the active weights (all but the embedding table "
+                      f"and the unchosen experts) at {100 * bw[0]['moec_bw_frac']:.0f}% of the "
+                      "measured read bandwidth.", ""]
+    if compile_row:
+        lines += ["## Compile cost of a full-size model", ""]
+        if "error" in compile_row:
+            lines.append(f"moec on the DeepSeek-V3 config failed: {compile_row['error']}")
+        else:
+            lines.append(
+                f"`moec CKPT --target=cpu` on the DeepSeek-V3 config ({compile_row['layers']} layers, "
+                f"{compile_row['experts']} experts, {compile_row['params'] / 1e9:.0f}B parameters, "
+                f"{compile_row['tensors']} tensors) from a header-only bf16 checkpoint (sparse "
+                f"shards): {compile_row['compile_s']:.1f} s, peak resident memory "
+                f"{compile_row['peak_rss_bytes'] / 2**20:.0f} MiB, artifact "
+                f"{compile_row['artifact_bytes'] / 2**20:.1f} MiB (the weights stay in the checkpoint).")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -401,10 +667,16 @@ def main():
     p.add_argument("--build", required=True, help="moec build folder (bin/moec, bin/moe-run, bin/moe-roofline)")
     p.add_argument("--out", required=True, help="Markdown output (docs/performance.md)")
     p.add_argument("--json", required=True, help="JSON output (docs/performance.json)")
-    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS),
+                   help="MoE layer configurations (none: skip the layer rows)")
+    p.add_argument("--skip-model", action="store_true", help="skip the whole-model rows")
+    p.add_argument("--skip-compile", action="store_true", help="skip the DeepSeek-V3 compile row")
     p.add_argument("--dtypes", nargs="+", default=DTYPES, choices=DTYPES)
     p.add_argument("--tokens", nargs="+", type=int, default=TOKENS)
     args = p.parse_args()
+    global np
+    import numpy
+    np = numpy
     args.moec = os.path.join(args.build, "bin", "moec")
     args.moe_run = os.path.join(args.build, "bin", "moe-run")
     log("measuring the machine's roof")
@@ -424,11 +696,14 @@ def main():
     meta = dict(cpu=cpu, date=datetime.date.today().isoformat(), isa=isa,
                 peers=f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider), "
                       f"PyTorch {torch.__version__} eager with transformers {transformers.__version__}")
-    rows = run_layer_rows(args, roof)
+    rows = run_layer_rows(args, roof) if args.configs else []
+    model = None if args.skip_model else run_model_rows(args, roof)
+    compile_row = None if args.skip_compile else run_compile_row(args)
     with open(args.json, "w") as f:
-        json.dump(dict(meta=meta, roof=roof, moe_layer=rows), f, indent=1)
+        json.dump(dict(meta=meta, roof=roof, moe_layer=rows, model=model,
+                       compile=compile_row), f, indent=1)
     with open(args.out, "w") as f:
-        f.write(markdown(rows, roof, meta))
+        f.write(markdown(rows, roof, meta, model, compile_row))
     log(f"wrote {args.out} and {args.json}")
     failed = [r for r in rows if "moec_rel_diff" in r and not r["moec_ok"]]
     if failed:

@@ -2,7 +2,8 @@
 # Installs what building and testing moec needs on Debian 12 (bookworm):
 # LLVM/MLIR 22 (from bookworm-security), clang/lld 22 and their sanitizer
 # runtimes (the ASan/UBSan test run), Protobuf, ONNX, GoogleTest, CMake,
-# Ninja, ccache. Idempotent; prints nothing when all is
+# Ninja, ccache, and any further packages named as arguments (bench/run.sh
+# asks for python3-venv). Idempotent; prints nothing when all is
 # already there, and the apt log only if something fails.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ packages=(
   mlir-22-tools
   libprotobuf-dev protobuf-compiler libonnx-dev
   libgtest-dev
+  "$@"
 )
 
 missing=()

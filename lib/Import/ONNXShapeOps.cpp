@@ -765,7 +765,20 @@ ImportResult Importer::importConstantOfShape(const onnx::NodeProto &node) {
     element = elementType(ctx, t.data_type());
     if (!element)
       return std::string("value has an unsupported type");
-    if (isa<FloatType>(element)) {
+    if (isa<FloatType>(element) && element.getIntOrFloatBitWidth() == 16) {
+      // bf16 and f16 are stored as their bits: two raw bytes, or in
+      // int32_data.
+      uint16_t bits = 0;
+      if (t.raw_data().size() == 2)
+        std::memcpy(&bits, t.raw_data().data(), 2);
+      else if (!t.raw_data().empty())
+        return std::string("value's raw data is not a single element");
+      else if (t.int32_data_size())
+        bits = uint16_t(t.int32_data(0));
+      value = builder.getFloatAttr(
+          element, llvm::APFloat(cast<FloatType>(element).getFloatSemantics(),
+                                 llvm::APInt(16, bits)));
+    } else if (isa<FloatType>(element)) {
       double v = t.float_data_size()    ? t.float_data(0)
                  : t.double_data_size() ? t.double_data(0)
                                         : 0.0;

@@ -45,11 +45,15 @@ using ActivationFn = void (*)(const float *g, const float *u, float *out,
                               int64_t n, bool clamped, float alpha,
                               float limit, float beta);
 
+/// dst[i] = float(src[i]) for i < n, src of the indexed DType.
+using WidenFn = void (*)(const void *src, float *dst, int64_t n);
+
 struct Isa {
   const char *name;
   DotTileFn dot[3]; // indexed by the weights' DType
   DotTileTransposedFn dotTransposed[3];
   ActivationFn activation;
+  WidenFn widen[3];
 };
 
 const Isa &isaGeneric();

@@ -226,14 +226,25 @@ void dotBlock(const float *const *a, int64_t count, const Rows &w, int64_t n0,
     return;
   }
   thread_local std::vector<char> pack;
-  DotTileFn dot = isa().dot[int(w.type)];
+  thread_local std::vector<float> wide;
+  // When several activation rows share the block, 16-bit weights are
+  // widened to f32 once rather than in every tile (in the tiles, the
+  // conversion competes with the FMAs for the vector ports).
+  bool widened = w.type != DType::F32 && count > kMaxRows;
+  if (widened) {
+    float *rows = scratch(wide, size_t(n1 - n0) * w.k);
+    for (int64_t n = n0; n < n1; ++n)
+      isa().widen[int(w.type)](w.row(n, pack, 0), rows + (n - n0) * w.k, w.k);
+  }
+  DotTileFn dot = isa().dot[int(widened ? DType::F32 : w.type)];
   for (int64_t k0 = 0; k0 < w.k || k0 == 0; k0 += kChunk) {
     int64_t k1 = std::min(w.k, k0 + kChunk);
     for (int64_t n = n0; n < n1; n += kMaxCols) {
       int cols = int(std::min<int64_t>(kMaxCols, n1 - n));
       const void *b[kMaxCols];
       for (int c = 0; c < cols; ++c)
-        b[c] = w.row(n + c, pack, c);
+        b[c] = widened ? static_cast<const void *>(wide.data() + (n + c - n0) * w.k)
+                       : w.row(n + c, pack, c);
       for (int64_t m = 0; m < count; m += kMaxRows) {
         int rows = int(std::min<int64_t>(kMaxRows, count - m));
         dot(rows, cols, a + m, b, k0, k1, out + m * ldo + (n - n0), ldo,
@@ -450,6 +461,15 @@ void linear(const LinearArgs &p) {
     });
   }
   Rows w = rowsOf(p.weight);
+  thread_local std::vector<float> biasBuf;
+  const float *bias = nullptr;
+  if (p.bias.present()) {
+    float *b = scratch(biasBuf, N);
+    for (int64_t n = 0; n < N; ++n)
+      b[n] = p.bias.f32(n);
+    bias = b;
+  }
+  const bool fastStore = p.out.type == DType::F32 && p.out.stride[1] == 1;
   int64_t blocks = (N + kBlock - 1) / kBlock;
   // Token tiles of up to 64 rows per task keep the f32 rows in cache.
   int64_t tokenBlocks = (T + kTokenTile - 1) / kTokenTile;
@@ -463,15 +483,22 @@ void linear(const LinearArgs &p) {
       for (int64_t m = 0; m < rows; ++m)
         a[m] = x + (m0 + m) * K;
       dotBlock(a, rows, w, n0, n1, tileOut, kBlock);
-      for (int64_t m = 0; m < rows; ++m)
-        for (int64_t n = n0; n < n1; ++n) {
-          float v = tileOut[m * kBlock + n - n0];
-          if (p.bias.present())
-            v += p.bias.f32(n);
-          if (p.residual.present())
-            v = roundTo(p.out.type, v) + p.residual.f32(m0 + m, n);
-          fromF32(p.out.type, v, p.out.at(m0 + m, n));
+      for (int64_t m = 0; m < rows; ++m) {
+        float *row = tileOut + m * kBlock;
+        if (bias)
+          for (int64_t n = n0; n < n1; ++n)
+            row[n - n0] += bias[n];
+        if (p.residual.present())
+          for (int64_t n = n0; n < n1; ++n)
+            row[n - n0] = roundTo(p.out.type, row[n - n0]) +
+                          p.residual.f32(m0 + m, n);
+        if (fastStore) {
+          std::memcpy(p.out.at(m0 + m, n0), row, (n1 - n0) * sizeof(float));
+          continue;
         }
+        for (int64_t n = n0; n < n1; ++n)
+          fromF32(p.out.type, row[n - n0], p.out.at(m0 + m, n));
+      }
     }
   });
 }

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The benchmark suite, in one command on a fresh Debian 12 machine:
+# installs what is missing (scripts/bootstrap.sh, plus python3-venv), builds
+# moec into build/, installs the pinned peers of bench/requirements.txt
+# (onnxruntime, PyTorch, transformers) into build/bench-venv once, then
+# measures moec, onnxruntime and PyTorch side by side (bench/bench.py) and
+# writes docs/performance.md and docs/performance.json.
+#
+#   bench/run.sh                       # everything (about 10 minutes on 2 cores)
+#   bench/run.sh --configs qwen3 --dtypes f32 --tokens 1 128   # a subset
+#
+# Arguments go to bench/bench.py (see bench/bench.py --help). Nothing else
+# should run on the machine meanwhile: every row is a wall-clock time.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
+  sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+  echo
+  exec python3 "$root/bench/bench.py" --help
+fi
+build=${MOE_BUILD_DIR:-$root/build}
+venv=${MOE_BENCH_VENV:-$build/bench-venv}
+
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  "$root/scripts/bootstrap.sh" python3-venv
+fi
+MOE_BUILD_DIR=$build "$root/scripts/build.sh"
+stamp="$venv/.requirements"
+if ! cmp -s "$root/bench/requirements.txt" "$stamp" 2>/dev/null; then
+  echo "bench: installing the peers into $venv (about 3 GB, once)" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check \
+    -r "$root/bench/requirements.txt"
+  cp "$root/bench/requirements.txt" "$stamp"
+fi
+# From / so that no stray *.py in the working folder shadows a module.
+cd /
+exec "$venv/bin/python" "$root/bench/bench.py" --build "$build" \
+  --out "$root/docs/performance.md" --json "$root/docs/performance.json" "$@"
