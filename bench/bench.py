@@ -18,10 +18,16 @@ count, one run:
    by `moe-run --repeat`, all on all cores and the same input;
 4. checks that moec's output matches PyTorch's (max |diff| / max |ref|).
 
+Then a whole model (MODEL_CONFIG: ~115M parameters, DeepSeek-V3
+architecture, random weights): prefill and decode tokens/s of moe-run
+against the transformers model with its KV cache, and whether their greedy
+tokens agree; and moec's compile time and peak memory on the full
+DeepSeek-V3 config from a header-only checkpoint (sparse shards).
+
 It also measures the machine's roof (bench/roofline.cpp: read bandwidth and
 peak f32 FLOP/s on all cores) and reports each moec row against it: T=1 as
 the fraction of read bandwidth (bytes of the weights the step must read /
-time), T=1024 as the fraction of peak FLOP/s.
+time), larger T as the fraction of peak FLOP/s.
 
 Writes docs/performance.md (Markdown) and docs/performance.json.
 """

@@ -125,6 +125,39 @@ template <typename T> T *scratch(std::vector<T> &buffer, size_t n) {
   return buffer.data();
 }
 
+} // namespace
+} // namespace moert::kernels
+
+// runtime/host_memory.cpp: checks large sizes against free host memory and,
+// on failure, jumps back to the entry point that the calling thread runs.
+extern "C" void *moert_malloc(size_t bytes);
+
+namespace moert::kernels {
+namespace {
+
+/// A grow-only buffer of the thread that calls a kernel (the one running
+/// the compiled code), for the large per-call arrays. It grows through
+/// moert_malloc, so a size the host cannot back becomes the entry point's
+/// MOERT_OUT_OF_MEMORY instead of an exception unwinding compiled code.
+template <typename T> class CallerBuffer {
+public:
+  ~CallerBuffer() { std::free(data); }
+  T *get(size_t n) {
+    if (n > size) {
+      std::free(data);
+      data = nullptr;
+      size = 0;
+      data = static_cast<T *>(moert_malloc(n * sizeof(T)));
+      size = n;
+    }
+    return data;
+  }
+
+private:
+  T *data = nullptr;
+  size_t size = 0;
+};
+
 /// Copies the first `count` rows of a [rows, K] view into f32, row-major.
 void rowsToF32(const View<2> &v, int64_t count, float *out) {
   int64_t k = v.size[1];
@@ -185,9 +218,10 @@ struct Rows {
   int64_t rowStride, colStride, k;
   DType type;
   int bytes;
+  int64_t origin = 0; // the row at `base`
 
   const void *row(int64_t i, std::vector<char> &pack, int slot) const {
-    const char *p = base + i * rowStride * bytes;
+    const char *p = base + (i - origin) * rowStride * bytes;
     if (colStride == 1)
       return p;
     char *dst = scratch(pack, size_t(kMaxCols) * k * bytes) + slot * k * bytes;
@@ -226,25 +260,14 @@ void dotBlock(const float *const *a, int64_t count, const Rows &w, int64_t n0,
     return;
   }
   thread_local std::vector<char> pack;
-  thread_local std::vector<float> wide;
-  // When several activation rows share the block, 16-bit weights are
-  // widened to f32 once rather than in every tile (in the tiles, the
-  // conversion competes with the FMAs for the vector ports).
-  bool widened = w.type != DType::F32 && count > kMaxRows;
-  if (widened) {
-    float *rows = scratch(wide, size_t(n1 - n0) * w.k);
-    for (int64_t n = n0; n < n1; ++n)
-      isa().widen[int(w.type)](w.row(n, pack, 0), rows + (n - n0) * w.k, w.k);
-  }
-  DotTileFn dot = isa().dot[int(widened ? DType::F32 : w.type)];
+  DotTileFn dot = isa().dot[int(w.type)];
   for (int64_t k0 = 0; k0 < w.k || k0 == 0; k0 += kChunk) {
     int64_t k1 = std::min(w.k, k0 + kChunk);
     for (int64_t n = n0; n < n1; n += kMaxCols) {
       int cols = int(std::min<int64_t>(kMaxCols, n1 - n));
       const void *b[kMaxCols];
       for (int c = 0; c < cols; ++c)
-        b[c] = widened ? static_cast<const void *>(wide.data() + (n + c - n0) * w.k)
-                       : w.row(n + c, pack, c);
+        b[c] = w.row(n + c, pack, c);
       for (int64_t m = 0; m < count; m += kMaxRows) {
         int rows = int(std::min<int64_t>(kMaxRows, count - m));
         dot(rows, cols, a + m, b, k0, k1, out + m * ldo + (n - n0), ldo,
@@ -252,6 +275,25 @@ void dotBlock(const float *const *a, int64_t count, const Rows &w, int64_t n0,
       }
     }
   }
+}
+
+/// Rows n0..n1 of `w` as f32 rows in `buffer` when `count` activation rows
+/// will read them: 16-bit weights are then widened once rather than in
+/// every tile, where the conversion competes with the FMAs for the vector
+/// ports. Returns `w` itself for f32 weights, transposed weights and
+/// decode-sized counts (there the halved bytes matter more).
+Rows widenFor(const Rows &w, int64_t n0, int64_t n1, int64_t count,
+              std::vector<float> &buffer) {
+  if (w.type == DType::F32 || count <= kMaxRows ||
+      (w.colStride != 1 && w.rowStride == 1))
+    return w;
+  thread_local std::vector<char> pack;
+  float *rows = scratch(buffer, size_t(n1 - n0) * w.k);
+  for (int64_t n = n0; n < n1; ++n)
+    isa().widen[int(w.type)](w.row(n, pack, 0), rows + (n - n0) * w.k, w.k);
+  Rows wide{reinterpret_cast<const char *>(rows), w.k, 1, w.k, DType::F32, 4};
+  wide.origin = n0;
+  return wide;
 }
 
 /// Weight rows per parallel task: enough work to amortise the hand-out,
@@ -280,14 +322,14 @@ void experts(const ExpertsArgs &p) {
   const int64_t S = p.sharedGate.present() ? p.sharedGate.size[0] : 0;
   if (T == 0)
     return;
-  thread_local std::vector<float> xBuf, actBuf, yBuf, shActBuf, shYBuf;
-  thread_local std::vector<int64_t> intBuf;
-  float *x = scratch(xBuf, T * H);
+  thread_local CallerBuffer<float> xBuf, actBuf, yBuf, shActBuf, shYBuf;
+  thread_local CallerBuffer<int64_t> intBuf;
+  float *x = xBuf.get(T * H);
   rowsToF32(p.x, T, x);
 
   // Group the T * k (token, slot) pairs by expert: segment e holds
   // positions [start[e], start[e + 1]); slotAt[pos] is the pair's slot.
-  int64_t *ints = scratch(intBuf, 3 * (E + 1) + 2 * T * k + 1);
+  int64_t *ints = intBuf.get(3 * (E + 1) + 2 * T * k + 1);
   int64_t *start = ints, *cursor = ints + E + 1, *active = ints + 2 * (E + 1);
   int64_t *slotAt = ints + 3 * (E + 1), *posOf = slotAt + T * k;
   std::fill(start, start + E + 1, 0);
@@ -311,14 +353,13 @@ void experts(const ExpertsArgs &p) {
     posOf[s] = pos;
   }
 
-  float *act = scratch(actBuf, T * k * I);
-  float *y = scratch(yBuf, T * k * H);
-  float *shAct = S ? scratch(shActBuf, T * S) : nullptr;
-  float *shY = S ? scratch(shYBuf, T * H) : nullptr;
+  float *act = actBuf.get(T * k * I);
+  float *y = yBuf.get(T * k * H);
+  float *shAct = S ? shActBuf.get(T * S) : nullptr;
+  float *shY = S ? shYBuf.get(T * H) : nullptr;
 
   // Tasks: per active expert (then the shared expert over all tokens),
   // one per block of weight rows.
-  const int64_t groups = numActive + (S ? 1 : 0);
   auto forGroups = [&](int64_t rowsRouted, int64_t rowsShared, auto &&body) {
     int64_t perRouted = (rowsRouted + kBlock - 1) / kBlock;
     int64_t perShared = (rowsShared + kBlock - 1) / kBlock;
@@ -333,7 +374,6 @@ void experts(const ExpertsArgs &p) {
       body(g, block * kBlock, std::min(rows, block * kBlock + kBlock));
     });
   };
-  (void)groups;
 
   // Stage 1: gate and up projections, bias, activation.
   const bool clamped = p.activation == MOERT_ACT_SWIGLU_CLAMPED;
@@ -341,8 +381,11 @@ void experts(const ExpertsArgs &p) {
     bool shared = g == numActive;
     int64_t e = shared ? 0 : active[g];
     int64_t p0 = shared ? 0 : start[e], count = shared ? T : start[e + 1] - p0;
-    Rows gw = shared ? rowsOf(p.sharedGate) : rowsOf(p.gate, e);
-    Rows uw = shared ? rowsOf(p.sharedUp) : rowsOf(p.up, e);
+    thread_local std::vector<float> wideGate, wideUp;
+    Rows gw = widenFor(shared ? rowsOf(p.sharedGate) : rowsOf(p.gate, e), n0,
+                       n1, count, wideGate);
+    Rows uw = widenFor(shared ? rowsOf(p.sharedUp) : rowsOf(p.up, e), n0, n1,
+                       count, wideUp);
     int64_t width = shared ? S : I;
     float *dst = shared ? shAct : act + p0 * I;
     float gTile[kTokenTile * kBlock], uTile[kTokenTile * kBlock];
@@ -373,7 +416,9 @@ void experts(const ExpertsArgs &p) {
     bool shared = g == numActive;
     int64_t e = shared ? 0 : active[g];
     int64_t p0 = shared ? 0 : start[e], count = shared ? T : start[e + 1] - p0;
-    Rows dw = shared ? rowsOf(p.sharedDown) : rowsOf(p.down, e);
+    thread_local std::vector<float> wideDown;
+    Rows dw = widenFor(shared ? rowsOf(p.sharedDown) : rowsOf(p.down, e), n0,
+                       n1, count, wideDown);
     int64_t width = shared ? S : I;
     const float *src = shared ? shAct : act + p0 * I;
     float *dst = shared ? shY : y + p0 * H;
@@ -438,8 +483,8 @@ void linear(const LinearArgs &p) {
   const int64_t T = p.x.size[0], K = p.x.size[1], N = p.weight.size[0];
   if (T == 0)
     return;
-  thread_local std::vector<float> xBuf;
-  float *x = scratch(xBuf, T * K);
+  thread_local CallerBuffer<float> xBuf;
+  float *x = xBuf.get(T * K);
   rowsToF32(p.x, T, x);
   if (p.flags & MOERT_LINEAR_NORM) {
     // moe.rms_norm's arithmetic: f32 statistics, the normalised value cast
@@ -461,28 +506,29 @@ void linear(const LinearArgs &p) {
     });
   }
   Rows w = rowsOf(p.weight);
-  thread_local std::vector<float> biasBuf;
+  thread_local CallerBuffer<float> biasBuf;
   const float *bias = nullptr;
   if (p.bias.present()) {
-    float *b = scratch(biasBuf, N);
+    float *b = biasBuf.get(N);
     for (int64_t n = 0; n < N; ++n)
       b[n] = p.bias.f32(n);
     bias = b;
   }
   const bool fastStore = p.out.type == DType::F32 && p.out.stride[1] == 1;
   int64_t blocks = (N + kBlock - 1) / kBlock;
-  // Token tiles of up to 64 rows per task keep the f32 rows in cache.
   int64_t tokenBlocks = (T + kTokenTile - 1) / kTokenTile;
   parallelFor(blocks * tokenBlocks, [&](int64_t task) {
     int64_t n0 = (task % blocks) * kBlock, n1 = std::min(N, n0 + kBlock);
     int64_t t0 = (task / blocks) * kTokenTile, t1 = std::min(T, t0 + kTokenTile);
     float tileOut[kTokenTile * kBlock];
     const float *a[kTokenTile];
+    thread_local std::vector<float> wideRows;
+    Rows wt = widenFor(w, n0, n1, t1 - t0, wideRows);
     for (int64_t m0 = t0; m0 < t1; m0 += kTokenTile) {
       int64_t rows = std::min<int64_t>(kTokenTile, t1 - m0);
       for (int64_t m = 0; m < rows; ++m)
         a[m] = x + (m0 + m) * K;
-      dotBlock(a, rows, w, n0, n1, tileOut, kBlock);
+      dotBlock(a, rows, wt, n0, n1, tileOut, kBlock);
       for (int64_t m = 0; m < rows; ++m) {
         float *row = tileOut + m * kBlock;
         if (bias)
@@ -545,10 +591,10 @@ void route(const RouteArgs &p) {
   const int64_t T = p.x.size[0], H = p.x.size[1], E = p.gate.size[0];
   const int64_t k = p.ids.size[1];
   if (T > 0) {
-    thread_local std::vector<float> xBuf, logitBuf;
-    float *x = scratch(xBuf, T * H);
+    thread_local CallerBuffer<float> xBuf, logitBuf;
+    float *x = xBuf.get(T * H);
     rowsToF32(p.x, T, x);
-    float *logits = scratch(logitBuf, T * E);
+    float *logits = logitBuf.get(T * E);
     Rows g = rowsOf(p.gate);
     int64_t blocks = (E + kBlock - 1) / kBlock;
     parallelFor(blocks * ((T + kTokenTile - 1) / kTokenTile), [&](int64_t task) {
@@ -625,9 +671,11 @@ void route(const RouteArgs &p) {
             kept[best] = 1;
         }
       }
-      int64_t picked[256];
-      float w[256];
-      int64_t kk = std::min<int64_t>(k, 256);
+      thread_local std::vector<int64_t> pickedBuf;
+      thread_local std::vector<float> weightBuf;
+      int64_t *picked = scratch(pickedBuf, k);
+      float *w = scratch(weightBuf, k);
+      const int64_t kk = k;
       for (int64_t j = 0; j < kk; ++j) {
         int64_t best = argmax(
             E, [&](int64_t i) { return sel[i]; },
@@ -665,8 +713,8 @@ void route(const RouteArgs &p) {
     return;
   // moe.fused_route's permutation: each expert's slots in increasing
   // order, segments padded to a multiple of `tile` with -1.
-  thread_local std::vector<int64_t> countBuf;
-  int64_t *count = scratch(countBuf, E);
+  thread_local CallerBuffer<int64_t> countBuf;
+  int64_t *count = countBuf.get(E);
   std::fill(count, count + E, 0);
   auto idOf = [&](int64_t slot) {
     int32_t id;
