@@ -55,6 +55,11 @@ Graph options:
                          run N more times on the same inputs and print the
                          times (min, median, mean) to stderr: a benchmark
                          with the load and the first-run warm-up left out
+  --cold                 with --repeat: before each timed run, write a
+                         256 MiB buffer so that no weight is left in the
+                         CPU's caches (a memory-bound step then reads them
+                         all from DRAM, as a model too big for the caches
+                         does)
 
 Common options:
   --stats                print load and run times (for decoders, tokens
@@ -191,7 +196,8 @@ using Clock = std::chrono::steady_clock;
 /// Runs a graph artifact: reads the named inputs, runs once, writes the
 /// outputs. Returns the exit code.
 int runGraph(moert_model model, const std::map<std::string, std::string> &given,
-             const std::string &outputDir, bool stats, long repeat) {
+             const std::string &outputDir, bool stats, long repeat,
+             bool cold) {
   int64_t numInputs = moert_graph_input_count(model);
   std::vector<moerun::NpyArray> arrays(numInputs);
   std::vector<moert_tensor> inputs(numInputs);
@@ -275,7 +281,10 @@ int runGraph(moert_model model, const std::map<std::string, std::string> &given,
   if (rc != 0 || repeat <= 0)
     return rc;
   std::vector<double> times;
+  std::vector<char> evict(cold ? size_t(256) << 20 : 0);
   for (long r = 0; r < repeat; ++r) {
+    if (cold)
+      std::memset(evict.data(), int(r), evict.size());
     Clock::time_point start = Clock::now();
     if (moert_status status =
             moert_graph_run(model, inputs.data(), outputs.data()))
@@ -304,6 +313,7 @@ int main(int argc, char **argv) {
   long generate = 16;
   bool stats = false;
   long repeat = 0;
+  bool cold = false;
   std::string device = "auto";
   std::map<std::string, std::string> inputs;
   std::string outputDir;
@@ -363,6 +373,8 @@ int main(int argc, char **argv) {
       if (!v || *end || errno || repeat < 0 || repeat > 1000000)
         return fail("--repeat needs a count in [0, 1000000], got '%s'",
                     v ? v : "");
+    } else if (!std::strcmp(arg, "--cold")) {
+      cold = true;
     } else if (!std::strcmp(arg, "--stats")) {
       stats = true;
     } else if (!std::strncmp(arg, "--device=", 9) ||
@@ -409,7 +421,7 @@ int main(int argc, char **argv) {
     else if (outputDir.empty())
       rc = fail("no --output-dir given for the graph's outputs%s", "");
     else
-      rc = runGraph(model, inputs, outputDir, stats, repeat);
+      rc = runGraph(model, inputs, outputDir, stats, repeat, cold);
     moert_model_free(model);
     return rc;
   }
