@@ -515,6 +515,7 @@ Expected<ModelConfig> parseHFConfig(const json::Value &config, StringRef path) {
     RouterConfig r = routerWith(RouterConfig::Score::Softmax,
                                 "num_local_experts", "num_experts", 8, 2);
     r.renormalize = true;
+    r.logitsInModelDtype = true;
     out.router = r;
     out.moeIntermediateSize = out.intermediateSize;
     out.moeLayers.assign(out.numLayers, true);
@@ -532,6 +533,7 @@ Expected<ModelConfig> parseHFConfig(const json::Value &config, StringRef path) {
                    qwen2 ? "num_local_experts" : "num_experts",
                    qwen2 ? 60 : 128, qwen2 ? 4 : 8);
     r.renormalize = top.boolean("norm_topk_prob", false);
+    r.logitsInModelDtype = true;
     out.router = r;
     out.moeIntermediateSize =
         top.positive("moe_intermediate_size", qwen2 ? 1408 : 768);
@@ -556,6 +558,7 @@ Expected<ModelConfig> parseHFConfig(const json::Value &config, StringRef path) {
         routerWith(RouterConfig::Score::Softmax, "num_experts",
                    "num_local_experts", 64, 8);
     r.renormalize = top.boolean("norm_topk_prob", false);
+    r.logitsInModelDtype = true;
     out.router = r;
     out.moeIntermediateSize = out.intermediateSize;
     out.moeLayers.assign(out.numLayers, true);

@@ -761,7 +761,11 @@ void Importer::emitLayerBody(int64_t layer, Emitter &e, Value h,
                                      : GroupScore::Max),
         RenormAttr::get(ctx, r.renormalize ? Renorm::Sum : Renorm::None),
         b.getF32FloatAttr(static_cast<float>(r.renormEps)),
-        b.getF32FloatAttr(static_cast<float>(r.scalingFactor)));
+        b.getF32FloatAttr(static_cast<float>(r.scalingFactor)),
+        r.logitsInModelDtype &&
+                !cast<RankedTensorType>(y.getType()).getElementType().isF32()
+            ? b.getUnitAttr()
+            : UnitAttr());
     Value gate = get("moe.gate"), up = get("moe.up");
     if (Value gateUp = get("moe.gate_up")) {
       gate = e.sliceMiddle(gateUp, 0, cfg.moeIntermediateSize);

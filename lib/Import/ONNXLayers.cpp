@@ -642,7 +642,9 @@ ImportResult Importer::importMoEWith(const onnx::NodeProto &node,
       GroupScoreAttr::get(ctx, GroupScore::Max),
       RenormAttr::get(ctx, normalize && !quantized ? Renorm::Sum
                                                    : Renorm::None),
-      builder.getF32FloatAttr(0.0f), builder.getF32FloatAttr(1.0f));
+      builder.getF32FloatAttr(0.0f), builder.getF32FloatAttr(1.0f),
+      // router_probs is the MatMul's result, in the input's type.
+      xt.getElementType().isF32() ? UnitAttr() : builder.getUnitAttr());
   auto experts = ExpertsOp::create(
       builder, loc, x.getType(), x, route.getExpertIds(),
       route.getExpertWeights(), gate, up, fc2, gateBias, upBias,

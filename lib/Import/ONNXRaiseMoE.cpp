@@ -220,6 +220,7 @@ struct RaisedMoE {
   // The router, when it is Softmax(x W^T) -> TopK [-> / ReduceSum].
   std::string router;          ///< initializer, [E, H] or [H, E]
   bool routerTransposed = false; ///< stored [H, E] (MatMul form)
+  std::string logits;            ///< the router projection's output
   bool renormalize = false;
   bool sigmoid = false;        ///< sigmoid scores (else softmax)
   std::string selectionBias;   ///< initializer added before selection
@@ -495,7 +496,8 @@ bool Importer::raiseMatchedMoE(const onnx::NodeProto &node, RaisedMoE &m,
         throughViews(lin->input(0)) != throughViews(m.x))
       m.routerWhy = "the logits are not x times an initializer";
     else
-      m.router = lin->input(1), m.routerTransposed = matmul;
+      m.router = lin->input(1), m.routerTransposed = matmul,
+      m.logits = lin->output(0);
   }
 
   // --- Shapes -----------------------------------------------------------
@@ -575,6 +577,10 @@ bool Importer::raiseMatchedMoE(const onnx::NodeProto &node, RaisedMoE &m,
     if (bias && cast<RankedTensorType>(bias.getType()) !=
                     RankedTensorType::get({numExperts}, builder.getF32Type()))
       return notRaised("the selection bias is not f32 [E]");
+    Value logits = lookup(m.logits);
+    bool roundLogits =
+        logits &&
+        !cast<RankedTensorType>(logits.getType()).getElementType().isF32();
     auto route = RouteOp::create(
         builder, loc, idsType,
         RankedTensorType::get({xt.getDimSize(0), k}, builder.getF32Type()), x,
@@ -587,7 +593,10 @@ bool Importer::raiseMatchedMoE(const onnx::NodeProto &node, RaisedMoE &m,
         GroupScoreAttr::get(ctx, m.nGroup > 1 ? GroupScore::Top2Sum
                                               : GroupScore::Max),
         RenormAttr::get(ctx, m.renormalize ? Renorm::Sum : Renorm::None),
-        builder.getF32FloatAttr(m.renormEps), builder.getF32FloatAttr(m.scale));
+        builder.getF32FloatAttr(m.renormEps), builder.getF32FloatAttr(m.scale),
+        // Logits the graph computes in bf16/f16 are rounded (DeepSeek's
+        // exports cast to f32 first).
+        roundLogits ? builder.getUnitAttr() : UnitAttr());
 
     expertIds = route.getExpertIds();
     expertWeights = route.getExpertWeights();

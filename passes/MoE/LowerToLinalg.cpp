@@ -1058,6 +1058,8 @@ LogicalResult lowerRouting(OpTy op, PatternRewriter &rewriter) {
   OpFoldResult tokenCount = tensor::getMixedSize(rewriter, loc, hidden, 0);
   int64_t hiddenSize =
       cast<RankedTensorType>(hidden.getType()).getDimSize(1);
+  Type hiddenType = cast<RankedTensorType>(hidden.getType()).getElementType();
+  bool roundLogits = op.getRoundLogits() && !hiddenType.isF32();
 
   // logits = hidden * gate^T in f32.
   Value logits;
@@ -1100,7 +1102,11 @@ LogicalResult lowerRouting(OpTy op, PatternRewriter &rewriter) {
         }
         auto logit = [&](Emit &x, Value i) {
           Value l = fused ? x.extract(row, {i}) : x.extract(logits, {t, i});
-          return logitBias ? x.add(l, x.extractF32(logitBias, {i})) : l;
+          if (logitBias)
+            l = x.add(l, x.extractF32(logitBias, {i}));
+          if (roundLogits)
+            l = x.toF32(x.fromF32(l, hiddenType));
+          return l;
         };
         // Softmax statistics over all experts when needed.
         Value maxLogit, sumExp;

@@ -314,6 +314,8 @@ template <typename OpTy> struct RouteToKernel : OpRewritePattern<OpTy> {
       flags |= MOERT_ROUTE_GROUP_TOP2_SUM;
     if (op.getRenorm() == Renorm::Sum)
       flags |= MOERT_ROUTE_RENORM;
+    if (op.getRoundLogits())
+      flags |= MOERT_ROUTE_ROUND_LOGITS;
     call.i64(flags);
     call.i64(op.getNGroup());
     call.i64(op.getTopkGroup());

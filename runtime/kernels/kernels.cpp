@@ -623,9 +623,13 @@ void route(const RouteArgs &p) {
       float *logit = scratch(rowBuf, 3 * E + p.nGroup);
       float *score = logit + E, *sel = score + E, *groupScore = sel + E;
       char *chosen = scratch(flagBuf, E + p.nGroup), *kept = chosen + E;
-      for (int64_t i = 0; i < E; ++i)
+      const bool round = p.flags & MOERT_ROUTE_ROUND_LOGITS;
+      for (int64_t i = 0; i < E; ++i) {
         logit[i] = logits[t * E + i] +
                    (p.logitBias.present() ? p.logitBias.f32(i) : 0.0f);
+        if (round)
+          logit[i] = roundTo(p.x.type, logit[i]);
+      }
       float maxLogit = 0, sumExp = 0;
       if (p.score == MOERT_SCORE_SOFTMAX && !topkFirst) {
         maxLogit = -std::numeric_limits<float>::infinity();

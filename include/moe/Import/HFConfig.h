@@ -60,6 +60,10 @@ struct RouterConfig {
   bool renormalize = false;
   double renormEps = 0.0;
   double scalingFactor = 1.0;
+  /// transformers projects the router in the model's dtype (Mixtral,
+  /// Qwen-MoE, OLMoE), so bf16 models round their logits; DeepSeek's
+  /// routers project in f32.
+  bool logitsInModelDtype = false;
 };
 
 /// DeepSeek's multi-head latent attention sizes.

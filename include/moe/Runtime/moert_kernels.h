@@ -80,6 +80,7 @@ typedef struct {
 #define MOERT_ROUTE_TOPK_THEN_SOFTMAX 1 /* order = topk_then_softmax */
 #define MOERT_ROUTE_GROUP_TOP2_SUM 2    /* group_score = top2_sum */
 #define MOERT_ROUTE_RENORM 4            /* renorm = sum */
+#define MOERT_ROUTE_ROUND_LOGITS 8      /* round_logits: logits rounded to A */
 
 /* The element-type combinations of every kernel family. */
 #define MOERT_KERNEL_TYPES(X)                                                  \

@@ -59,9 +59,10 @@ func.func @route(%x: tensor<?x64xbf16>) -> (tensor<?x8xi32>, tensor<?x8xf32>, te
   // DeepSeek-V3: sigmoid, selection-only bias, groups scored by top-2 sum.
   // CHECK: %{{.+}}, %{{.+}} = moe.route %[[X]], %{{.+}} bias(%{{.+}}) {group_score = #moe.group_score<top2_sum>, n_group = 8 : i64, renorm = #moe.renorm<sum>, renorm_eps = 9.99999968E-21 : f32, scaling_factor = 2.500000e+00 : f32, score = #moe.score<sigmoid>, top_k = 8 : i64, topk_group = 4 : i64} : (tensor<?x64xbf16>, tensor<32x64xbf16>, tensor<32xf32>) -> (tensor<?x8xi32>, tensor<?x8xf32>)
   %i0, %w0 = moe.route %x, %g bias(%b) {top_k = 8 : i64, score = #moe.score<sigmoid>, n_group = 8 : i64, topk_group = 4 : i64, group_score = #moe.group_score<top2_sum>, renorm = #moe.renorm<sum>, renorm_eps = 1.0e-20 : f32, scaling_factor = 2.5 : f32} : (tensor<?x64xbf16>, tensor<32x64xbf16>, tensor<32xf32>) -> (tensor<?x8xi32>, tensor<?x8xf32>)
-  // Mixtral: softmax, top-2, renormalised; defaults elided.
-  // CHECK: moe.route %[[X]], %{{.+}} {renorm = #moe.renorm<sum>, score = #moe.score<softmax>, top_k = 2 : i64} : (tensor<?x64xbf16>, tensor<32x64xbf16>) -> (tensor<?x2xi32>, tensor<?x2xf32>)
-  %i1, %w1 = moe.route %x, %g {top_k = 2 : i64, score = #moe.score<softmax>, renorm = #moe.renorm<sum>} : (tensor<?x64xbf16>, tensor<32x64xbf16>) -> (tensor<?x2xi32>, tensor<?x2xf32>)
+  // Mixtral: softmax, top-2, renormalised, logits rounded to bf16 as
+  // transformers computes them; defaults elided.
+  // CHECK: moe.route %[[X]], %{{.+}} {renorm = #moe.renorm<sum>, round_logits, score = #moe.score<softmax>, top_k = 2 : i64} : (tensor<?x64xbf16>, tensor<32x64xbf16>) -> (tensor<?x2xi32>, tensor<?x2xf32>)
+  %i1, %w1 = moe.route %x, %g {top_k = 2 : i64, score = #moe.score<softmax>, renorm = #moe.renorm<sum>, round_logits} : (tensor<?x64xbf16>, tensor<32x64xbf16>) -> (tensor<?x2xi32>, tensor<?x2xf32>)
   // DeepSeek-V2: softmax, groups scored by max, scaled.
   // CHECK: moe.route %[[X]], %{{.+}} {n_group = 4 : i64, scaling_factor = 1.600000e+01 : f32, score = #moe.score<softmax>, top_k = 4 : i64, topk_group = 2 : i64}
   %i2, %w2 = moe.route %x, %g {top_k = 4 : i64, score = #moe.score<softmax>, n_group = 4 : i64, topk_group = 2 : i64, scaling_factor = 16.0 : f32} : (tensor<?x64xbf16>, tensor<32x64xbf16>) -> (tensor<?x4xi32>, tensor<?x4xf32>)

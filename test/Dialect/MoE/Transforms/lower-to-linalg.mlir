@@ -14,6 +14,19 @@ func.func @route(%x: tensor<4x16xbf16>, %g: tensor<8x16xbf16>, %b: tensor<8xf32>
 
 // -----
 
+// round_logits: each f32 logit is rounded to bf16 and back before scoring.
+// CHECK-LABEL: func.func @route_rounded
+// CHECK: linalg.matmul
+// CHECK: %[[L:.+]] = tensor.extract %{{.+}} : tensor<4x8xf32>
+// CHECK: %[[R:.+]] = arith.truncf %[[L]] : f32 to bf16
+// CHECK: arith.extf %[[R]] : bf16 to f32
+func.func @route_rounded(%x: tensor<4x16xbf16>, %g: tensor<8x16xbf16>) -> (tensor<4x2xi32>, tensor<4x2xf32>) {
+  %i, %w = moe.route %x, %g {top_k = 2 : i64, score = #moe.score<softmax>, renorm = #moe.renorm<sum>, round_logits} : (tensor<4x16xbf16>, tensor<8x16xbf16>) -> (tensor<4x2xi32>, tensor<4x2xf32>)
+  return %i, %w : tensor<4x2xi32>, tensor<4x2xf32>
+}
+
+// -----
+
 // RMSNorm: the f32 sum of squares, rsqrt, the cast back before the weight.
 // CHECK-LABEL: func.func @rms_norm
 // CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "reduction"]

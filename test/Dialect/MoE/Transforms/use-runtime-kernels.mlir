@@ -16,8 +16,9 @@
 // CHECK: %[[IDS:.+]] = memref.alloc(%{{.+}}) : memref<?x2xi32>
 // CHECK: %[[SLOTCOUNT:.+]] = arith.addi %{{.+}}, %[[PAD]] : index
 // CHECK: memref.alloc(%[[SLOTCOUNT]]) : memref<?xi32>
-// score none (2), top-k then softmax (flag 1), one group, tile 4
-// CHECK: call @moert_route_bf16_bf16({{.*}}, %c2_i64, %[[ONE]], %[[ONE]], %[[ONE]], %[[TILE]], %{{.+}}, %{{.+}})
+// score none (2), top-k then softmax and rounded logits (flags 1 | 8),
+// one group, tile 4
+// CHECK: call @moert_route_bf16_bf16({{.*}}, %c2_i64, %c9_i64, %[[ONE]], %[[ONE]], %[[TILE]], %{{.+}}, %{{.+}})
 // CHECK: %[[IDT:.+]] = bufferization.to_tensor %[[IDS]] restrict writable : memref<?x2xi32> to tensor<?x2xi32>
 // CHECK: bufferization.to_buffer %[[IDT]] read_only
 // CHECK: %[[OUT:.+]] = memref.alloc(%{{.+}}) : memref<?x64xbf16>
@@ -33,7 +34,7 @@ func.func @clamped(%x: tensor<?x64xbf16>) -> tensor<?x64xbf16> {
   %d = moe.weight "d" : tensor<8x64x32xbf16>
   %gb = moe.weight "gb" : tensor<8x32xbf16>
   %db = moe.weight "db" : tensor<8x64xbf16>
-  %ids, %w, %off, %slots = moe.fused_route %x, %r {top_k = 2 : i64, score = #moe.score<none>, order = #moe.order<topk_then_softmax>, tile = 4 : i64} : (tensor<?x64xbf16>, tensor<8x64xbf16>) -> (tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>, tensor<?xi32>)
+  %ids, %w, %off, %slots = moe.fused_route %x, %r {top_k = 2 : i64, score = #moe.score<none>, order = #moe.order<topk_then_softmax>, round_logits, tile = 4 : i64} : (tensor<?x64xbf16>, tensor<8x64xbf16>) -> (tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>, tensor<?xi32>)
   %y = moe.grouped_experts %x, %ids, %w permutation(%off, %slots) experts(%g, %g, %d) biases(%gb, %gb, %db) {activation = #moe.act<swiglu_clamped>, limit = 10.0 : f32, tile = 4 : i64} : (tensor<?x64xbf16>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<9xi32>, tensor<?xi32>, tensor<8x32x64xbf16>, tensor<8x32x64xbf16>, tensor<8x64x32xbf16>, tensor<8x32xbf16>, tensor<8x32xbf16>, tensor<8x64xbf16>) -> tensor<?x64xbf16>
   return %y : tensor<?x64xbf16>
 }

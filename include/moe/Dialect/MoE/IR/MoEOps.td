@@ -249,7 +249,8 @@ defvar MoE_RouteArgs = (ins
         "::mlir::moe::GroupScore::Max">:$group_score,
     DefaultValuedAttr<MoE_RenormAttr, "::mlir::moe::Renorm::None">:$renorm,
     DefaultValuedAttr<F32Attr, "0.0f">:$renorm_eps,
-    DefaultValuedAttr<F32Attr, "1.0f">:$scaling_factor
+    DefaultValuedAttr<F32Attr, "1.0f">:$scaling_factor,
+    UnitAttr:$round_logits
 );
 
 def MoE_RouteOp : MoE_Op<"route", [Pure, AttrSizedOperandSegments]> {
@@ -261,7 +262,12 @@ def MoE_RouteOp : MoE_Op<"route", [Pure, AttrSizedOperandSegments]> {
     1. `logits = hidden * gate_weight^T (+ logit_bias)` `[T, E]`, always
        computed in f32 whatever the operand element types. `logit_bias`
        (GPT-OSS's router bias) is part of the logits, so it enters both the
-       selection and the weights.
+       selection and the weights. With `round_logits`, the logits are then
+       rounded to `hidden`'s element type, as routers that project in the
+       model's dtype do (transformers' Mixtral, Qwen-MoE and OLMoE, and
+       graphs whose router MatMul is bf16 or f16); everything after stays
+       f32. The rounding matters: bf16 logits tie often, and ties decide
+       which experts run.
     2. With `order = score_then_topk` (the default): `scores = score(logits)`
        (`softmax`, `sigmoid` or `none`). With `order = topk_then_softmax`
        (GPT-OSS, Granite): `score` must be `none`; the top-k is taken on the
