@@ -325,7 +325,7 @@ def run_layer_rows(args, roof):
                         off = per_row > TOLERANCE[dtype]
                         row["moec_rows_differing"] = int(off.sum())
                         row["moec_rel_diff"] = float(per_row[~off].max()) if (~off).any() else float(per_row.max())
-                        row["moec_ok"] = off.sum() <= 0.05 * tokens if dtype == "bf16" else not off.any()
+                        row["moec_ok"] = bool(off.sum() <= 0.05 * tokens if dtype == "bf16" else not off.any())
                         if tokens == 1:
                             # The roof fraction of a memory-bound step, with
                             # the weights evicted from the caches first (these
@@ -720,11 +720,14 @@ def main():
     rows = run_layer_rows(args, roof) if args.configs else []
     model = None if args.skip_model else run_model_rows(args, roof)
     compile_row = None if args.skip_compile else run_compile_row(args)
-    with open(args.json, "w") as f:
-        json.dump(dict(meta=meta, roof=roof, moe_layer=rows, model=model,
-                       compile=compile_row), f, indent=1)
-    with open(args.out, "w") as f:
-        f.write(markdown(rows, roof, meta, model, compile_row))
+    # Both files are written whole or not at all.
+    text = json.dumps(dict(meta=meta, roof=roof, moe_layer=rows, model=model,
+                           compile=compile_row), indent=1)
+    page = markdown(rows, roof, meta, model, compile_row)
+    for path, content in ((args.json, text), (args.out, page)):
+        with open(path + ".tmp", "w") as f:
+            f.write(content)
+        os.replace(path + ".tmp", path)
     log(f"wrote {args.out} and {args.json}")
     failed = [r for r in rows if "moec_rel_diff" in r and not r["moec_ok"]]
     if failed:
