@@ -303,6 +303,30 @@ constexpr int64_t kBlock = 48;
 
 float sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
 
+/// The products x[t] . w.row(n) for t < T, n < N, in parallel tasks of up
+/// to kTokenTile rows by kBlock weight rows; `epilogue(t, n0, n1, row)`
+/// receives row t's f32 products for columns [n0, n1).
+template <typename Epilogue>
+void projectRows(const float *x, int64_t T, int64_t K, const Rows &w,
+                 int64_t N, Epilogue &&epilogue) {
+  int64_t blocks = (N + kBlock - 1) / kBlock;
+  int64_t tokenBlocks = (T + kTokenTile - 1) / kTokenTile;
+  parallelFor(blocks * tokenBlocks, [&](int64_t task) {
+    int64_t n0 = (task % blocks) * kBlock, n1 = std::min(N, n0 + kBlock);
+    int64_t t0 = (task / blocks) * kTokenTile;
+    int64_t rows = std::min(T, t0 + kTokenTile) - t0;
+    float tileOut[kTokenTile * kBlock];
+    const float *a[kTokenTile];
+    for (int64_t m = 0; m < rows; ++m)
+      a[m] = x + (t0 + m) * K;
+    thread_local std::vector<float> wideRows;
+    Rows wt = widenFor(w, n0, n1, rows, wideRows);
+    dotBlock(a, rows, wt, n0, n1, tileOut, kBlock);
+    for (int64_t m = 0; m < rows; ++m)
+      epilogue(t0 + m, n0, n1, tileOut + m * kBlock);
+  });
+}
+
 //===----------------------------------------------------------------------===//
 // Expert FFNs
 //===----------------------------------------------------------------------===//
@@ -515,38 +539,22 @@ void linear(const LinearArgs &p) {
     bias = b;
   }
   const bool fastStore = p.out.type == DType::F32 && p.out.stride[1] == 1;
-  int64_t blocks = (N + kBlock - 1) / kBlock;
-  int64_t tokenBlocks = (T + kTokenTile - 1) / kTokenTile;
-  parallelFor(blocks * tokenBlocks, [&](int64_t task) {
-    int64_t n0 = (task % blocks) * kBlock, n1 = std::min(N, n0 + kBlock);
-    int64_t t0 = (task / blocks) * kTokenTile, t1 = std::min(T, t0 + kTokenTile);
-    float tileOut[kTokenTile * kBlock];
-    const float *a[kTokenTile];
-    thread_local std::vector<float> wideRows;
-    Rows wt = widenFor(w, n0, n1, t1 - t0, wideRows);
-    for (int64_t m0 = t0; m0 < t1; m0 += kTokenTile) {
-      int64_t rows = std::min<int64_t>(kTokenTile, t1 - m0);
-      for (int64_t m = 0; m < rows; ++m)
-        a[m] = x + (m0 + m) * K;
-      dotBlock(a, rows, wt, n0, n1, tileOut, kBlock);
-      for (int64_t m = 0; m < rows; ++m) {
-        float *row = tileOut + m * kBlock;
-        if (bias)
-          for (int64_t n = n0; n < n1; ++n)
-            row[n - n0] += bias[n];
-        if (p.residual.present())
-          for (int64_t n = n0; n < n1; ++n)
-            row[n - n0] = roundTo(p.out.type, row[n - n0]) +
-                          p.residual.f32(m0 + m, n);
-        if (fastStore) {
-          std::memcpy(p.out.at(m0 + m, n0), row, (n1 - n0) * sizeof(float));
-          continue;
-        }
-        for (int64_t n = n0; n < n1; ++n)
-          fromF32(p.out.type, row[n - n0], p.out.at(m0 + m, n));
-      }
-    }
-  });
+  projectRows(x, T, K, w, N,
+              [&](int64_t t, int64_t n0, int64_t n1, float *row) {
+                if (bias)
+                  for (int64_t n = n0; n < n1; ++n)
+                    row[n - n0] += bias[n];
+                if (p.residual.present())
+                  for (int64_t n = n0; n < n1; ++n)
+                    row[n - n0] = roundTo(p.out.type, row[n - n0]) +
+                                  p.residual.f32(t, n);
+                if (fastStore) {
+                  std::memcpy(p.out.at(t, n0), row, (n1 - n0) * sizeof(float));
+                  return;
+                }
+                for (int64_t n = n0; n < n1; ++n)
+                  fromF32(p.out.type, row[n - n0], p.out.at(t, n));
+              });
 }
 
 //===----------------------------------------------------------------------===//
@@ -595,23 +603,11 @@ void route(const RouteArgs &p) {
     float *x = xBuf.get(T * H);
     rowsToF32(p.x, T, x);
     float *logits = logitBuf.get(T * E);
-    Rows g = rowsOf(p.gate);
-    int64_t blocks = (E + kBlock - 1) / kBlock;
-    parallelFor(blocks * ((T + kTokenTile - 1) / kTokenTile), [&](int64_t task) {
-      int64_t n0 = (task % blocks) * kBlock, n1 = std::min(E, n0 + kBlock);
-      int64_t t0 = (task / blocks) * kTokenTile, t1 = std::min(T, t0 + kTokenTile);
-      float tileOut[kTokenTile * kBlock];
-      const float *a[kTokenTile];
-      for (int64_t m0 = t0; m0 < t1; m0 += kTokenTile) {
-        int64_t rows = std::min<int64_t>(kTokenTile, t1 - m0);
-        for (int64_t m = 0; m < rows; ++m)
-          a[m] = x + (m0 + m) * H;
-        dotBlock(a, rows, g, n0, n1, tileOut, kBlock);
-        for (int64_t m = 0; m < rows; ++m)
-          for (int64_t n = n0; n < n1; ++n)
-            logits[(m0 + m) * E + n] = tileOut[m * kBlock + n - n0];
-      }
-    });
+    projectRows(x, T, H, rowsOf(p.gate), E,
+                [&](int64_t t, int64_t n0, int64_t n1, const float *row) {
+                  std::memcpy(logits + t * E + n0, row,
+                              (n1 - n0) * sizeof(float));
+                });
 
     const bool topkFirst = p.flags & MOERT_ROUTE_TOPK_THEN_SOFTMAX;
     const bool top2 = p.flags & MOERT_ROUTE_GROUP_TOP2_SUM;
