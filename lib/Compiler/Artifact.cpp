@@ -1,4 +1,4 @@
-//===- Artifact.cpp - Write a CPU artifact for the moec runtime -----------===//
+//===- Artifact.cpp - Write an artifact for the moec runtime --------------===//
 //
 // The LLVM-dialect program becomes a shared object: weight globals turn into
 // pointer slots the runtime fills (`<symbol>__ptr`), the entry points get
@@ -107,7 +107,7 @@ void addPackedEntry(llvm::Module &module, llvm::Function *callee,
 
 } // namespace
 
-llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
+llvm::Error mlir::moe::writeArtifact(ModuleOp module,
                                         const ArtifactInfo &info,
                                         llvm::StringRef outputPath) {
   auto manifest = module->getAttrOfType<DictionaryAttr>("moe.weights");
@@ -129,8 +129,12 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
       llvm::TargetRegistry::lookupTarget(triple, error);
   if (!target)
     return makeError("no code generator for the host: " + error);
+  // Constructors (a CUDA artifact loads its PTX in one) go to .init_array,
+  // which the dynamic loader runs; it ignores the legacy .ctors.
+  llvm::TargetOptions targetOptions;
+  targetOptions.UseInitArray = true;
   std::unique_ptr<llvm::TargetMachine> machine(target->createTargetMachine(
-      triple, llvm::sys::getHostCPUName(), "", llvm::TargetOptions(),
+      triple, llvm::sys::getHostCPUName(), "", targetOptions,
       llvm::Reloc::PIC_));
   llvmModule->setDataLayout(machine->createDataLayout());
   llvmModule->setTargetTriple(triple);
@@ -187,11 +191,17 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
   // returned by the entry point instead of a null dereference. The renamed
   // declarations keep malloc's semantics for the optimiser (free() still
   // releases them).
+  // CUDA code allocates from the device's pool instead (managed memory,
+  // moert_device_* in runtime/gpu_launch.cpp), and frees back to it.
+  bool cuda = !info.gpuArch.empty();
+  if (llvm::Function *fn = llvmModule->getFunction("free");
+      cuda && fn && fn->isDeclaration())
+    fn->setName("moert_device_free");
   for (llvm::StringRef name : {"malloc", "aligned_alloc"}) {
     llvm::Function *fn = llvmModule->getFunction(name);
     if (!fn || !fn->isDeclaration())
       continue;
-    fn->setName("moert_" + name.str());
+    fn->setName((cuda ? "moert_device_" : "moert_") + name.str());
     llvm::LLVMContext &ctx = llvmModule->getContext();
     fn->addRetAttr(llvm::Attribute::NoAlias);
     fn->addFnAttr(llvm::Attribute::getWithAllocKind(
@@ -200,7 +210,7 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
                                           : llvm::AllocFnKind::Unknown)));
     fn->addFnAttr(llvm::Attribute::getWithAllocSizeArgs(
         ctx, name == "malloc" ? 0 : 1, std::nullopt));
-    fn->addFnAttr("alloc-family", "malloc");
+    fn->addFnAttr("alloc-family", cuda ? "moert_device" : "malloc");
     if (name == "aligned_alloc")
       fn->addParamAttr(0, llvm::Attribute::AllocAlign);
   }
@@ -362,6 +372,8 @@ llvm::Error mlir::moe::writeCPUArtifact(ModuleOp module,
     std::string text =
         "moec-artifact\t" + std::to_string(MOERT_ARTIFACT_FORMAT) + "\n";
     llvm::raw_string_ostream os(text);
+    if (!info.gpuArch.empty())
+      os << "target\tcuda\t" << info.gpuArch << "\n";
     if (graph) {
       os << "kind\tgraph\n"
          << "source\t" << info.source << "\n";

@@ -25,6 +25,8 @@
 #include "mlir/Conversion/AffineToStandard/AffineToStandard.h"
 #include "mlir/Conversion/BufferizationToMemRef/BufferizationToMemRef.h"
 #include "mlir/Conversion/ConvertToLLVM/ToLLVMPass.h"
+#include "mlir/Conversion/GPUCommon/GPUCommonPass.h"
+#include "mlir/Conversion/GPUToNVVM/GPUToNVVMPass.h"
 #include "mlir/Conversion/LinalgToStandard/LinalgToStandard.h"
 #include "mlir/Conversion/MemRefToLLVM/MemRefToLLVM.h"
 #include "mlir/Conversion/ReconcileUnrealizedCasts/ReconcileUnrealizedCasts.h"
@@ -33,6 +35,8 @@
 #include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
 #include "mlir/Dialect/Bufferization/Transforms/Passes.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/GPU/Transforms/Passes.h"
 #include "mlir/Dialect/Linalg/Passes.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/Transforms/Passes.h"
@@ -132,8 +136,75 @@ mlir::moe::verifyMoEOptimizationOptions(const MoEOptimizationOptions &options) {
   return addOptimizationPasses(scratch, options);
 }
 
+llvm::ArrayRef<llvm::StringRef> mlir::moe::getSupportedGPUArchs() {
+  static const llvm::StringRef kArchs[] = {"sm_90a", "sm_90", "sm_80"};
+  return kArchs;
+}
+
+/// Runs BF16 arithmetic in f32 (exact for products, as PyTorch rounds
+/// them) and turns BF16 conversions into integer ops: LLVM would otherwise
+/// call __truncsfbf2, which neither libgcc nor the runtime provides. After
+/// linalg becomes loops, so that named ops' bodies are covered.
+static void addFloatEmulationPasses(OpPassManager &pm) {
+  arith::ArithEmulateUnsupportedFloatsOptions emulate;
+  emulate.sourceTypeStrs = {"bf16"};
+  emulate.targetTypeStr = "f32";
+  pm.addPass(arith::createArithEmulateUnsupportedFloats(emulate));
+  arith::ArithExpandOpsPassOptions expand;
+  expand.includeBf16 = true;
+  pm.addPass(arith::createArithExpandOpsPass(expand));
+}
+
+/// Math ops that device code computes with MLIR's polynomial
+/// approximations rather than libdevice, which would tie compilation to a
+/// CUDA toolkit on the compiling machine.
+static constexpr const char *kDeviceMathOps[] = {
+    "exp",  "exp2", "expm1", "log",  "log2", "log1p", "tanh", "sin",
+    "cos",  "erf",  "erfc",  "atan", "atan2", "asin", "acos", "cbrt",
+    "rsqrt", "powf"};
+
+/// The CUDA half of the pipeline, from the bufferized program: loop nests
+/// become kernels in one gpu.module, which NVPTX compiles to PTX; the host
+/// code launches them through the runtime's mgpu* functions.
+static void buildCUDACodegenPipeline(OpPassManager &pm, EmitStage stage,
+                                     const MoETargetOptions &target) {
+  pm.addPass(createConvertLinalgToParallelLoopsPass());
+  addFloatEmulationPasses(pm);
+  pm.addPass(createMoEGPULaunchLoopsPass());
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createGpuKernelOutliningPass());
+  MoEExpandMathPassOptions deviceMath;
+  deviceMath.ops.assign(std::begin(kDeviceMathOps), std::end(kDeviceMathOps));
+  pm.addNestedPass<gpu::GPUModuleOp>(createMoEExpandMathPass(deviceMath));
+  pm.addNestedPass<gpu::GPUModuleOp>(createMoEGPURelaxSerialKernelsPass());
+  pm.addPass(createSCFToControlFlowPass());
+  pm.addPass(createCanonicalizerPass());
+  GpuNVVMAttachTargetOptions nvvm;
+  nvvm.chip = target.gpuArch;
+  // PTX ISA 8.0 is the first with sm_90a (wgmma); the same version keeps
+  // the three targets' PTX comparable.
+  nvvm.features = "+ptx80";
+  nvvm.optLevel = 3;
+  pm.addPass(createGpuNVVMAttachTarget(nvvm));
+  pm.addNestedPass<gpu::GPUModuleOp>(createMoEGPUMathToIntrinsicsPass());
+  pm.addNestedPass<gpu::GPUModuleOp>(createConvertGpuOpsToNVVMOps());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+  GpuModuleToBinaryPassOptions binary;
+  binary.compilationTarget = "isa";
+  pm.addPass(createGpuModuleToBinaryPass(binary));
+  if (stage == EmitStage::PTX)
+    return;
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+  pm.addPass(createGpuToLLVMConversionPass());
+  pm.addPass(createConvertToLLVMPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+}
+
 void mlir::moe::buildMoECompilePipeline(OpPassManager &pm, EmitStage stage,
-                                        const MoEOptimizationOptions &options) {
+                                        const MoEOptimizationOptions &options,
+                                        const MoETargetOptions &target) {
   pm.addPass(createMoECheckWeightsPass());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
@@ -143,7 +214,8 @@ void mlir::moe::buildMoECompilePipeline(OpPassManager &pm, EmitStage stage,
     pm.addPass(createCSEPass());
   if (stage == EmitStage::MoE)
     return;
-  if (options.usesRuntimeKernels())
+  // The runtime's kernels are CPU code; the CUDA target lowers every op.
+  if (!target.isCUDA() && options.usesRuntimeKernels())
     pm.addPass(createMoEUseRuntimeKernelsPass());
   pm.addPass(createMoELowerToLinalgPass());
   pm.addPass(createMoEExternalizeWeightsPass());
@@ -165,23 +237,46 @@ void mlir::moe::buildMoECompilePipeline(OpPassManager &pm, EmitStage stage,
   bufferization::BufferDeallocationPipelineOptions dealloc;
   bufferization::buildBufferDeallocationPipeline(pm, dealloc);
   pm.addPass(createConvertBufferizationToMemRefPass());
+  if (target.isCUDA())
+    return buildCUDACodegenPipeline(pm, stage, target);
   pm.addPass(createConvertLinalgToLoopsPass());
-  // BF16 arithmetic runs in f32 (exact for products, as PyTorch rounds
-  // them), and BF16 conversions become integer ops: LLVM would otherwise
-  // call __truncsfbf2, which neither libgcc nor the runtime provides.
-  arith::ArithEmulateUnsupportedFloatsOptions emulate;
-  emulate.sourceTypeStrs = {"bf16"};
-  emulate.targetTypeStr = "f32";
-  pm.addPass(arith::createArithEmulateUnsupportedFloats(emulate));
-  arith::ArithExpandOpsPassOptions expand;
-  expand.includeBf16 = true;
-  pm.addPass(arith::createArithExpandOpsPass(expand));
+  addFloatEmulationPasses(pm);
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
   pm.addPass(createFinalizeMemRefToLLVMConversionPass());
   pm.addPass(createConvertToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
+}
+
+llvm::Expected<std::string> mlir::moe::getKernelPTX(ModuleOp module) {
+  std::string ptx;
+  WalkResult walk = module.walk([&](gpu::BinaryOp binary) {
+    for (Attribute attr : binary.getObjects()) {
+      auto object = dyn_cast<gpu::ObjectAttr>(attr);
+      if (!object || object.getFormat() != gpu::CompilationTarget::Assembly)
+        return WalkResult::interrupt();
+      ptx += object.getObject().getValue();
+    }
+    return WalkResult::advance();
+  });
+  if (walk.wasInterrupted())
+    return llvm::createStringError("internal error: a gpu.binary holds "
+                                   "something other than PTX");
+  // Functions the PTX calls but does not define would fail in the JIT;
+  // only the driver's own (assert, printf, malloc) may remain.
+  for (llvm::StringRef line : llvm::split(ptx, '\n')) {
+    if (!line.starts_with(".extern .func"))
+      continue;
+    llvm::StringRef name = line.rtrim().rsplit(' ').second;
+    name = name.take_until([](char c) { return c == '('; });
+    if (!llvm::is_contained({"__assertfail", "vprintf", "malloc", "free"},
+                            name))
+      return llvm::createStringError(
+          "internal error: the kernels call '" + name +
+          "', which nothing defines (a math op without an approximation?)");
+  }
+  return ptx;
 }
 
 namespace {
@@ -300,10 +395,13 @@ struct MoecOptions {
                      "moe ops lowered to linalg/tensor/scf (after the -O "
                      "level's fusions), weights as external globals"),
           clEnumValN(EmitStage::LLVM, "llvm",
-                     "the CPU program in the LLVM dialect"),
+                     "the host program in the LLVM dialect (for cuda, "
+                     "with the kernels as a gpu.binary)"),
           clEnumValN(EmitStage::Artifact, "artifact",
-                     "a CPU artifact for moe-run (needs -o; implied by "
-                     "--target with -o)")),
+                     "an artifact for moe-run (needs -o; implied by "
+                     "--target with -o)"),
+          clEnumValN(EmitStage::PTX, "ptx",
+                     "the kernels of --target=cuda as PTX text")),
       llvm::cl::cat(category)};
   llvm::cl::opt<int64_t> maxSeqLen{
       "max-seq-len",
@@ -312,9 +410,16 @@ struct MoecOptions {
       llvm::cl::init(0), llvm::cl::cat(category)};
   llvm::cl::opt<std::string> target{
       "target",
-      llvm::cl::desc("Code generation target: cpu (the host). With -o, "
-                     "implies --emit=artifact"),
-      llvm::cl::value_desc("cpu"), llvm::cl::init("cpu"),
+      llvm::cl::desc("Code generation target: cpu (the host) or cuda "
+                     "(NVIDIA GPUs: kernels as PTX, launched by host "
+                     "code). With -o, implies --emit=artifact"),
+      llvm::cl::value_desc("cpu|cuda"), llvm::cl::init("cpu"),
+      llvm::cl::cat(category)};
+  llvm::cl::opt<std::string> gpuArch{
+      "gpu-arch",
+      llvm::cl::desc("For --target=cuda: the GPU the PTX is for, sm_90a "
+                     "(H100/H200, the default), sm_90 or sm_80 (A100)"),
+      llvm::cl::value_desc("sm_90a|sm_90|sm_80"), llvm::cl::init("sm_90a"),
       llvm::cl::cat(category)};
   llvm::cl::opt<bool> embedWeights{
       "embed-weights",
@@ -411,10 +516,32 @@ int mlir::moe::moecMain(int argc, char **argv) {
       {&options.category, &debugCategory, &llvm::getColorCategory()});
   llvm::cl::ParseCommandLineOptions(argc, argv, kOverview);
 
-  if (options.target != "cpu") {
+  MoETargetOptions target;
+  if (options.target == "cuda") {
+    target.kind = MoETargetOptions::Kind::CUDA;
+  } else if (options.target != "cpu") {
     llvm::errs() << "moec: error: --target=" << options.target
-                 << " is not supported (cpu is; GPU code generation is "
-                    "not implemented yet)\n";
+                 << " is not a target (use cpu or cuda)\n";
+    return 1;
+  }
+  if (!llvm::is_contained(getSupportedGPUArchs(), options.gpuArch)) {
+    llvm::errs() << "moec: error: --gpu-arch=" << options.gpuArch
+                 << " is not supported (use "
+                 << llvm::join(getSupportedGPUArchs(), ", ") << ")\n";
+    return 1;
+  }
+  target.gpuArch = options.gpuArch;
+  if (options.gpuArch.getNumOccurrences() && !target.isCUDA()) {
+    llvm::errs() << "moec: error: --gpu-arch needs --target=cuda\n";
+    return 1;
+  }
+  if (options.emit == EmitStage::PTX && !target.isCUDA()) {
+    llvm::errs() << "moec: error: --emit=ptx needs --target=cuda\n";
+    return 1;
+  }
+  if (options.cpuKernels.getNumOccurrences() && target.isCUDA()) {
+    llvm::errs() << "moec: error: --cpu-kernels applies to --target=cpu "
+                    "only\n";
     return 1;
   }
   if (options.target.getNumOccurrences() &&
@@ -455,7 +582,7 @@ int mlir::moe::moecMain(int argc, char **argv) {
   }
 
   PassManager pm(&context);
-  buildMoECompilePipeline(pm, options.emit, optimization);
+  buildMoECompilePipeline(pm, options.emit, optimization, target);
   if (options.printPipeline) {
     pm.printAsTextualPipeline(llvm::outs());
     llvm::outs() << "\n";
@@ -606,8 +733,10 @@ int mlir::moe::moecMain(int argc, char **argv) {
   timing.stop();
 
   if (options.emit == EmitStage::Artifact) {
+    if (target.isCUDA())
+      artifactInfo.gpuArch = target.gpuArch;
     if (llvm::Error err =
-            writeCPUArtifact(*module, artifactInfo, options.output)) {
+            writeArtifact(*module, artifactInfo, options.output)) {
       llvm::errs() << "moec: error: " << llvm::toString(std::move(err))
                    << "\n";
       return 1;
@@ -615,10 +744,24 @@ int mlir::moe::moecMain(int argc, char **argv) {
     return 0;
   }
 
+  std::string ptx;
+  if (options.emit == EmitStage::PTX) {
+    llvm::Expected<std::string> text = getKernelPTX(*module);
+    if (!text) {
+      llvm::errs() << "moec: error: " << llvm::toString(text.takeError())
+                   << "\n";
+      return 1;
+    }
+    ptx = std::move(*text);
+  }
   // Written only now, and atomically, so that a failed or interrupted run
   // never leaves a partial file behind.
   if (llvm::Error err = writeOutputAtomically(
           options.output, [&](llvm::raw_pwrite_stream &os) {
+            if (options.emit == EmitStage::PTX) {
+              os << ptx;
+              return llvm::Error::success();
+            }
             module->print(os);
             os << "\n";
             return llvm::Error::success();

@@ -1,8 +1,10 @@
 //===- ExpandMath.cpp - Polynomial forms of math ops without intrinsics ---===//
 //
-// Implements -moe-expand-math: math.erf and math.erfc become MLIR's
-// polynomial approximations, since LLVM has no intrinsic for them and the
-// compiled code must not depend on libm.
+// Implements -moe-expand-math: math ops become MLIR's polynomial
+// approximations (or, for rsqrt and powf, simpler math ops). On the CPU
+// that is erf and erfc, which LLVM has no intrinsic for, so compiled code
+// needs no libm; in CUDA device code it is every transcendental, so the
+// PTX needs no libdevice.
 //
 //===----------------------------------------------------------------------===//
 
@@ -14,6 +16,7 @@
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+#include "llvm/ADT/StringSet.h"
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOEEXPANDMATHPASS
@@ -24,26 +27,43 @@ struct MoEExpandMathPass : impl::MoEExpandMathPassBase<MoEExpandMathPass> {
   using Base::Base;
 
   void runOnOperation() override {
-    auto approximated = [](StringRef name) {
+    llvm::StringSet<> names;
+    for (const std::string &name : ops)
+      names.insert(name);
+    if (names.empty())
+      for (StringRef name : {"erf", "erfc"})
+        names.insert(name);
+    auto approximated = [&](StringRef name) {
       name.consume_front("math.");
-      return name == "erf" || name == "erfc";
+      return names.contains(name);
     };
     // Only those ops and what their rewrites create: a greedy run over the
     // whole module would also fold and simplify everything else.
-    SmallVector<Operation *> ops;
+    SmallVector<Operation *> roots;
     getOperation()->walk([&](Operation *op) {
-      if (isa<math::ErfOp, math::ErfcOp>(op))
-        ops.push_back(op);
+      if (op->getDialect() &&
+          op->getDialect()->getNamespace() ==
+              math::MathDialect::getDialectNamespace() &&
+          approximated(op->getName().getStringRef()))
+        roots.push_back(op);
     });
-    if (ops.empty())
+    if (roots.empty())
       return;
     RewritePatternSet patterns(&getContext());
+    // rsqrt and powf become sqrt, exp and log, which are then approximated
+    // when listed too.
+    SmallVector<StringRef> expanded;
+    for (StringRef name : {"rsqrt", "powf"})
+      if (names.contains(name))
+        expanded.push_back(name);
+    if (!expanded.empty())
+      math::populateExpansionPatterns(patterns, expanded);
     // f16/bf16 operands are extended to f32 around the op first.
     populateMathF32ExpansionPatterns(patterns, approximated);
     populateMathPolynomialApproximationPatterns(patterns, approximated);
     GreedyRewriteConfig config;
     config.setStrictness(GreedyRewriteStrictness::ExistingAndNewOps);
-    if (failed(applyOpPatternsGreedily(ops, std::move(patterns), config)))
+    if (failed(applyOpPatternsGreedily(roots, std::move(patterns), config)))
       signalPassFailure();
   }
 };

@@ -1,7 +1,8 @@
-//===- Artifact.h - CPU artifacts for the moec runtime ----------*- C++ -*-===//
+//===- Artifact.h - Artifacts for the moec runtime ----------*- C++ -*-===//
 //
 // Writes the one-file artifact `moe-run` and the runtime C API load: a text
-// manifest followed by a shared object for the host. The format is
+// manifest followed by a shared object for the host (which, for CUDA,
+// embeds the kernels' PTX and launches them through the runtime). The format is
 // described in docs/architecture.md ("Artifact format").
 //
 //===----------------------------------------------------------------------===//
@@ -61,13 +62,18 @@ struct ArtifactInfo {
   /// signatures.
   std::string configJson;
   std::string prefillSignature, decodeSignature;
+  /// For code compiled with --target=cuda: the GPU architecture of its
+  /// PTX (sm_90a, ...), recorded as the manifest's `target` entry. Empty
+  /// for CPU code.
+  std::string gpuArch;
 };
 
 /// Compiles `module` (in the LLVM dialect, with @prefill and @decode, or
 /// @main for a graph, carrying llvm.emit_c_interface and a moe.weights
-/// manifest) for the host
-/// and writes the artifact to `outputPath`; nothing is written on error.
-llvm::Error writeCPUArtifact(ModuleOp module, const ArtifactInfo &info,
+/// manifest; for CUDA, with its kernels as a gpu.binary of PTX) for the
+/// host and writes the artifact to `outputPath`; nothing is written on
+/// error.
+llvm::Error writeArtifact(ModuleOp module, const ArtifactInfo &info,
                              llvm::StringRef outputPath);
 
 } // namespace mlir::moe

@@ -8,13 +8,16 @@
 #ifndef MOE_COMPILER_DRIVER_H
 #define MOE_COMPILER_DRIVER_H
 
+#include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/SmallVector.h"
+#include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
 
 #include <optional>
 #include <string>
 
 namespace mlir {
+class ModuleOp;
 class OpPassManager;
 } // namespace mlir
 
@@ -28,11 +31,27 @@ enum class EmitStage {
   /// Every moe op lowered to linalg/tensor/scf (the reference lowering),
   /// weights as external memref globals.
   Linalg,
-  /// The CPU program in the LLVM dialect, ready for translation.
+  /// The host program in the LLVM dialect, ready for translation (for
+  /// CUDA, with the device code as a gpu.binary of PTX).
   LLVM,
-  /// A CPU artifact file for moe-run and the runtime (checkpoint input).
+  /// An artifact file for moe-run and the runtime.
   Artifact,
+  /// The device code of a CUDA compilation, as PTX text.
+  PTX,
 };
+
+/// What the code is generated for (`moec --target`, `--gpu-arch`).
+struct MoETargetOptions {
+  enum class Kind { CPU, CUDA };
+  Kind kind = Kind::CPU;
+  /// For CUDA: the streaming multiprocessor the PTX is for.
+  std::string gpuArch = "sm_90a";
+
+  bool isCUDA() const { return kind == Kind::CUDA; }
+};
+
+/// The GPU architectures `--gpu-arch` accepts.
+llvm::ArrayRef<llvm::StringRef> getSupportedGPUArchs();
 
 /// Which moe-level optimisations run (`moec -O0|-O1|-O2`, `--passes=`).
 struct MoEOptimizationOptions {
@@ -62,9 +81,14 @@ getMoEOptimizationPasses(const MoEOptimizationOptions &options);
 llvm::Error verifyMoEOptimizationOptions(const MoEOptimizationOptions &options);
 
 /// Adds the passes that take verified moe-dialect input to `stage`,
-/// optimising as `options` says.
+/// optimising as `options` says, for `target`.
 void buildMoECompilePipeline(OpPassManager &pm, EmitStage stage,
-                             const MoEOptimizationOptions &options = {});
+                             const MoEOptimizationOptions &options = {},
+                             const MoETargetOptions &target = {});
+
+/// The PTX of every gpu.binary in `module` (after the CUDA pipeline's
+/// serialisation), checked to call only functions the driver provides.
+llvm::Expected<std::string> getKernelPTX(ModuleOp module);
 
 /// Runs moec with its command line; returns the process exit code.
 int moecMain(int argc, char **argv);

@@ -31,3 +31,23 @@ func.func @exp_kept(%x: f32) -> f32 {
   %y = math.exp %x : f32
   return %y : f32
 }
+
+// With an op list (as the CUDA target runs it on device code): exp, rsqrt
+// and powf are approximated or expanded too, so PTX needs no libdevice.
+// RUN: moe-opt %s '-moe-expand-math=ops=exp,rsqrt,powf,log' | FileCheck %s --check-prefix=DEVICE
+// DEVICE-LABEL: func.func @exp_kept
+// DEVICE-NOT: math.exp
+// DEVICE: return
+// DEVICE-LABEL: func.func @device_ops
+// DEVICE-NOT: math.rsqrt
+// DEVICE-NOT: math.powf
+// DEVICE: math.sqrt
+// DEVICE-NOT: math.rsqrt
+// DEVICE-NOT: math.powf
+// DEVICE-NOT: math.exp
+// DEVICE: return
+func.func @device_ops(%x: f32, %y: f32) -> (f32, f32) {
+  %r = math.rsqrt %x : f32
+  %p = math.powf %x, %y : f32
+  return %r, %p : f32, f32
+}

@@ -127,6 +127,12 @@ def MoEExpandMathPass : Pass<"moe-expand-math"> {
     // becomes a rational polynomial in %x built from arith ops
     ```
   }];
+  let options = [
+    ListOption<"ops", "ops", "std::string",
+               "The math ops to expand (default: erf, erfc). The CUDA "
+               "target expands every transcendental it uses in device "
+               "code, so that the PTX needs no libdevice">,
+  ];
   let dependentDialects = ["::mlir::arith::ArithDialect",
                            "::mlir::math::MathDialect",
                            "::mlir::vector::VectorDialect"];
@@ -256,6 +262,115 @@ def MoEFuseNormRopeResidualPass
     ```
   }];
   let dependentDialects = ["::mlir::tensor::TensorDialect"];
+}
+
+//===----------------------------------------------------------------------===//
+// GPU code generation (moec --target=cuda)
+//===----------------------------------------------------------------------===//
+
+def MoEGPULaunchLoopsPass : Pass<"moe-gpu-launch-loops", "ModuleOp"> {
+  let summary = "Put the bufferized program's loop nests on the GPU";
+  let description = [{
+    Decides what the CUDA target runs on the device. In each host function
+    of the bufferized program:
+
+    - every `memref.copy` first becomes a parallel loop of loads and
+      stores;
+    - an `scf.parallel` that can run in a kernel is tiled (the innermost
+      dimension by `threads-per-block`, or less when it is smaller) and
+      mapped: tile dimensions from the last onto blocks x, y, z (the rest
+      loop inside a block), the innermost tile dimension onto threads x;
+    - a serial nest (`scf.for`, `scf.if`, `scf.while`, without results)
+      that can run in a kernel becomes a `gpu.launch` of one thread;
+    - any other op with regions stays on the host and its regions are
+      searched the same way.
+
+    A nest can run in a kernel when it makes no calls, allocates only
+    buffers of static shape (they become per-thread `memref.alloca` at the
+    kernel's entry) and frees only what it allocated. Function calls,
+    allocations of run-time size and scalar glue stay on the host, which
+    the runtime backs with memory both sides address (CUDA managed
+    memory). Weights (external `memref.global`s) are read on the host and
+    passed to the kernels; constant globals are read inside, so that
+    outlining copies them into the device module. Every launch is named
+    `<function>_k<N>` and targets the device module `kernel-module`, so
+    `gpu-kernel-outlining` puts all kernels into one `gpu.module`.
+
+    Example:
+
+    ```mlir
+    scf.parallel (%i, %j) = (%c0, %c0) to (%n, %c64) step (%c1, %c1) {
+      ...
+    }
+    // becomes
+    gpu.launch blocks(...) in (%gx = %n, %gy = %c1, %gz = %c1)
+               threads(...) in (%tx = %c64, %ty = %c1, %tz = %c1)
+               module(@moe_kernels) function(@forward_k0) {
+      ...
+    }
+    ```
+  }];
+  let options = [
+    Option<"threadsPerBlock", "threads-per-block", "int64_t",
+           /*default=*/"128",
+           "Threads per block for the innermost parallel dimension">,
+    Option<"kernelModule", "kernel-module", "std::string",
+           /*default=*/"\"moe_kernels\"",
+           "Name of the gpu.module the kernels are outlined into">,
+  ];
+  let dependentDialects = [
+    "::mlir::affine::AffineDialect", "::mlir::arith::ArithDialect",
+    "::mlir::gpu::GPUDialect", "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect"
+  ];
+}
+
+def MoEGPURelaxSerialKernelsPass
+    : Pass<"moe-gpu-relax-serial-kernels", "::mlir::gpu::GPUModuleOp"> {
+  let summary = "Drop the block-size bound of one-thread kernels";
+  let description = [{
+    `gpu-kernel-outlining` records a launch's constant block size as the
+    kernel's `known_block_size`, which the NVVM lowering emits as PTX
+    `.maxntid`. For the one-thread kernels of `-moe-gpu-launch-loops`,
+    `.maxntid 1, 1, 1` leads ptxas to cap registers so low that loop
+    nests with a few dozen live values spill to local memory. This pass
+    removes the attribute from kernels whose known block size is 1 x 1 x 1;
+    other kernels keep their bound.
+
+    Example:
+
+    ```mlir
+    gpu.func @f_k0(...) kernel attributes {known_block_size = array<i32: 1, 1, 1>}
+    // becomes
+    gpu.func @f_k0(...) kernel
+    ```
+  }];
+}
+
+def MoEGPUMathToIntrinsicsPass
+    : Pass<"moe-gpu-math-to-intrinsics", "::mlir::gpu::GPUModuleOp"> {
+  let summary = "Device math with exact PTX instructions as LLVM intrinsics";
+  let description = [{
+    The NVVM lowering (`convert-gpu-to-nvvm`) turns math ops into calls to
+    libdevice (`__nv_sqrtf`, `__nv_fabsf`, ...), which only a CUDA toolkit
+    on the compiling machine can link. `math.sqrt`, `absf`, `floor`,
+    `ceil`, `trunc`, `round`, `roundeven`, `fma` and `copysign` have exact
+    PTX instructions (`sqrt.rn`, `abs`, `cvt.rmi`, `fma.rn`, ...), which
+    NVPTX selects from LLVM's generic intrinsics. This pass emits those as
+    `llvm.call_intrinsic`, which the NVVM lowering leaves alone; f16 and
+    bf16 operands are computed in f32 (exact for these ops). Run after
+    `-moe-expand-math` has replaced the transcendentals by polynomials.
+
+    Example:
+
+    ```mlir
+    %r = math.sqrt %x : f32
+    // becomes
+    %r = llvm.call_intrinsic "llvm.sqrt.f32"(%x) : (f32) -> f32
+    ```
+  }];
+  let dependentDialects = ["::mlir::LLVM::LLVMDialect",
+                           "::mlir::arith::ArithDialect"];
 }
 
 #endif // MOE_DIALECT_MOE_TRANSFORMS_PASSES_TD
