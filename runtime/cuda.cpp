@@ -60,6 +60,7 @@ moert_status Driver::open(const char *path, std::shared_ptr<Driver> *out) {
       MOERT_RESOLVE(cuCtxSetCurrent, "cuCtxSetCurrent"),
       MOERT_RESOLVE(cuMemGetInfo, "cuMemGetInfo_v2"),
       MOERT_RESOLVE(cuMemAlloc, "cuMemAlloc_v2"),
+      MOERT_RESOLVE(cuMemAllocManaged, "cuMemAllocManaged"),
       MOERT_RESOLVE(cuMemFree, "cuMemFree_v2"),
       MOERT_RESOLVE(cuMemcpyHtoD, "cuMemcpyHtoD_v2"),
       MOERT_RESOLVE(cuMemcpyDtoH, "cuMemcpyDtoH_v2"),
@@ -69,6 +70,7 @@ moert_status Driver::open(const char *path, std::shared_ptr<Driver> *out) {
       MOERT_RESOLVE(cuModuleLoadDataEx, "cuModuleLoadDataEx"),
       MOERT_RESOLVE(cuModuleUnload, "cuModuleUnload"),
       MOERT_RESOLVE(cuModuleGetFunction, "cuModuleGetFunction"),
+      MOERT_RESOLVE(cuLaunchKernel, "cuLaunchKernel"),
   };
 #undef MOERT_RESOLVE
 
@@ -106,7 +108,7 @@ moert_status Driver::check(CUresult result, const char *what) const {
 }
 
 moert_status Context::create(std::shared_ptr<Driver> driver, int ordinal,
-                             std::unique_ptr<Context> *out) {
+                             std::unique_ptr<Context> *out, bool managed) {
   const Driver &d = *driver;
   int count = 0;
   if (moert_status status =
@@ -120,6 +122,7 @@ moert_status Context::create(std::shared_ptr<Driver> driver, int ordinal,
                              ordinal, count, count == 1 ? "" : "s");
   std::unique_ptr<Context> context(new Context());
   context->drv = std::move(driver);
+  context->managed = managed;
   if (moert_status status =
           d.check(d.cuDeviceGet(&context->device, ordinal), "cuDeviceGet"))
     return status;
@@ -162,7 +165,11 @@ moert_status Context::allocate(uint64_t bytes, CUdeviceptr *out) {
   }
   drv->cuCtxSetCurrent(context);
   CUdeviceptr ptr = 0;
-  CUresult result = drv->cuMemAlloc(&ptr, size);
+  auto driverAllocate = [&] {
+    return managed ? drv->cuMemAllocManaged(&ptr, size, CU_MEM_ATTACH_GLOBAL)
+                   : drv->cuMemAlloc(&ptr, size);
+  };
+  CUresult result = driverAllocate();
   if (result == CUDA_ERROR_OUT_OF_MEMORY && !freeBlocks.empty()) {
     // Hand the cached blocks back and try once more.
     for (auto &[blockBytes, block] : freeBlocks) {
@@ -171,7 +178,7 @@ moert_status Context::allocate(uint64_t bytes, CUdeviceptr *out) {
       reserved -= blockBytes;
     }
     freeBlocks.clear();
-    result = drv->cuMemAlloc(&ptr, size);
+    result = driverAllocate();
   }
   if (result == CUDA_ERROR_OUT_OF_MEMORY) {
     size_t freeBytes = 0, totalBytes = 0;
@@ -200,6 +207,20 @@ void Context::release(CUdeviceptr ptr) {
   inUse -= it->second.size;
   freeBlocks.insert({it->second.size, ptr});
 }
+
+moert_status Context::computeCapability(int *major, int *minor) const {
+  if (moert_status status = drv->check(
+          drv->cuDeviceGetAttribute(
+              major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device),
+          "cuDeviceGetAttribute"))
+    return status;
+  return drv->check(drv->cuDeviceGetAttribute(
+                        minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+                        device),
+                    "cuDeviceGetAttribute");
+}
+
+void Context::makeCurrent() const { drv->cuCtxSetCurrent(context); }
 
 moert_status Context::checkFits(uint64_t bytes, const std::string &what) {
   drv->cuCtxSetCurrent(context);

@@ -43,6 +43,7 @@ using CUstream = ::CUstream_st *;
 constexpr CUresult CUDA_SUCCESS = 0;
 constexpr CUresult CUDA_ERROR_OUT_OF_MEMORY = 2;
 constexpr CUresult CUDA_ERROR_NO_DEVICE = 100;
+constexpr unsigned CU_MEM_ATTACH_GLOBAL = 1;
 constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
 constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
 constexpr int CU_JIT_INFO_LOG_BUFFER = 3;
@@ -66,6 +67,7 @@ struct Driver {
   CUresult (*cuCtxSetCurrent)(CUcontext);
   CUresult (*cuMemGetInfo)(size_t *, size_t *);
   CUresult (*cuMemAlloc)(CUdeviceptr *, size_t);
+  CUresult (*cuMemAllocManaged)(CUdeviceptr *, size_t, unsigned);
   CUresult (*cuMemFree)(CUdeviceptr);
   CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void *, size_t);
   CUresult (*cuMemcpyDtoH)(void *, CUdeviceptr, size_t);
@@ -76,6 +78,9 @@ struct Driver {
                                  void **);
   CUresult (*cuModuleUnload)(CUmodule);
   CUresult (*cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
+  CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned,
+                             unsigned, unsigned, unsigned, unsigned, CUstream,
+                             void **, void **);
 
   /// Opens the driver library at `path` (NULL: $MOERT_CUDA_DRIVER, else
   /// libcuda.so.1), resolves every entry point and initialises it. Errors
@@ -95,8 +100,11 @@ struct Driver {
 /// driver.
 class Context {
 public:
+  /// `managed`: the pool hands out CUDA managed memory, which host and
+  /// device both address (what compiled CUDA artifacts run on).
   static moert_status create(std::shared_ptr<Driver> driver, int ordinal,
-                             std::unique_ptr<Context> *out);
+                             std::unique_ptr<Context> *out,
+                             bool managed = false);
   ~Context();
 
   /// `bytes` of device memory, from the pool when a freed block fits. When
@@ -117,6 +125,11 @@ public:
   /// JIT's log.
   moert_status loadModule(const std::string &ptx, CUmodule *out);
 
+  /// The device's compute capability, e.g. {9, 0}.
+  moert_status computeCapability(int *major, int *minor) const;
+  /// Makes this context current on the calling thread.
+  void makeCurrent() const;
+
   uint64_t bytesInUse() const { return inUse; }
   uint64_t bytesReserved() const { return reserved; }
   CUstream stream() const { return stream_; }
@@ -128,6 +141,7 @@ private:
   CUdevice device = 0;
   CUcontext context = nullptr;
   CUstream stream_ = nullptr;
+  bool managed = false;
   struct Block {
     uint64_t size;
     bool free;
@@ -136,6 +150,25 @@ private:
   std::multimap<uint64_t, CUdeviceptr> freeBlocks;
   std::unordered_map<CUdeviceptr, Block> blocks;
   uint64_t inUse = 0, reserved = 0;
+};
+
+/// Makes `context` the device that compiled CUDA code on this thread loads
+/// its PTX on, launches on and allocates from (gpu_launch.cpp), for the
+/// scope's lifetime. Those entry points cannot return errors: they record
+/// the first one, which takeError() hands over (null if none), and skip
+/// their work once one is recorded.
+class DeviceScope {
+public:
+  explicit DeviceScope(Context *context);
+  ~DeviceScope();
+  DeviceScope(const DeviceScope &) = delete;
+  DeviceScope &operator=(const DeviceScope &) = delete;
+  /// The first error recorded in this scope, after waiting for the work
+  /// queued on the stream (asynchronous errors surface there).
+  moert_status takeError();
+
+private:
+  Context *previous;
 };
 
 } // namespace moert::cuda

@@ -234,28 +234,51 @@ moert_status moert_graph_run(moert_model model, const moert_tensor *inputs,
     resultAt.push_back(results.size());
     results.resize(results.size() + 3 + 2 * v.dims.size(), 0);
   }
+  // On a CUDA device, the code reads copies of the inputs in device
+  // memory; on the host, the caller's buffers.
+  std::vector<void *> staged;
+  auto releaseStaged = [&] {
+    for (void *p : staged)
+      releaseBuffer(model, p);
+  };
   std::vector<Descriptor> descriptors;
-  for (size_t i = 0; i < model->inputs.size(); ++i)
+  for (size_t i = 0; i < model->inputs.size(); ++i) {
+    void *data = inputs[i].data;
+    if (model->device) {
+      uint64_t bytes = moert_dtype_size(inputs[i].dtype);
+      for (int64_t d = 0; d < inputs[i].rank; ++d)
+        bytes *= uint64_t(inputs[i].shape[d]);
+      data = allocateBuffer(model, bytes);
+      if (!data) {
+        releaseStaged();
+        return fail(MOERT_OUT_OF_MEMORY,
+                    "cannot allocate input '" + model->inputs[i].name +
+                        "' on the device");
+      }
+      staged.push_back(data);
+      std::memcpy(data, inputs[i].data, bytes);
+    }
     descriptors.push_back(Descriptor::contiguous(
-        inputs[i].data,
-        std::vector<int64_t>(inputs[i].shape,
-                             inputs[i].shape + inputs[i].rank)));
+        data, std::vector<int64_t>(inputs[i].shape,
+                                   inputs[i].shape + inputs[i].rank)));
+  }
   std::vector<void *> pointers = {results.data()};
   for (Descriptor &d : descriptors)
     pointers.push_back(d.words.data());
   std::vector<void *> packed;
   for (void *&p : pointers)
     packed.push_back(&p);
-  if (moert_status status =
-          callTrapped(model->main, packed.data(), model->path))
+  if (moert_status status = runCode(model, model->main, packed.data())) {
+    releaseStaged();
     return status;
+  }
 
   // Copy each output out, then free what the code allocated: never an
   // input (moec marks @main's arguments read-only, but an output may still
   // be one), a global, or one buffer twice.
   std::set<uintptr_t> keep = {0, kGlobalSentinel};
   for (size_t i = 0; i < model->inputs.size(); ++i)
-    keep.insert(reinterpret_cast<uintptr_t>(inputs[i].data));
+    keep.insert(reinterpret_cast<uintptr_t>(descriptors[i].allocated()));
   moert_status status = nullptr;
   for (size_t o = 0; o < model->outputs.size(); ++o) {
     const GraphValue &v = model->outputs[o];
@@ -277,8 +300,9 @@ moert_status moert_graph_run(moert_model model, const moert_tensor *inputs,
   for (size_t o = 0; o < model->outputs.size(); ++o) {
     auto allocated = static_cast<uintptr_t>(results[resultAt[o]]);
     if (keep.insert(allocated).second)
-      std::free(reinterpret_cast<void *>(allocated));
+      releaseBuffer(model, reinterpret_cast<void *>(allocated));
   }
+  releaseStaged();
   if (status)
     for (size_t o = 0; o < model->outputs.size(); ++o)
       moert_tensor_release(&outputs[o]);

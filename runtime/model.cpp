@@ -10,6 +10,7 @@
 
 #include "moe/Runtime/moert.h"
 #include "moe/Support/Checksum.h"
+#include "cuda.h"
 #include "model_impl.h"
 
 #include <cctype>
@@ -72,10 +73,45 @@ bool parseInt(const std::string &text, int64_t &out) {
 
 } // namespace
 
+moert_status moert::runCode(moert_model model, PackedFn fn, void **args) {
+  if (!model->device)
+    return callTrapped(fn, args, model->path);
+  cuda::DeviceScope scope(model->device.get());
+  moert_status trapped = callTrapped(fn, args, model->path);
+  // A device error (a failed launch, the pool out of memory) explains
+  // more than the host-side unwinding it caused.
+  if (moert_status error = scope.takeError()) {
+    moert_status_free(trapped);
+    return error;
+  }
+  return trapped;
+}
+
+void *moert::allocateBuffer(moert_model model, uint64_t bytes) {
+  if (!model->device)
+    return std::malloc(bytes ? bytes : 1);
+  cuda::CUdeviceptr ptr = 0;
+  if (moert_status status = model->device->allocate(bytes, &ptr)) {
+    moert_status_free(status);
+    return nullptr;
+  }
+  return reinterpret_cast<void *>(ptr);
+}
+
+void moert::releaseBuffer(moert_model model, void *buffer) {
+  if (!model->device)
+    std::free(buffer);
+  else if (buffer)
+    model->device->release(reinterpret_cast<cuda::CUdeviceptr>(buffer));
+}
+
 moert_model_s::~moert_model_s() {
   releaseHostMemory(reservedBytes);
-  if (library)
+  if (library) {
+    // A CUDA artifact unloads its module in a destructor, on its device.
+    moert::cuda::DeviceScope scope(device.get());
     dlclose(library);
+  }
   if (memfd >= 0)
     close(memfd);
   for (Shard &s : shards)
@@ -95,7 +131,7 @@ struct moert_session_s {
   uint64_t reservedBytes = 0;
   ~moert_session_s() {
     for (Descriptor &d : caches)
-      std::free(d.allocated());
+      releaseBuffer(model, d.allocated());
     releaseHostMemory(reservedBytes);
   }
 };
@@ -165,6 +201,10 @@ moert_status parseManifest(moert_model model, const std::string &bytes,
       if (v.dims.size() > size_t(MOERT_MAX_RANK))
         return bad("rank above MOERT_MAX_RANK");
       (f[0] == "input" ? model->inputs : model->outputs).push_back(v);
+    } else if (f[0] == "target" && f.size() == 3 && f[1] == "cuda" &&
+               !f[2].empty()) {
+      // Compiled with moec --target=cuda: PTX for this architecture.
+      model->gpuArch = f[2];
     } else if (f[0] == "model_type" && f.size() == 2) {
       model->modelType = f[1];
     } else if (f[0] == "vocab" && f.size() == 2 && parseInt(f[1], a) && a > 0 &&
@@ -311,9 +351,19 @@ moert_status bindWeights(moert_model model) {
   // Expert stacks split across tensors are gathered into one buffer each.
   uint64_t gatheredBytes = 0;
   for (const Weight &w : model->weights)
-    if (w.parts.size() > 1)
+    if (w.parts.size() > 1 && !model->device)
       for (const WeightPart &p : w.parts)
         gatheredBytes += p.bytes;
+  if (model->device) {
+    // The whole footprint must fit before minutes of uploads start.
+    uint64_t bytes = model->kvCacheBytes;
+    for (const Weight &w : model->weights)
+      for (const WeightPart &p : w.parts)
+        bytes += p.bytes;
+    if (moert_status status = model->device->checkFits(
+            bytes, model->path + ": the weights and KV cache"))
+      return status;
+  }
   if (moert_status status = reserveHostMemory(
           gatheredBytes,
           model->path + ": gathering weights stored as separate tensors "
@@ -327,7 +377,24 @@ moert_status bindWeights(moert_model model) {
     auto at = [&](const WeightPart &p) {
       return static_cast<char *>(model->shards[p.shard].base) + p.offset;
     };
-    if (w.parts.size() == 1) {
+    if (model->device) {
+      // Weights live on the device: each gathered into one block of the
+      // pool (managed memory, so that host glue may read them too).
+      int64_t total = 0;
+      for (const WeightPart &p : w.parts)
+        total += p.bytes;
+      cuda::CUdeviceptr block = 0;
+      if (moert_status status = model->device->allocate(total, &block))
+        return status;
+      int64_t offset = 0;
+      for (const WeightPart &p : w.parts) {
+        if (moert_status status =
+                model->device->upload(block + offset, at(p), p.bytes))
+          return status;
+        offset += p.bytes;
+      }
+      address = reinterpret_cast<void *>(block);
+    } else if (w.parts.size() == 1) {
       address = at(w.parts[0]);
     } else {
       // A stack of experts: gathered once into one buffer.
@@ -372,12 +439,68 @@ moert_status bindWeights(moert_model model) {
     if (elapsed > 1.0 && (!reported || i + 1 == model->weights.size() ||
                           i % 64 == 0)) {
       reported = true;
-      std::fprintf(stderr, "\rmoert: binding weights %zu/%zu", i + 1,
+      std::fprintf(stderr, "\rmoert: %s weights %zu/%zu",
+                   model->device ? "uploading" : "binding", i + 1,
                    model->weights.size());
       if (i + 1 == model->weights.size())
         std::fputc('\n', stderr);
     }
   }
+  return nullptr;
+}
+
+/// For a CUDA artifact: opens the driver and the device
+/// ($MOERT_CUDA_DEVICE, default 0) and checks that it runs the PTX's
+/// architecture.
+moert_status setUpDevice(moert_model model) {
+  std::shared_ptr<cuda::Driver> driver;
+  if (moert_status status = cuda::Driver::open(nullptr, &driver)) {
+    // The driver layer's hint (--device=cpu) does not apply to an
+    // artifact that holds only GPU code.
+    std::string reason = moert_status_message(status);
+    const std::string hint = "; run on the CPU with --device=cpu";
+    if (reason.size() > hint.size() &&
+        reason.compare(reason.size() - hint.size(), hint.size(), hint) == 0)
+      reason.resize(reason.size() - hint.size());
+    std::string message = model->path + ": compiled for CUDA (" +
+                          model->gpuArch + "), but " + reason +
+                          "; for the CPU, compile with moec --target=cpu";
+    moert_status_code code = moert_status_get_code(status);
+    moert_status_free(status);
+    return fail(code, message);
+  }
+  int64_t ordinal = 0;
+  if (const char *text = std::getenv("MOERT_CUDA_DEVICE"))
+    if (!parseInt(text, ordinal) || ordinal < 0 || ordinal > 1024)
+      return fail(MOERT_INVALID_ARGUMENT,
+                  std::string("MOERT_CUDA_DEVICE=") + text +
+                      " is not a device number");
+  if (moert_status status = cuda::Context::create(
+          driver, int(ordinal), &model->device, /*managed=*/true))
+    return status;
+  int major = 0, minor = 0;
+  if (moert_status status = model->device->computeCapability(&major, &minor))
+    return status;
+  // sm_XY runs on compute capability X.Y and later; the architecture-
+  // specific sm_90a only on 9.0.
+  int arch = 0;
+  bool specific = !model->gpuArch.empty() && model->gpuArch.back() == 'a';
+  std::string digits = model->gpuArch.substr(
+      3, model->gpuArch.size() - 3 - (specific ? 1 : 0));
+  int64_t number = 0;
+  if (model->gpuArch.rfind("sm_", 0) != 0 || !parseInt(digits, number) ||
+      number < 10 || number > 999)
+    return fail(MOERT_FORMAT_ERROR, model->path + ": unknown GPU target '" +
+                                        model->gpuArch + "'");
+  arch = int(number);
+  int device = major * 10 + minor;
+  if (specific ? device != arch : device < arch)
+    return fail(MOERT_INVALID_ARGUMENT,
+                model->path + ": compiled for " + model->gpuArch +
+                    ", which CUDA device " + std::to_string(ordinal) +
+                    " (compute capability " + std::to_string(major) + "." +
+                    std::to_string(minor) +
+                    ") cannot run; recompile with moec --gpu-arch");
   return nullptr;
 }
 
@@ -399,10 +522,23 @@ moert_status loadCode(moert_model model, int64_t offset, int64_t size,
   if (write(model->memfd, code, size) != size)
     return fail(MOERT_IO_ERROR, std::string("writing code: ") + std::strerror(errno));
   std::string fdPath = "/proc/self/fd/" + std::to_string(model->memfd);
-  model->library = dlopen(fdPath.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!model->library)
-    return fail(MOERT_FORMAT_ERROR,
-                model->path + ": cannot load the code: " + dlerror());
+  {
+    // A CUDA artifact's constructor JIT-compiles its PTX on the device.
+    cuda::DeviceScope scope(model->device.get());
+    model->library = dlopen(fdPath.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!model->library)
+      return fail(MOERT_FORMAT_ERROR,
+                  model->path + ": cannot load the code: " + dlerror());
+    if (model->device)
+      if (moert_status status = scope.takeError()) {
+        std::string message =
+            model->path + ": loading the kernels: " +
+            moert_status_message(status);
+        moert_status_code code = moert_status_get_code(status);
+        moert_status_free(status);
+        return fail(code, message);
+      }
+  }
   auto entry = [&](const char *name) {
     return reinterpret_cast<PackedFn>(dlsym(model->library, name));
   };
@@ -453,6 +589,8 @@ moert_status checkKVCache(moert_model model, bool reserve) {
   std::string what = model->path + ": the KV cache for " +
                      std::to_string(model->maxSeqLen) + " tokens";
   const char *hint = "compile with a smaller moec --max-seq-len, or free memory";
+  if (model->device)
+    return model->device->checkFits(model->kvCacheBytes, what);
   // The budget (MOERT_HOST_MEMORY_LIMIT) already counts the session's
   // reservation; the machine may have less than when it was made.
   return reserve ? reserveHostMemory(model->kvCacheBytes, what, hint)
@@ -509,6 +647,8 @@ moert_status moert_model_load(const char *path, moert_model *out) {
   if (!status && codeOffset < int64_t(bytes.size()))
     status = fail(MOERT_FORMAT_ERROR,
                   model->path + ": code section overlaps the manifest");
+  if (!status && !model->gpuArch.empty())
+    status = setUpDevice(model);
   if (!status)
     status = loadCode(model, codeOffset, codeSize, codeFingerprint);
   if (!status)
@@ -527,6 +667,9 @@ moert_status moert_model_load(const char *path, moert_model *out) {
 void moert_model_free(moert_model model) { delete model; }
 
 int64_t moert_model_vocab_size(moert_model model) { return model->vocab; }
+const char *moert_model_gpu_arch(moert_model model) {
+  return model->gpuArch.c_str();
+}
 int64_t moert_model_max_seq_len(moert_model model) { return model->maxSeqLen; }
 double moert_model_load_seconds(moert_model model) { return model->loadSeconds; }
 
@@ -544,7 +687,9 @@ moert_status moert_session_create(moert_model model, moert_session *out) {
     return status;
   auto *session = new moert_session_s();
   session->model = model;
-  session->reservedBytes = model->kvCacheBytes;
+  // A device's KV cache is checked against the device, not reserved on
+  // the host.
+  session->reservedBytes = model->device ? 0 : model->kvCacheBytes;
   *out = session;
   return nullptr;
 }
@@ -570,7 +715,7 @@ static moert_status callEntry(moert_session session, PackedFn fn,
   std::vector<void *> packed;
   for (void *&p : pointers)
     packed.push_back(&p);
-  if (moert_status status = callTrapped(fn, packed.data(), model->path))
+  if (moert_status status = runCode(model, fn, packed.data()))
     return status;
 
   // Unpack: copy the logits out, keep the caches, free what is replaced.
@@ -593,7 +738,7 @@ static moert_status callEntry(moert_session session, PackedFn fn,
     for (Descriptor &now : caches)
       reused |= now.allocated() == old.allocated();
     if (!reused)
-      std::free(old.allocated());
+      releaseBuffer(model, old.allocated());
   }
   session->caches = std::move(caches);
   bool contiguous = out.size(0) == 1 && out.size(1) == n && out.size(2) == vocab &&
@@ -603,7 +748,7 @@ static moert_status callEntry(moert_session session, PackedFn fn,
     const float *src = static_cast<const float *>(out.aligned()) + out.words[2];
     std::memcpy(logits, src, sizeof(float) * n * vocab);
   }
-  std::free(out.allocated());
+  releaseBuffer(model, out.allocated());
   if (!contiguous)
     return moert_status_make(MOERT_INTERNAL,
                              "the code returned logits of an unexpected shape");
@@ -627,16 +772,21 @@ moert_status moert_prefill(moert_session session, const int32_t *tokens,
                                "token %d at position %lld is outside the "
                                "vocabulary [0, %lld)",
                                tokens[i], (long long)i, (long long)model->vocab);
-  std::vector<int32_t> copy(tokens, tokens + n);
-  std::vector<Descriptor> inputs = {Descriptor::contiguous(copy.data(), {1, n})};
   for (Descriptor &d : session->caches)
-    std::free(d.allocated());
+    releaseBuffer(model, d.allocated());
   session->caches.clear();
   // Prefill allocates the caches at capacity; memory may have shrunk
   // since the session was created.
   if (moert_status status = checkKVCache(model, /*reserve=*/false))
     return status;
+  // The code reads its inputs from where it can (the device, for CUDA).
+  auto *copy = static_cast<int32_t *>(allocateBuffer(model, n * sizeof(int32_t)));
+  if (!copy)
+    return fail(MOERT_OUT_OF_MEMORY, "cannot allocate the prompt's tokens");
+  std::memcpy(copy, tokens, n * sizeof(int32_t));
+  std::vector<Descriptor> inputs = {Descriptor::contiguous(copy, {1, n})};
   moert_status status = callEntry(session, model->prefill, inputs, n, logits);
+  releaseBuffer(model, copy);
   session->position = n;
   return status;
 }
@@ -657,14 +807,18 @@ moert_status moert_decode(moert_session session, int32_t token, float *logits) {
     return moert_status_make(MOERT_INVALID_ARGUMENT,
                              "token %d is outside the vocabulary [0, %lld)",
                              token, (long long)model->vocab);
-  int32_t tokenCopy = token;
-  int32_t position = static_cast<int32_t>(session->position);
-  std::vector<Descriptor> inputs = {
-      Descriptor::contiguous(&tokenCopy, {1, 1}),
-      Descriptor::contiguous(&position, {1})};
+  // The token and its position, where the code can read them.
+  auto *scalars = static_cast<int32_t *>(allocateBuffer(model, 2 * sizeof(int32_t)));
+  if (!scalars)
+    return fail(MOERT_OUT_OF_MEMORY, "cannot allocate the decode inputs");
+  scalars[0] = token;
+  scalars[1] = static_cast<int32_t>(session->position);
+  std::vector<Descriptor> inputs = {Descriptor::contiguous(scalars, {1, 1}),
+                                    Descriptor::contiguous(scalars + 1, {1})};
   for (Descriptor &d : session->caches)
     inputs.push_back(d);
   moert_status status = callEntry(session, model->decode, inputs, 1, logits);
+  releaseBuffer(model, scalars);
   ++session->position;
   return status;
 }

@@ -13,10 +13,14 @@
 
 #include <csetjmp>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace moert {
+namespace cuda {
+class Context;
+} // namespace cuda
 
 struct Shard {
   std::string path;
@@ -115,6 +119,18 @@ inline moert_status callTrapped(PackedFn fn, void **args,
   return nullptr;
 }
 
+/// Runs the entry point `fn` of `model`: callTrapped, and for a model on
+/// a CUDA device, with that device current for the compiled code and the
+/// first device error (JIT, launch, out of memory) as the result.
+moert_status runCode(moert_model model, PackedFn fn, void **args);
+
+/// A buffer of `bytes` the model's code can read: host memory, or for a
+/// model on a CUDA device, memory from its pool (managed). Null when the
+/// allocation fails.
+void *allocateBuffer(moert_model model, uint64_t bytes);
+/// Frees a buffer from allocateBuffer or from the model's compiled code.
+void releaseBuffer(moert_model model, void *buffer);
+
 } // namespace moert
 
 struct moert_model_s {
@@ -142,6 +158,11 @@ struct moert_model_s {
   std::vector<moert::GraphValue> inputs, outputs;
   moert::PackedFn main = nullptr;
   double loadSeconds = 0;
+  /// For an artifact compiled with `moec --target=cuda`: the GPU
+  /// architecture its PTX is for (the manifest's `target` entry), and the
+  /// device it runs on. Empty and null for a CPU artifact.
+  std::string gpuArch;
+  std::unique_ptr<moert::cuda::Context> device;
 
   ~moert_model_s();
 };

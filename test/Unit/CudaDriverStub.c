@@ -7,11 +7,21 @@
  *   MOERT_STUB_DEVICES  number of devices (default 1; 0: cuInit fails with
  *                       CUDA_ERROR_NO_DEVICE, as the real driver does)
  *   MOERT_STUB_MEMORY   device memory in bytes (default 1 GiB)
+ *   MOERT_STUB_CC       compute capability as 10 * major + minor (default
+ *                       90, an H100/H200)
  *   MOERT_STUB_JIT_LOG  when set, module loads fail with
  *                       CUDA_ERROR_INVALID_PTX and this error log
+ *   MOERT_STUB_TRACE    a file to append one line per module load
+ *                       ("module BYTES .target sm_XX") and kernel launch
+ *                       ("launch NAME grid X Y Z block X Y Z")
+ * Modules keep their PTX: looking up a function the PTX has no `.entry`
+ * for fails with CUDA_ERROR_NOT_FOUND, as the real driver does. Kernels
+ * do not run; launches are checked (a found function, non-zero sizes,
+ * parameters) and traced.
  *===----------------------------------------------------------------------===*/
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,7 +40,23 @@ enum {
   NO_DEVICE = 100,
   INVALID_DEVICE = 101,
   INVALID_PTX = 218,
+  NOT_FOUND = 500,
 };
+
+static void trace(const char *format, const char *text, const unsigned *sizes) {
+  const char *path = getenv("MOERT_STUB_TRACE");
+  if (!path || !*path)
+    return;
+  FILE *file = fopen(path, "a");
+  if (!file)
+    return;
+  if (sizes)
+    fprintf(file, format, text, sizes[0], sizes[1], sizes[2], sizes[3],
+            sizes[4], sizes[5]);
+  else
+    fprintf(file, format, text);
+  fclose(file);
+}
 
 static long env(const char *name, long fallback) {
   const char *value = getenv(name);
@@ -54,6 +80,7 @@ CUresult cuGetErrorName(CUresult result, const char **name) {
   case INVALID_DEVICE: *name = "CUDA_ERROR_INVALID_DEVICE"; return SUCCESS;
   case INVALID_PTX: *name = "CUDA_ERROR_INVALID_PTX"; return SUCCESS;
   case INVALID_VALUE: *name = "CUDA_ERROR_INVALID_VALUE"; return SUCCESS;
+  case NOT_FOUND: *name = "CUDA_ERROR_NOT_FOUND"; return SUCCESS;
   default: return INVALID_VALUE;
   }
 }
@@ -78,7 +105,8 @@ CUresult cuDeviceGetName(char *name, int length, int device) {
 }
 CUresult cuDeviceGetAttribute(int *value, int attribute, int device) {
   (void)device;
-  *value = attribute == 75 ? 9 : 0; /* compute capability 9.0 */
+  long cc = env("MOERT_STUB_CC", 90);
+  *value = attribute == 75 ? (int)(cc / 10) : attribute == 76 ? (int)(cc % 10) : 0;
   return SUCCESS;
 }
 CUresult cuDeviceTotalMem_v2(size_t *bytes, int device) {
@@ -118,6 +146,11 @@ CUresult cuMemAlloc_v2(CUdeviceptr *ptr, size_t bytes) {
   *ptr = (CUdeviceptr)(uintptr_t)(block + 1);
   return SUCCESS;
 }
+/* Host memory is what managed memory is to the host. */
+CUresult cuMemAllocManaged(CUdeviceptr *ptr, size_t bytes, unsigned flags) {
+  (void)flags;
+  return cuMemAlloc_v2(ptr, bytes);
+}
 CUresult cuMemFree_v2(CUdeviceptr ptr) {
   uint64_t *block = (uint64_t *)(uintptr_t)ptr - 1;
   used -= block[0];
@@ -146,13 +179,38 @@ CUresult cuStreamSynchronize(CUstream stream) {
   (void)stream;
   return SUCCESS;
 }
+/* A function is its module and name. */
+struct CUfunc_st {
+  CUmodule module;
+  char name[256];
+  CUfunction next;
+};
+/* A module is its PTX text and the functions looked up in it, which go
+ * with it (as the driver's do). */
+struct CUmod_st {
+  char *ptx;
+  CUfunction functions;
+};
+
 CUresult cuModuleLoadDataEx(CUmodule *module, const void *image, unsigned count,
                             int *options, void **values) {
-  (void)image;
   const char *log = getenv("MOERT_STUB_JIT_LOG");
   if (!log) {
-    static int token;
-    *module = (CUmodule)&token;
+    const char *ptx = image;
+    *module = calloc(1, sizeof(struct CUmod_st));
+    (*module)->ptx = strdup(ptx);
+    const char *target = strstr(ptx, ".target ");
+    char line[64] = "(no .target)";
+    if (target) {
+      size_t n = strcspn(target, "\n");
+      if (n >= sizeof(line))
+        n = sizeof(line) - 1;
+      memcpy(line, target, n);
+      line[n] = '\0';
+    }
+    char text[96];
+    snprintf(text, sizeof(text), "%zu %s", strlen(ptx), line);
+    trace("module %s\n", text, NULL);
     return SUCCESS;
   }
   char *buffer = NULL;
@@ -170,14 +228,48 @@ CUresult cuModuleLoadDataEx(CUmodule *module, const void *image, unsigned count,
   return INVALID_PTX;
 }
 CUresult cuModuleUnload(CUmodule module) {
-  (void)module;
+  if (!module)
+    return INVALID_VALUE;
+  while (module->functions) {
+    CUfunction next = module->functions->next;
+    free(module->functions);
+    module->functions = next;
+  }
+  free(module->ptx);
+  free(module);
   return SUCCESS;
 }
 CUresult cuModuleGetFunction(CUfunction *function, CUmodule module,
                              const char *name) {
-  (void)module;
-  (void)name;
-  static int token;
-  *function = (CUfunction)&token;
+  if (!module || strlen(name) >= sizeof((*function)->name))
+    return INVALID_VALUE;
+  char entry[300];
+  snprintf(entry, sizeof(entry), ".entry %s(", name);
+  if (!strstr(module->ptx, entry))
+    return NOT_FOUND;
+  for (CUfunction f = module->functions; f; f = f->next)
+    if (!strcmp(f->name, name)) {
+      *function = f;
+      return SUCCESS;
+    }
+  *function = calloc(1, sizeof(struct CUfunc_st));
+  (*function)->module = module;
+  strcpy((*function)->name, name);
+  (*function)->next = module->functions;
+  module->functions = *function;
+  return SUCCESS;
+}
+CUresult cuLaunchKernel(CUfunction f, unsigned gridX, unsigned gridY,
+                        unsigned gridZ, unsigned blockX, unsigned blockY,
+                        unsigned blockZ, unsigned sharedBytes, CUstream stream,
+                        void **params, void **extra) {
+  (void)sharedBytes;
+  (void)stream;
+  (void)extra;
+  if (!f || !params || !gridX || !gridY || !gridZ || !blockX || !blockY ||
+      !blockZ || blockX * blockY * blockZ > 1024)
+    return INVALID_VALUE;
+  unsigned sizes[6] = {gridX, gridY, gridZ, blockX, blockY, blockZ};
+  trace("launch %s grid %u %u %u block %u %u %u\n", f->name, sizes);
   return SUCCESS;
 }

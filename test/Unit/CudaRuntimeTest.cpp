@@ -11,6 +11,20 @@
 
 #include "gtest/gtest.h"
 
+// What compiled CUDA code calls (runtime/gpu_launch.cpp).
+extern "C" {
+void *mgpuModuleLoadJIT(void *data, int optLevel);
+void mgpuModuleUnload(void *module);
+void *mgpuModuleGetFunction(void *module, const char *name);
+void *mgpuStreamCreate();
+void mgpuLaunchKernel(void *function, intptr_t gridX, intptr_t gridY,
+                      intptr_t gridZ, intptr_t blockX, intptr_t blockY,
+                      intptr_t blockZ, int32_t sharedBytes, void *stream,
+                      void **params, void **extra, size_t paramCount);
+void *moert_device_malloc(size_t bytes);
+void moert_device_free(void *ptr);
+}
+
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -184,5 +198,76 @@ TEST_F(CudaRuntimeTest, JitSuccess) {
   CUmodule module = nullptr;
   EXPECT_EQ(Result(ctx->loadModule(".version 8.0\n", &module)).code, MOERT_OK);
   EXPECT_NE(module, nullptr);
+  ctx->driver().cuModuleUnload(module);
+}
+
+const char kPTX[] = ".version 8.0\n.target sm_90a\n.address_size 64\n"
+                    ".visible .entry scale_k0(\n.param .u64 p\n)\n{\nret;\n}\n";
+
+TEST_F(CudaRuntimeTest, CompiledCodeLaunchesThroughTheScope) {
+  std::unique_ptr<Context> ctx = context();
+  ASSERT_TRUE(ctx);
+  DeviceScope scope(ctx.get());
+  void *module = mgpuModuleLoadJIT(const_cast<char *>(kPTX), 3);
+  ASSERT_NE(module, nullptr);
+  void *kernel = mgpuModuleGetFunction(module, "scale_k0");
+  ASSERT_NE(kernel, nullptr);
+  // One stream per model.
+  EXPECT_EQ(mgpuStreamCreate(), ctx->stream());
+  void *buffer = moert_device_malloc(1000);
+  ASSERT_NE(buffer, nullptr);
+  EXPECT_EQ(ctx->bytesInUse(), 1024u);
+  void *params[] = {&buffer};
+  mgpuLaunchKernel(kernel, 4, 1, 1, 128, 1, 1, 0, ctx->stream(), params,
+                   nullptr, 1);
+  moert_device_free(buffer);
+  EXPECT_EQ(ctx->bytesInUse(), 0u);
+  EXPECT_EQ(Result(scope.takeError()).code, MOERT_OK);
+  mgpuModuleUnload(module);
+}
+
+TEST_F(CudaRuntimeTest, CompiledCodeErrorsAreKeptForTheScope) {
+  std::unique_ptr<Context> ctx = context();
+  ASSERT_TRUE(ctx);
+  DeviceScope scope(ctx.get());
+  void *module = mgpuModuleLoadJIT(const_cast<char *>(kPTX), 3);
+  ASSERT_NE(module, nullptr);
+  // A kernel the PTX lacks: recorded; the launch after it is skipped.
+  EXPECT_EQ(mgpuModuleGetFunction(module, "missing_k1"), nullptr);
+  void *params[] = {nullptr};
+  mgpuLaunchKernel(mgpuModuleGetFunction(module, "scale_k0"), 1, 1, 1, 1, 1,
+                   1, 0, ctx->stream(), params, nullptr, 1);
+  Result r(scope.takeError());
+  EXPECT_EQ(r.code, MOERT_INTERNAL);
+  EXPECT_EQ(r.message, "CUDA: finding kernel missing_k1 failed: "
+                       "CUDA_ERROR_NOT_FOUND (500): stub error");
+  // Taken: the scope is clean again.
+  EXPECT_EQ(Result(scope.takeError()).code, MOERT_OK);
+  // A launch wider than a block may be is the driver's error.
+  mgpuLaunchKernel(mgpuModuleGetFunction(module, "scale_k0"), 1, 1, 1, 2048,
+                   1, 1, 0, ctx->stream(), params, nullptr, 1);
+  EXPECT_EQ(Result(scope.takeError()).code, MOERT_INTERNAL);
+  mgpuModuleUnload(module);
+}
+
+TEST_F(CudaRuntimeTest, CompiledCodeWithoutADevice) {
+  {
+    DeviceScope none(nullptr);
+    EXPECT_EQ(mgpuModuleLoadJIT(const_cast<char *>(kPTX), 3), nullptr);
+    Result r(none.takeError());
+    EXPECT_EQ(r.code, MOERT_INTERNAL);
+    EXPECT_NE(r.message.find("mgpuModuleLoadJIT outside a model loaded on a "
+                             "device"),
+              std::string::npos)
+        << r.message;
+  }
+  // Without a scope at all, an allocation fails instead of touching a
+  // device, and a later scope does not inherit the error.
+  EXPECT_EQ(moert_device_malloc(64), nullptr);
+  std::unique_ptr<Context> ctx = context();
+  ASSERT_TRUE(ctx);
+  DeviceScope scope(ctx.get());
+  EXPECT_EQ(Result(scope.takeError()).code, MOERT_OK);
 }
 } // namespace
+

@@ -64,10 +64,11 @@ Graph options:
 Common options:
   --stats                print load and run times (for decoders, tokens
                          per second) to stderr
-  --device=D             where to run: cpu, cuda, or auto (the default: cuda
-                         when the artifact has GPU code and a device is
-                         present, else cpu). Artifacts carry CPU code only
-                         so far, so auto means cpu
+  --device=D             where to run: cpu, cuda, or auto (the default):
+                         where the artifact's code runs. moec --target=cuda
+                         artifacts run on CUDA device $MOERT_CUDA_DEVICE
+                         (default 0), others on the CPU; cpu or cuda only
+                         checks that the artifact matches
   --list-devices         list the CPU and the CUDA devices the driver sees
                          (or why there are none), then exit
   --help                 show this text
@@ -397,19 +398,30 @@ int main(int argc, char **argv) {
   if (artifact.empty())
     return fail("no artifact given (see --help)%s", "");
   if (device == "cuda") {
-    // Say first whether there is a GPU at all, then that the artifact
-    // cannot use it.
+    // Say first whether there is a GPU at all.
     int count = 0;
     if (moert_status status = moert_cuda_device_count(&count))
       return failStatus(status);
-    return fail("%s has no GPU code (moec --target=cuda is not implemented "
-                "yet); run it with --device=cpu",
-                artifact.c_str());
   }
 
   moert_model model = nullptr;
   if (moert_status status = moert_model_load(artifact.c_str(), &model))
     return failStatus(status);
+  // The code decides where it runs; an explicit --device must agree.
+  const char *arch = moert_model_gpu_arch(model);
+  if (device == "cuda" && !*arch) {
+    moert_model_free(model);
+    return fail("%s has no GPU code: compile it with moec --target=cuda, or "
+                "run it with --device=cpu",
+                artifact.c_str());
+  }
+  if (device == "cpu" && *arch) {
+    std::string what = artifact + " holds CUDA code (" + arch + ")";
+    moert_model_free(model);
+    return fail("%s: --device=cpu needs an artifact compiled with moec "
+                "--target=cpu",
+                what.c_str());
+  }
   if (moert_model_is_graph(model)) {
     int rc = 0;
     if (signature)

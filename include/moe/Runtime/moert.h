@@ -178,8 +178,19 @@ uint64_t moert_fingerprint(const void *data, uint64_t size);
  * at run time (libcuda.so.1, or the library $MOERT_CUDA_DRIVER names), so
  * it builds and runs where no driver is installed. Without a driver or a
  * device these return MOERT_NOT_FOUND with a message that suggests
- * --device=cpu. Artifacts do not carry GPU code yet.
+ * --device=cpu.
+ *
+ * An artifact compiled with `moec --target=cuda` holds PTX and host code
+ * that launches it. moert_model_load runs it on CUDA device
+ * $MOERT_CUDA_DEVICE (default 0), after checking that the device can run
+ * the PTX's architecture and has room for the weights and KV cache; the
+ * PTX is JIT-compiled by the driver once, and the weights are copied into
+ * the device's memory pool (CUDA managed memory).
  *===----------------------------------------------------------------------===*/
+
+/* The GPU architecture of a model's code ("sm_90a", "sm_90", "sm_80";
+ * moec --gpu-arch), or "" when it is CPU code. */
+const char *moert_model_gpu_arch(moert_model model);
 
 typedef struct moert_cuda_device_info {
   int ordinal;
