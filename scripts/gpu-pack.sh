@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Packs what scripts/gpu-check.sh runs on a GPU machine that has no
+# LLVM/MLIR: CUDA artifacts of the fixture models (weights embedded), their
+# inputs, and the CPU artifacts' results on the same inputs as the
+# reference. Run it here, after scripts/build.sh; carry the folder over.
+#
+# Usage: scripts/gpu-pack.sh [OUT_DIR] [--gpu-arch=sm_90a]
+#   OUT_DIR defaults to build/gpu-pack (under 60 MiB; it prints the size).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=$root/build/gpu-pack
+arch=sm_90a
+for arg in "$@"; do
+  case $arg in
+    --gpu-arch=*) arch=${arg#--gpu-arch=} ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -*) echo "gpu-pack: unknown option $arg" >&2; exit 2 ;;
+    *) out=$arg ;;
+  esac
+done
+moec=$root/build/bin/moec
+run=$root/build/bin/moe-run
+for tool in "$moec" "$run"; do
+  [[ -x $tool ]] || { echo "gpu-pack: $tool is missing; run scripts/build.sh first" >&2; exit 1; }
+done
+rm -rf "$out" && mkdir -p "$out"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cases=$out/cases.txt
+: > "$cases"
+tokens=1,17,42,7,99,3
+generate=8
+
+# Decoders: TOL is relative to max|logit| of the CPU run (f32 models: the
+# GPU code's polynomial exp/sin/cos and summation order; bf16: rounding
+# of intermediate results).
+decoders="mixtral:1e-3 olmoe:1e-3 qwen3_moe:1e-3 qwen2_moe:1e-3 llama:1e-3
+  deepseek_v3_yarn_sharded:1e-3 deepseek_v2_lite:1e-3 deepseek_v3_bf16:3e-2"
+for entry in $decoders; do
+  name=${entry%%:*} tol=${entry#*:}
+  fixture=$root/test/fixtures/hf/$name
+  echo "gpu-pack: $name"
+  "$moec" "$fixture" --target=cuda --gpu-arch="$arch" --embed-weights \
+    --max-seq-len=64 -o "$out/$name.cuda.moec"
+  "$moec" "$fixture" --target=cpu --embed-weights --max-seq-len=64 \
+    -o "$tmp/$name.cpu.moec"
+  "$run" "$tmp/$name.cpu.moec" --tokens "$tokens" --generate "$generate" \
+    --dump-logits "$out/$name.ref.npy" > "$out/$name.ref.tokens"
+  echo "decoder $name $tol $tokens $generate" >> "$cases"
+done
+
+# Graphs (ONNX): one MoE block, one attention block. NAME|TOL|INPUT=FILE,...
+graphs="moe_top3|1e-4|x=input.npy attention_block|1e-4|x=in.x.npy,skip=in.skip.npy"
+for entry in $graphs; do
+  IFS='|' read -r name tol inputs <<< "$entry"
+  fixture=$root/test/fixtures/onnx/$name
+  echo "gpu-pack: $name (graph)"
+  "$moec" "$fixture/model.onnx" --target=cuda --gpu-arch="$arch" -o "$out/$name.cuda.moec"
+  "$moec" "$fixture/model.onnx" --target=cpu -o "$tmp/$name.cpu.moec"
+  args=() packed=()
+  IFS=, read -ra pairs <<< "$inputs"
+  for pair in "${pairs[@]}"; do
+    cp "$fixture/${pair#*=}" "$out/$name.${pair#*=}"
+    args+=(--input "${pair%%=*}=$out/$name.${pair#*=}")
+    packed+=("${pair%%=*}=$name.${pair#*=}")
+  done
+  "$run" "$tmp/$name.cpu.moec" "${args[@]}" --output-dir "$out/$name.ref" > /dev/null
+  echo "graph $name $tol ${packed[*]}" >> "$cases"
+done
+
+size=$(du -sm "$out" | cut -f1)
+echo "gpu-pack: $(wc -l < "$cases") cases for $arch in $out ($size MiB)"
+if (( size >= 60 )); then
+  echo "gpu-pack: error: the pack is $size MiB, over the 60 MiB a device run carries" >&2
+  exit 1
+fi
