@@ -59,6 +59,23 @@ std::vector<std::string> splitTabs(const std::string &line) {
   return fields;
 }
 
+/// Bits per element of a weight element type name, 0 if unknown.
+int weightTypeBits(const std::string &name) {
+  if (name == "f32")
+    return 32;
+  if (name == "bf16" || name == "f16")
+    return 16;
+  if (name == "f64")
+    return 64;
+  if (name.size() >= 2 && name[0] == 'i' &&
+      name.find_first_not_of("0123456789", 1) == std::string::npos &&
+      name.size() <= 3) {
+    int bits = std::atoi(name.c_str() + 1);
+    return bits >= 1 && bits <= 64 ? bits : 0;
+  }
+  return 0;
+}
+
 bool parseInt(const std::string &text, int64_t &out) {
   if (text.empty())
     return false;
@@ -247,10 +264,19 @@ moert_status parseManifest(moert_model model, const std::string &bytes,
       s.headerFingerprint = std::strtoull(f[2].c_str(), nullptr, 16);
       s.size = a;
       model->shards.push_back(s);
-    } else if (f[0] == "weight" && f.size() >= 5 && (f.size() - 2) % 3 == 0) {
+    } else if (f[0] == "weight" && f.size() >= 5 &&
+               ((f.size() - 2) % 3 == 0 || (f.size() - 3) % 3 == 0)) {
+      // SYMBOL [DTYPE] {SHARD OFFSET BYTES}+
       Weight w;
       w.symbol = f[1];
-      for (size_t i = 2; i + 2 < f.size(); i += 3) {
+      size_t first = 2;
+      if ((f.size() - 3) % 3 == 0) {
+        w.dtype = f[2];
+        first = 3;
+        if (weightTypeBits(w.dtype) == 0)
+          return bad("unknown weight element type");
+      }
+      for (size_t i = first; i + 2 < f.size(); i += 3) {
         WeightPart part;
         if (!parseInt(f[i], part.shard) || !parseInt(f[i + 1], part.offset) ||
             !parseInt(f[i + 2], part.bytes) || part.shard < 0 ||
@@ -325,19 +351,88 @@ moert_status mapShards(moert_model model) {
   return nullptr;
 }
 
+/// Fills `bytes` bytes of weight `w`, starting `offset` bytes into it, with
+/// the values moert_model_load_random promises: uniform in [-0.02, 0.02] in
+/// the weight's float type (random bits for integer types), each element a
+/// function of the seed, the weight's symbol and its index only.
+void fillRandom(const Weight &w, uint64_t seed, char *dst, uint64_t offset,
+                uint64_t bytes) {
+  uint64_t key = seed * 0x9E3779B97F4A7C15ull;
+  for (char c : w.symbol)
+    key = (key ^ uint8_t(c)) * 0x100000001B3ull;
+  auto draw = [key](uint64_t index) {
+    uint64_t z = key + (index + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  };
+  // A uniform float in [-0.02, 0.02) from the top 24 bits.
+  auto uniform = [](uint64_t bits) {
+    return (float(bits >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * 0.02f;
+  };
+  int size = weightTypeBits(w.dtype) / 8;
+  if (w.dtype == "f32" || w.dtype == "bf16" || w.dtype == "f16" ||
+      w.dtype == "f64") {
+    for (uint64_t at = offset - offset % size; at < offset + bytes; at += size) {
+      float v = uniform(draw(at / size));
+      unsigned char element[8];
+      if (w.dtype == "f32") {
+        std::memcpy(element, &v, 4);
+      } else if (w.dtype == "f64") {
+        double d = v;
+        std::memcpy(element, &d, 8);
+      } else if (w.dtype == "bf16") {
+        uint32_t b;
+        std::memcpy(&b, &v, 4);
+        uint16_t h = uint16_t((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
+        std::memcpy(element, &h, 2);
+      } else {
+        // |v| <= 0.02: a normal f16 or a subnormal, never inf or NaN.
+        uint32_t b;
+        std::memcpy(&b, &v, 4);
+        uint16_t sign = uint16_t((b >> 16) & 0x8000);
+        int exponent = int((b >> 23) & 0xFF) - 127 + 15;
+        uint32_t mantissa = b & 0x7FFFFF;
+        uint16_t h;
+        if (exponent <= -10) {
+          h = sign; // Below half the smallest subnormal.
+        } else if (exponent <= 0) {
+          h = sign | uint16_t((mantissa | 0x800000) >> (14 - exponent));
+        } else {
+          h = sign | uint16_t(exponent << 10) | uint16_t(mantissa >> 13);
+        }
+        std::memcpy(element, &h, 2);
+      }
+      for (int k = 0; k < size; ++k)
+        if (at + k >= offset && at + k < offset + bytes)
+          dst[at + k - offset] = char(element[k]);
+    }
+    return;
+  }
+  for (uint64_t at = offset; at < offset + bytes; ++at)
+    dst[at - offset] = char(draw(at / 8) >> (8 * (at % 8)));
+}
+
 moert_status bindWeights(moert_model model) {
   Clock::time_point start = Clock::now();
   bool reported = false;
+  if (model->randomWeights)
+    for (const Weight &w : model->weights)
+      if (w.dtype.empty())
+        return fail(MOERT_FORMAT_ERROR,
+                    model->path + ": weight " + w.symbol +
+                        " has no recorded element type, which random "
+                        "weights need; recompile with this moec");
   // Embedded tensors must hash to what moec recorded: the checksum of the
   // parts' checksums, in manifest order.
   bool embedded = false;
   for (const Shard &s : model->shards)
     embedded |= s.path == "@self";
-  if (embedded != model->hasDataChecksum)
+  if (embedded != model->hasDataChecksum && !model->randomWeights)
     return fail(MOERT_FORMAT_ERROR,
                 model->path + ": embedded weights without a 'data' checksum, "
                               "or one without embedded weights");
-  if (embedded) {
+  if (embedded && !model->randomWeights) {
     moe::PartsChecksum sum;
     for (const Weight &w : model->weights)
       for (const WeightPart &p : w.parts)
@@ -351,7 +446,7 @@ moert_status bindWeights(moert_model model) {
   // Expert stacks split across tensors are gathered into one buffer each.
   uint64_t gatheredBytes = 0;
   for (const Weight &w : model->weights)
-    if (w.parts.size() > 1 && !model->device)
+    if ((w.parts.size() > 1 || model->randomWeights) && !model->device)
       for (const WeightPart &p : w.parts)
         gatheredBytes += p.bytes;
   if (model->device) {
@@ -377,7 +472,35 @@ moert_status bindWeights(moert_model model) {
     auto at = [&](const WeightPart &p) {
       return static_cast<char *>(model->shards[p.shard].base) + p.offset;
     };
-    if (model->device) {
+    if (model->randomWeights) {
+      int64_t total = 0;
+      for (const WeightPart &p : w.parts)
+        total += p.bytes;
+      if (model->device) {
+        cuda::CUdeviceptr block = 0;
+        if (moert_status status = model->device->allocate(total, &block))
+          return status;
+        // Drawn on the host in slices, each copied to the device.
+        std::vector<char> slice(std::min<int64_t>(total, int64_t(64) << 20));
+        for (int64_t at = 0; at < total; at += int64_t(slice.size())) {
+          int64_t n = std::min<int64_t>(int64_t(slice.size()), total - at);
+          fillRandom(w, model->randomSeed, slice.data(), at, n);
+          if (moert_status status =
+                  model->device->upload(block + at, slice.data(), n))
+            return status;
+        }
+        address = reinterpret_cast<void *>(block);
+      } else {
+        char *buffer = static_cast<char *>(std::malloc(total ? total : 1));
+        if (!buffer)
+          return fail(MOERT_OUT_OF_MEMORY, "cannot allocate " +
+                                               std::to_string(total) +
+                                               " bytes for " + w.symbol);
+        model->gathered.push_back(buffer);
+        fillRandom(w, model->randomSeed, buffer, 0, total);
+        address = buffer;
+      }
+    } else if (model->device) {
       // Weights live on the device: each gathered into one block of the
       // pool (managed memory, so that host glue may read them too).
       int64_t total = 0;
@@ -602,7 +725,20 @@ moert_status checkKVCache(moert_model model, bool reserve) {
 
 extern "C" {
 
+static moert_status loadModel(const char *path, bool randomWeights,
+                              uint64_t seed, moert_model *out);
+
 moert_status moert_model_load(const char *path, moert_model *out) {
+  return loadModel(path, false, 0, out);
+}
+
+moert_status moert_model_load_random(const char *path, uint64_t seed,
+                                     moert_model *out) {
+  return loadModel(path, true, seed, out);
+}
+
+static moert_status loadModel(const char *path, bool randomWeights,
+                              uint64_t seed, moert_model *out) {
   *out = nullptr;
   Clock::time_point start = Clock::now();
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -647,11 +783,19 @@ moert_status moert_model_load(const char *path, moert_model *out) {
   if (!status && codeOffset < int64_t(bytes.size()))
     status = fail(MOERT_FORMAT_ERROR,
                   model->path + ": code section overlaps the manifest");
+  model->randomWeights = randomWeights;
+  model->randomSeed = seed;
+  if (!status && randomWeights && model->graph)
+    status = fail(MOERT_INVALID_ARGUMENT,
+                  model->path + ": a graph artifact embeds its initializers "
+                                "(shapes among them); random weights are for "
+                                "decoders");
   if (!status && !model->gpuArch.empty())
     status = setUpDevice(model);
   if (!status)
     status = loadCode(model, codeOffset, codeSize, codeFingerprint);
-  if (!status)
+  // Random weights never touch the checkpoint, which may not be here.
+  if (!status && !randomWeights)
     status = mapShards(model);
   if (!status)
     status = bindWeights(model);

@@ -35,6 +35,9 @@ struct WeightPart {
 
 struct Weight {
   std::string symbol;
+  /// The element type (f32, bf16, f16, f64, i8, ...), if the manifest
+  /// records it (artifacts since random weights).
+  std::string dtype;
   std::vector<WeightPart> parts;
 };
 
@@ -163,6 +166,10 @@ struct moert_model_s {
   /// device it runs on. Empty and null for a CPU artifact.
   std::string gpuArch;
   std::unique_ptr<moert::cuda::Context> device;
+  /// moert_model_load_random: weights drawn from this seed instead of read
+  /// from the checkpoint, which is then not opened.
+  bool randomWeights = false;
+  uint64_t randomSeed = 0;
 
   ~moert_model_s();
 };

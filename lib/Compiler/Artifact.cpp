@@ -18,6 +18,7 @@
 #include "moe/Dialect/MoE/Transforms/Passes.h"
 #include "moe/Import/SafeTensors.h"
 
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/Target/LLVMIR/Export.h"
@@ -85,6 +86,29 @@ void indirectGlobal(llvm::Module &module, llvm::GlobalVariable *global) {
   global->eraseFromParent();
 }
 
+/// The element type of the weight global `symbol` as the manifest names
+/// it (f32, bf16, f16, f64, i8, ...), or "" if it is not an LLVM global of
+/// arrays of a float or integer type.
+std::string weightElementType(ModuleOp module, llvm::StringRef symbol) {
+  auto global = module.lookupSymbol<LLVM::GlobalOp>(symbol);
+  if (!global)
+    return "";
+  Type type = global.getType();
+  while (auto array = dyn_cast<LLVM::LLVMArrayType>(type))
+    type = array.getElementType();
+  if (type.isF32())
+    return "f32";
+  if (type.isBF16())
+    return "bf16";
+  if (type.isF16())
+    return "f16";
+  if (type.isF64())
+    return "f64";
+  if (auto integer = dyn_cast<IntegerType>(type))
+    return "i" + std::to_string(integer.getWidth());
+  return "";
+}
+
 /// `void <name>(void **args)` calling `callee(*args[0], ..., *args[n-1])`.
 void addPackedEntry(llvm::Module &module, llvm::Function *callee,
                     llvm::StringRef name) {
@@ -113,6 +137,12 @@ llvm::Error mlir::moe::writeArtifact(ModuleOp module,
   auto manifest = module->getAttrOfType<DictionaryAttr>("moe.weights");
   if (!manifest)
     return makeError("internal error: no moe.weights manifest");
+  // Recorded per weight, so that the runtime can fill a weight with values
+  // of its type when it runs without the checkpoint (random weights).
+  std::map<std::string, std::string> elementTypes;
+  for (NamedAttribute entry : manifest)
+    elementTypes[entry.getName().str()] =
+        weightElementType(module, entry.getName().getValue());
 
   // --- LLVM IR --------------------------------------------------------------
   llvm::LLVMContext llvmContext;
@@ -412,6 +442,8 @@ llvm::Error mlir::moe::writeArtifact(ModuleOp module,
     }
     for (auto &[symbol, parts] : weights) {
       os << "weight\t" << symbol;
+      if (const std::string &type = elementTypes[symbol]; !type.empty())
+        os << "\t" << type;
       for (const Part &part : parts) {
         if (embed)
           os << "\t0\t" << embeddedAt[part.bytes.data()];

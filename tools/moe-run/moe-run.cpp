@@ -44,6 +44,11 @@ Decoder options:
   --dump-logits FILE     write every computed logits row as a float32 .npy
                          array [prompt + N - 1, vocab]: the prompt's rows,
                          then one row per decode step
+  --random-weights SEED  run without the checkpoint (not even opened): each
+                         weight uniform in [-0.02, 0.02] in its element
+                         type, the same for the same SEED. With an artifact
+                         compiled from a header-only checkpoint, runs and
+                         times any config at full size without its weights
 
 Graph options:
   --input NAME=FILE.npy  the value of graph input NAME (repeat for each
@@ -310,6 +315,8 @@ int runGraph(moert_model model, const std::map<std::string, std::string> &given,
 
 int main(int argc, char **argv) {
   std::string artifact, dumpPath;
+  bool randomWeights = false;
+  uint64_t randomSeed = 0;
   std::vector<int32_t> prompt;
   long generate = 16;
   bool stats = false;
@@ -352,6 +359,17 @@ int main(int argc, char **argv) {
       if (!v)
         return fail("--dump-logits needs a file name%s", "");
       dumpPath = v;
+    } else if (!std::strcmp(arg, "--random-weights")) {
+      const char *v = value();
+      char *end = nullptr;
+      errno = 0;
+      unsigned long long seed = v ? std::strtoull(v, &end, 10) : 0;
+      if (!v || !*v || *end || errno || *v == '-')
+        return fail("--random-weights needs a seed (a non-negative integer), "
+                    "got '%s'",
+                    v ? v : "");
+      randomSeed = seed;
+      randomWeights = true;
     } else if (!std::strcmp(arg, "--input")) {
       const char *v = value();
       const char *eq = v ? std::strchr(v, '=') : nullptr;
@@ -405,7 +423,10 @@ int main(int argc, char **argv) {
   }
 
   moert_model model = nullptr;
-  if (moert_status status = moert_model_load(artifact.c_str(), &model))
+  if (moert_status status =
+          randomWeights
+              ? moert_model_load_random(artifact.c_str(), randomSeed, &model)
+              : moert_model_load(artifact.c_str(), &model))
     return failStatus(status);
   // The code decides where it runs; an explicit --device must agree.
   const char *arch = moert_model_gpu_arch(model);

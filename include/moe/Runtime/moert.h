@@ -76,6 +76,14 @@ typedef struct moert_session_s *moert_session;
 
 /* Loads the artifact at `path`. */
 moert_status moert_model_load(const char *path, moert_model *out);
+/* Loads the artifact at `path` without its checkpoint, which is not
+ * opened: every weight is drawn uniformly from [-0.02, 0.02] in its element
+ * type (random bits for integer types), a function of `seed`, the weight
+ * and the element's index only, so a seed always gives the same weights.
+ * For running and timing real model shapes without their weights (compile
+ * against a header-only checkpoint). Decoders only. */
+moert_status moert_model_load_random(const char *path, uint64_t seed,
+                                     moert_model *out);
 void moert_model_free(moert_model model);
 int64_t moert_model_vocab_size(moert_model model);
 /* The KV-cache capacity in tokens (moec --max-seq-len). */
