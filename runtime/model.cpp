@@ -461,8 +461,11 @@ moert_status bindWeights(moert_model model) {
   }
   if (moert_status status = reserveHostMemory(
           gatheredBytes,
-          model->path + ": gathering weights stored as separate tensors "
-                        "(per layer or per expert) into stacks",
+          model->path + (model->randomWeights
+                             ? ": the random weights"
+                             : ": gathering weights stored as separate "
+                               "tensors (per layer or per expert) into "
+                               "stacks"),
           "free memory first"))
     return status;
   model->reservedBytes = gatheredBytes;
@@ -472,71 +475,52 @@ moert_status bindWeights(moert_model model) {
     auto at = [&](const WeightPart &p) {
       return static_cast<char *>(model->shards[p.shard].base) + p.offset;
     };
-    if (model->randomWeights) {
-      int64_t total = 0;
-      for (const WeightPart &p : w.parts)
-        total += p.bytes;
-      if (model->device) {
-        cuda::CUdeviceptr block = 0;
-        if (moert_status status = model->device->allocate(total, &block))
-          return status;
-        // Drawn on the host in slices, each copied to the device.
-        std::vector<char> slice(std::min<int64_t>(total, int64_t(64) << 20));
-        for (int64_t at = 0; at < total; at += int64_t(slice.size())) {
-          int64_t n = std::min<int64_t>(int64_t(slice.size()), total - at);
-          fillRandom(w, model->randomSeed, slice.data(), at, n);
-          if (moert_status status =
-                  model->device->upload(block + at, slice.data(), n))
-            return status;
-        }
-        address = reinterpret_cast<void *>(block);
-      } else {
-        char *buffer = static_cast<char *>(std::malloc(total ? total : 1));
-        if (!buffer)
-          return fail(MOERT_OUT_OF_MEMORY, "cannot allocate " +
-                                               std::to_string(total) +
-                                               " bytes for " + w.symbol);
-        model->gathered.push_back(buffer);
-        fillRandom(w, model->randomSeed, buffer, 0, total);
-        address = buffer;
-      }
-    } else if (model->device) {
-      // Weights live on the device: each gathered into one block of the
-      // pool (managed memory, so that host glue may read them too).
-      int64_t total = 0;
-      for (const WeightPart &p : w.parts)
-        total += p.bytes;
+    int64_t total = 0;
+    for (const WeightPart &p : w.parts)
+      total += p.bytes;
+    // A weight is read in place from the mapped checkpoint unless it lives
+    // on a device (a block of the model's pool), is drawn at random, or is
+    // a stack of experts stored as separate tensors (a host buffer the
+    // model owns).
+    char *buffer = nullptr;
+    if (model->device) {
       cuda::CUdeviceptr block = 0;
       if (moert_status status = model->device->allocate(total, &block))
         return status;
-      int64_t offset = 0;
-      for (const WeightPart &p : w.parts) {
-        if (moert_status status =
-                model->device->upload(block + offset, at(p), p.bytes))
-          return status;
-        offset += p.bytes;
-      }
-      address = reinterpret_cast<void *>(block);
-    } else if (w.parts.size() == 1) {
-      address = at(w.parts[0]);
-    } else {
-      // A stack of experts: gathered once into one buffer.
-      int64_t total = 0;
-      for (const WeightPart &p : w.parts)
-        total += p.bytes;
-      char *buffer = static_cast<char *>(std::malloc(total ? total : 1));
+      buffer = reinterpret_cast<char *>(block);
+    } else if (model->randomWeights || w.parts.size() > 1) {
+      buffer = static_cast<char *>(std::malloc(total ? total : 1));
       if (!buffer)
         return fail(MOERT_OUT_OF_MEMORY, "cannot allocate " +
                                              std::to_string(total) +
                                              " bytes for " + w.symbol);
       model->gathered.push_back(buffer);
+    }
+    auto put = [&](int64_t offset, const void *src, int64_t n) {
+      if (model->device)
+        return model->device->upload(
+            reinterpret_cast<cuda::CUdeviceptr>(buffer) + offset, src, n);
+      std::memcpy(buffer + offset, src, n);
+      return moert_status(nullptr);
+    };
+    if (model->randomWeights) {
+      // Drawn in slices, each put in place (uploaded, for a device).
+      std::vector<char> slice(std::min<int64_t>(total, int64_t(64) << 20));
+      for (int64_t offset = 0; offset < total; offset += int64_t(slice.size())) {
+        int64_t n = std::min<int64_t>(int64_t(slice.size()), total - offset);
+        fillRandom(w, model->randomSeed, slice.data(), offset, n);
+        if (moert_status status = put(offset, slice.data(), n))
+          return status;
+      }
+    } else if (buffer) {
       int64_t offset = 0;
       for (const WeightPart &p : w.parts) {
-        std::memcpy(buffer + offset, at(p), p.bytes);
+        if (moert_status status = put(offset, at(p), p.bytes))
+          return status;
         offset += p.bytes;
       }
-      address = buffer;
     }
+    address = buffer ? buffer : at(w.parts[0]);
     std::string pointerName = w.symbol + "__ptr";
     std::string bytesName = w.symbol + "__bytes";
     void **slot = reinterpret_cast<void **>(dlsym(model->library, pointerName.c_str()));
@@ -545,9 +529,6 @@ moert_status bindWeights(moert_model model) {
     if (!slot || !expected)
       return fail(MOERT_FORMAT_ERROR, model->path + ": the code has no slot '" +
                                           pointerName + "'");
-    int64_t total = 0;
-    for (const WeightPart &p : w.parts)
-      total += p.bytes;
     if (total != *expected)
       return fail(MOERT_FORMAT_ERROR,
                   model->path + ": weight " + w.symbol + " has " +

@@ -87,8 +87,7 @@ void indirectGlobal(llvm::Module &module, llvm::GlobalVariable *global) {
 }
 
 /// The element type of the weight global `symbol` as the manifest names
-/// it (f32, bf16, f16, f64, i8, ...), or "" if it is not an LLVM global of
-/// arrays of a float or integer type.
+/// it, or "" if it is not an LLVM global of arrays of such a type.
 std::string weightElementType(ModuleOp module, llvm::StringRef symbol) {
   auto global = module.lookupSymbol<LLVM::GlobalOp>(symbol);
   if (!global)
@@ -96,17 +95,7 @@ std::string weightElementType(ModuleOp module, llvm::StringRef symbol) {
   Type type = global.getType();
   while (auto array = dyn_cast<LLVM::LLVMArrayType>(type))
     type = array.getElementType();
-  if (type.isF32())
-    return "f32";
-  if (type.isBF16())
-    return "bf16";
-  if (type.isF16())
-    return "f16";
-  if (type.isF64())
-    return "f64";
-  if (auto integer = dyn_cast<IntegerType>(type))
-    return "i" + std::to_string(integer.getWidth());
-  return "";
+  return mlir::moe::getManifestTypeName(type);
 }
 
 /// `void <name>(void **args)` calling `callee(*args[0], ..., *args[n-1])`.
@@ -130,6 +119,20 @@ void addPackedEntry(llvm::Module &module, llvm::Function *callee,
 }
 
 } // namespace
+
+std::string mlir::moe::getManifestTypeName(Type type) {
+  if (type.isF32())
+    return "f32";
+  if (type.isBF16())
+    return "bf16";
+  if (type.isF16())
+    return "f16";
+  if (type.isF64())
+    return "f64";
+  if (auto integer = dyn_cast<IntegerType>(type))
+    return "i" + std::to_string(integer.getWidth());
+  return "";
+}
 
 llvm::Error mlir::moe::writeArtifact(ModuleOp module,
                                         const ArtifactInfo &info,

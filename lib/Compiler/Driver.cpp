@@ -283,21 +283,13 @@ namespace {
 /// The element type's name in an artifact manifest, or "" when graph
 /// artifacts cannot carry it.
 std::string manifestTypeName(Type type) {
-  if (type.isF32())
-    return "f32";
-  if (type.isF16())
-    return "f16";
-  if (type.isBF16())
-    return "bf16";
-  if (type.isF64())
-    return "f64";
-  if (type.isInteger(64))
-    return "i64";
-  if (type.isInteger(32))
-    return "i32";
   if (type.isInteger(1))
     return "bool";
-  return "";
+  // Graph values are moert_dtype values: of the integers, i32 and i64.
+  std::string name = getManifestTypeName(type);
+  if (!name.empty() && name[0] == 'i' && name != "i32" && name != "i64")
+    return "";
+  return name;
 }
 
 /// Fills the graph part of `info` for an imported ONNX model: @main's

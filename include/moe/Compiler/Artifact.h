@@ -68,6 +68,10 @@ struct ArtifactInfo {
   std::string gpuArch;
 };
 
+/// The name of an element type in artifact manifests: f32, bf16, f16, f64
+/// or iN; "" for any other type.
+std::string getManifestTypeName(Type type);
+
 /// Compiles `module` (in the LLVM dialect, with @prefill and @decode, or
 /// @main for a graph, carrying llvm.emit_c_interface and a moe.weights
 /// manifest; for CUDA, with its kernels as a gpu.binary of PTX) for the
