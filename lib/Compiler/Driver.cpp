@@ -171,10 +171,22 @@ static void buildCUDACodegenPipeline(OpPassManager &pm, EmitStage stage,
   pm.addPass(createConvertLinalgToParallelLoopsPass());
   addFloatEmulationPasses(pm);
   pm.addPass(createMoEGPULaunchLoopsPass());
-  pm.addPass(createLowerAffinePass());
-  pm.addPass(createGpuKernelOutliningPass());
   MoEExpandMathPassOptions deviceMath;
   deviceMath.ops.assign(std::begin(kDeviceMathOps), std::end(kDeviceMathOps));
+  if (target.kind == MoETargetOptions::Kind::CUDAOnHost) {
+    // The kernels, with the device's math, run as host loops.
+    pm.addPass(createMoEExpandMathPass(deviceMath));
+    pm.addPass(createMoEGPULaunchesToLoopsPass());
+    pm.addPass(createSCFToControlFlowPass());
+    pm.addPass(memref::createExpandStridedMetadataPass());
+    pm.addPass(createLowerAffinePass());
+    pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+    pm.addPass(createConvertToLLVMPass());
+    pm.addPass(createReconcileUnrealizedCastsPass());
+    return;
+  }
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createGpuKernelOutliningPass());
   pm.addNestedPass<gpu::GPUModuleOp>(createMoEExpandMathPass(deviceMath));
   pm.addNestedPass<gpu::GPUModuleOp>(createMoEGPURelaxSerialKernelsPass());
   pm.addPass(createSCFToControlFlowPass());
@@ -215,7 +227,7 @@ void mlir::moe::buildMoECompilePipeline(OpPassManager &pm, EmitStage stage,
   if (stage == EmitStage::MoE)
     return;
   // The runtime's kernels are CPU code; the CUDA target lowers every op.
-  if (!target.isCUDA() && options.usesRuntimeKernels())
+  if (!target.placesLoopsOnGPU() && options.usesRuntimeKernels())
     pm.addPass(createMoEUseRuntimeKernelsPass());
   pm.addPass(createMoELowerToLinalgPass());
   pm.addPass(createMoEExternalizeWeightsPass());
@@ -237,7 +249,7 @@ void mlir::moe::buildMoECompilePipeline(OpPassManager &pm, EmitStage stage,
   bufferization::BufferDeallocationPipelineOptions dealloc;
   bufferization::buildBufferDeallocationPipeline(pm, dealloc);
   pm.addPass(createConvertBufferizationToMemRefPass());
-  if (target.isCUDA())
+  if (target.placesLoopsOnGPU())
     return buildCUDACodegenPipeline(pm, stage, target);
   pm.addPass(createConvertLinalgToLoopsPass());
   addFloatEmulationPasses(pm);
@@ -404,8 +416,10 @@ struct MoecOptions {
       "target",
       llvm::cl::desc("Code generation target: cpu (the host) or cuda "
                      "(NVIDIA GPUs: kernels as PTX, launched by host "
-                     "code). With -o, implies --emit=artifact"),
-      llvm::cl::value_desc("cpu|cuda"), llvm::cl::init("cpu"),
+                     "code); cuda-on-host, a testing aid, places loops as "
+                     "for cuda but runs the kernels as host loops in a CPU "
+                     "artifact. With -o, implies --emit=artifact"),
+      llvm::cl::value_desc("cpu|cuda|cuda-on-host"), llvm::cl::init("cpu"),
       llvm::cl::cat(category)};
   llvm::cl::opt<std::string> gpuArch{
       "gpu-arch",
@@ -511,9 +525,11 @@ int mlir::moe::moecMain(int argc, char **argv) {
   MoETargetOptions target;
   if (options.target == "cuda") {
     target.kind = MoETargetOptions::Kind::CUDA;
+  } else if (options.target == "cuda-on-host") {
+    target.kind = MoETargetOptions::Kind::CUDAOnHost;
   } else if (options.target != "cpu") {
     llvm::errs() << "moec: error: --target=" << options.target
-                 << " is not a target (use cpu or cuda)\n";
+                 << " is not a target (use cpu, cuda or cuda-on-host)\n";
     return 1;
   }
   if (!llvm::is_contained(getSupportedGPUArchs(), options.gpuArch)) {
@@ -531,7 +547,7 @@ int mlir::moe::moecMain(int argc, char **argv) {
     llvm::errs() << "moec: error: --emit=ptx needs --target=cuda\n";
     return 1;
   }
-  if (options.cpuKernels.getNumOccurrences() && target.isCUDA()) {
+  if (options.cpuKernels.getNumOccurrences() && target.placesLoopsOnGPU()) {
     llvm::errs() << "moec: error: --cpu-kernels applies to --target=cpu "
                     "only\n";
     return 1;

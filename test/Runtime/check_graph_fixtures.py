@@ -50,6 +50,8 @@ def main():
     p.add_argument("work")
     p.add_argument("--tolerance", type=float, default=1e-4)
     p.add_argument("--levels", default="-O0,-O2")
+    p.add_argument("--target", default="cpu",
+                   help="moec --target for the artifacts (cpu or cuda-on-host)")
     a = p.parse_args()
     checked = failed = 0
     for name in sorted(os.listdir(a.fixtures)):
@@ -62,7 +64,8 @@ def main():
             try:
                 compiled = subprocess.run(
                     [a.moec, os.path.join(folder, "model.onnx"), level,
-                     "--target=cpu", "-o", artifact], capture_output=True, text=True)
+                     "--target=" + a.target, "-o", artifact],
+                    capture_output=True, text=True)
                 if compiled.returncode != 0:
                     raise Mismatch(f"moec failed: {compiled.stderr.strip()}")
                 inputs, outputs = signature(a.moe_run, artifact)

@@ -42,12 +42,17 @@ enum class EmitStage {
 
 /// What the code is generated for (`moec --target`, `--gpu-arch`).
 struct MoETargetOptions {
-  enum class Kind { CPU, CUDA };
+  /// CUDAOnHost, a testing aid, places loops as for CUDA but runs each
+  /// launch as host loops in a CPU artifact (-moe-gpu-launches-to-loops),
+  /// so that the placement is checked numerically without a GPU.
+  enum class Kind { CPU, CUDA, CUDAOnHost };
   Kind kind = Kind::CPU;
   /// For CUDA: the streaming multiprocessor the PTX is for.
   std::string gpuArch = "sm_90a";
 
   bool isCUDA() const { return kind == Kind::CUDA; }
+  /// Whether loops are placed as for a GPU (CUDA and CUDAOnHost).
+  bool placesLoopsOnGPU() const { return kind != Kind::CPU; }
 };
 
 /// The GPU architectures `--gpu-arch` accepts.

@@ -51,3 +51,23 @@ func.func @device_ops(%x: f32, %y: f32) -> (f32, f32) {
   %p = math.powf %x, %y : f32
   return %r, %p : f32, f32
 }
+
+// pow keeps its domain: exp(y * log|x|), negated for negative x and odd
+// integer y, NaN for negative x and other y, 1 for y = 0 (upstream's
+// expansion is NaN for every negative x). A constant exponent of 2 is a
+// product.
+// DEVICE-LABEL: func.func @powf_domain
+// DEVICE: %[[ABS:.*]] = math.absf %arg0
+// DEVICE: math.roundeven %arg1
+// DEVICE: arith.cmpf olt, %arg0
+// DEVICE: arith.negf
+// DEVICE: arith.constant 0x7FC00000 : f32
+// DEVICE: arith.constant 1.000000e+00 : f32
+// DEVICE: %[[SQ:.*]] = arith.mulf %arg0, %arg0 : f32
+// DEVICE: return %{{.*}}, %[[SQ]]
+func.func @powf_domain(%x: f32, %y: f32) -> (f32, f32) {
+  %two = arith.constant 2.0 : f32
+  %p = math.powf %x, %y : f32
+  %s = math.powf %x, %two : f32
+  return %p, %s : f32, f32
+}

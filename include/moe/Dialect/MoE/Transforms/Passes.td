@@ -373,4 +373,39 @@ def MoEGPUMathToIntrinsicsPass
                            "::mlir::arith::ArithDialect"];
 }
 
+def MoEGPULaunchesToLoopsPass : Pass<"moe-gpu-launches-to-loops"> {
+  let summary = "Run gpu.launch bodies as host loops (a testing aid)";
+  let description = [{
+    Replaces each `gpu.launch` by a loop nest over its grid and block
+    (z, y, x; blocks outermost) around its body, whose block and thread ids
+    become the induction variables and whose grid and block sizes the
+    launch's operands; the body's per-thread allocas are allocated once
+    before the nest. The kernels `-moe-gpu-launch-loops` makes use no
+    barriers or shared memory, so running their threads one after another
+    computes what the GPU does: `moec --target=cuda-on-host` compiles the
+    CUDA placement this way into a CPU artifact, which the oracle tests run
+    on machines without a GPU. Launches whose body has several blocks, or
+    with async tokens or attributions, are refused.
+
+    Example:
+
+    ```mlir
+    gpu.launch blocks(%bx, %by, %bz) in (%gx = %n, %gy = %c1, %gz = %c1)
+               threads(%tx, %ty, %tz) in (%sx = %c64, %sy = %c1, %sz = %c1) {
+      ...
+      gpu.terminator
+    }
+    // becomes
+    scf.for %z = %c0 to %c1 step %c1 {      // grid z, y, x
+      ...
+          scf.for %x = %c0 to %c64 step %c1 {  // block x
+            ...
+          }
+    }
+    ```
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::scf::SCFDialect"];
+}
+
 #endif // MOE_DIALECT_MOE_TRANSFORMS_PASSES_TD
