@@ -4,6 +4,8 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
+
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -64,6 +66,13 @@ moert_status Driver::open(const char *path, std::shared_ptr<Driver> *out) {
       MOERT_RESOLVE(cuMemFree, "cuMemFree_v2"),
       MOERT_RESOLVE(cuMemcpyHtoD, "cuMemcpyHtoD_v2"),
       MOERT_RESOLVE(cuMemcpyDtoH, "cuMemcpyDtoH_v2"),
+      MOERT_RESOLVE(cuMemAllocHost, "cuMemAllocHost_v2"),
+      MOERT_RESOLVE(cuMemFreeHost, "cuMemFreeHost"),
+      MOERT_RESOLVE(cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2"),
+      MOERT_RESOLVE(cuEventCreate, "cuEventCreate"),
+      MOERT_RESOLVE(cuEventDestroy, "cuEventDestroy_v2"),
+      MOERT_RESOLVE(cuEventRecord, "cuEventRecord"),
+      MOERT_RESOLVE(cuEventSynchronize, "cuEventSynchronize"),
       MOERT_RESOLVE(cuStreamCreate, "cuStreamCreate"),
       MOERT_RESOLVE(cuStreamDestroy, "cuStreamDestroy_v2"),
       MOERT_RESOLVE(cuStreamSynchronize, "cuStreamSynchronize"),
@@ -143,6 +152,12 @@ moert_status Context::create(std::shared_ptr<Driver> driver, int ordinal,
 Context::~Context() {
   if (!drv)
     return;
+  for (int i = 0; i < 2; ++i) {
+    if (stagingDone[i])
+      drv->cuEventDestroy(stagingDone[i]);
+    if (staging[i])
+      drv->cuMemFreeHost(staging[i]);
+  }
   for (auto &[ptr, block] : blocks)
     drv->cuMemFree(ptr);
   if (stream_)
@@ -246,6 +261,43 @@ moert_status Context::checkFits(uint64_t bytes, const std::string &what) {
 moert_status Context::upload(CUdeviceptr dst, const void *src, uint64_t bytes) {
   drv->cuCtxSetCurrent(context);
   return drv->check(drv->cuMemcpyHtoD(dst, src, bytes), "copying to the GPU");
+}
+
+moert_status Context::uploadStaged(CUdeviceptr dst, const void *src,
+                                   uint64_t bytes) {
+  if (bytes <= kStagingBytes / 4)
+    return upload(dst, src, bytes); // Not worth a round through staging.
+  drv->cuCtxSetCurrent(context);
+  for (int i = 0; i < 2; ++i) {
+    if (!staging[i])
+      if (moert_status status = drv->check(
+              drv->cuMemAllocHost(&staging[i], kStagingBytes),
+              "allocating pinned staging memory"))
+        return status;
+    if (!stagingDone[i])
+      if (moert_status status = drv->check(
+              drv->cuEventCreate(&stagingDone[i], 0), "cuEventCreate"))
+        return status;
+  }
+  const char *from = static_cast<const char *>(src);
+  for (uint64_t at = 0, slice = 0; at < bytes; at += kStagingBytes, ++slice) {
+    int i = int(slice % 2);
+    uint64_t n = std::min(kStagingBytes, bytes - at);
+    // The buffer's previous copy (two slices ago) must be done first.
+    if (slice >= 2)
+      if (moert_status status = drv->check(
+              drv->cuEventSynchronize(stagingDone[i]), "waiting for a copy"))
+        return status;
+    std::memcpy(staging[i], from + at, n);
+    if (moert_status status = drv->check(
+            drv->cuMemcpyHtoDAsync(dst + at, staging[i], n, stream_),
+            "copying to the GPU"))
+      return status;
+    if (moert_status status = drv->check(
+            drv->cuEventRecord(stagingDone[i], stream_), "cuEventRecord"))
+      return status;
+  }
+  return drv->check(drv->cuStreamSynchronize(stream_), "copying to the GPU");
 }
 
 moert_status Context::download(void *dst, CUdeviceptr src, uint64_t bytes) {

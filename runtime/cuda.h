@@ -28,6 +28,7 @@ struct CUctx_st;
 struct CUmod_st;
 struct CUfunc_st;
 struct CUstream_st;
+struct CUevent_st;
 
 namespace moert::cuda {
 
@@ -39,6 +40,7 @@ using CUcontext = ::CUctx_st *;
 using CUmodule = ::CUmod_st *;
 using CUfunction = ::CUfunc_st *;
 using CUstream = ::CUstream_st *;
+using CUevent = ::CUevent_st *;
 
 constexpr CUresult CUDA_SUCCESS = 0;
 constexpr CUresult CUDA_ERROR_OUT_OF_MEMORY = 2;
@@ -71,6 +73,13 @@ struct Driver {
   CUresult (*cuMemFree)(CUdeviceptr);
   CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void *, size_t);
   CUresult (*cuMemcpyDtoH)(void *, CUdeviceptr, size_t);
+  CUresult (*cuMemAllocHost)(void **, size_t);
+  CUresult (*cuMemFreeHost)(void *);
+  CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream);
+  CUresult (*cuEventCreate)(CUevent *, unsigned);
+  CUresult (*cuEventDestroy)(CUevent);
+  CUresult (*cuEventRecord)(CUevent, CUstream);
+  CUresult (*cuEventSynchronize)(CUevent);
   CUresult (*cuStreamCreate)(CUstream *, unsigned);
   CUresult (*cuStreamDestroy)(CUstream);
   CUresult (*cuStreamSynchronize)(CUstream);
@@ -120,6 +129,12 @@ public:
   /// of it, so that a model too large fails before minutes of uploads.
   moert_status checkFits(uint64_t bytes, const std::string &what);
   moert_status upload(CUdeviceptr dst, const void *src, uint64_t bytes);
+  /// Like upload, for large host sources (mapped checkpoint shards): the
+  /// bytes go through two pinned staging buffers, one filled while the
+  /// other is copied to the device, so the copy runs at DMA speed instead
+  /// of the driver's pageable-memory path. Returns once all bytes are on
+  /// the device.
+  moert_status uploadStaged(CUdeviceptr dst, const void *src, uint64_t bytes);
   moert_status download(void *dst, CUdeviceptr src, uint64_t bytes);
   /// JIT-compiles PTX for this device; on failure the error carries the
   /// JIT's log.
@@ -142,6 +157,11 @@ private:
   CUcontext context = nullptr;
   CUstream stream_ = nullptr;
   bool managed = false;
+  /// uploadStaged's pinned buffers and the events that say when each may
+  /// be refilled; made on first use, freed with the context.
+  static constexpr uint64_t kStagingBytes = uint64_t(32) << 20;
+  void *staging[2] = {nullptr, nullptr};
+  CUevent stagingDone[2] = {nullptr, nullptr};
   struct Block {
     uint64_t size;
     bool free;

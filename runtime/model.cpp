@@ -498,7 +498,7 @@ moert_status bindWeights(moert_model model) {
     }
     auto put = [&](int64_t offset, const void *src, int64_t n) {
       if (model->device)
-        return model->device->upload(
+        return model->device->uploadStaged(
             reinterpret_cast<cuda::CUdeviceptr>(buffer) + offset, src, n);
       std::memcpy(buffer + offset, src, n);
       return moert_status(nullptr);

@@ -26,6 +26,8 @@ void moert_device_free(void *ptr);
 }
 
 #include <cstdlib>
+#include <dlfcn.h>
+#include <vector>
 #include <cstring>
 #include <string>
 
@@ -268,6 +270,32 @@ TEST_F(CudaRuntimeTest, CompiledCodeWithoutADevice) {
   ASSERT_TRUE(ctx);
   DeviceScope scope(ctx.get());
   EXPECT_EQ(Result(scope.takeError()).code, MOERT_OK);
+}
+
+TEST_F(CudaRuntimeTest, LargeUploadsGoThroughPinnedStaging) {
+  std::shared_ptr<Driver> driver = openStub();
+  ASSERT_TRUE(driver);
+  auto copies = reinterpret_cast<long (*)()>(
+      dlsym(driver->handle, "moert_stub_pinned_copies"));
+  ASSERT_NE(copies, nullptr);
+  std::unique_ptr<Context> ctx;
+  ASSERT_EQ(Result(Context::create(driver, 0, &ctx, /*managed=*/true)).code,
+            MOERT_OK);
+  // 100 MiB: four slices of the 32 MiB staging buffers, in order.
+  const uint64_t bytes = uint64_t(100) << 20;
+  std::vector<uint8_t> in(bytes);
+  for (uint64_t i = 0; i < bytes; ++i)
+    in[i] = uint8_t(i * 2654435761u >> 24);
+  CUdeviceptr p = 0;
+  ASSERT_EQ(Result(ctx->allocate(bytes, &p)).code, MOERT_OK);
+  long before = copies();
+  ASSERT_EQ(Result(ctx->uploadStaged(p, in.data(), bytes)).code, MOERT_OK);
+  EXPECT_EQ(copies() - before, 4);
+  EXPECT_EQ(std::memcmp(reinterpret_cast<void *>(p), in.data(), bytes), 0);
+  // Small uploads go straight through.
+  before = copies();
+  ASSERT_EQ(Result(ctx->uploadStaged(p, in.data(), 4096)).code, MOERT_OK);
+  EXPECT_EQ(copies() - before, 0);
 }
 } // namespace
 
