@@ -487,6 +487,9 @@ Examples:
   moec CKPT --target=cpu --embed-weights -o m.moec  # self-contained artifact
   moec model.onnx --target=cpu -o graph.moec    # an ONNX graph as an artifact
   moe-run graph.moec --input x=x.npy --output-dir out/
+  moec CKPT --target=cuda -o model.moec         # PTX (sm_90a) + host code;
+  moe-run model.moec --tokens 0,5,99            #   runs on CUDA device 0
+  moec CKPT --target=cuda --gpu-arch=sm_80 --emit=ptx -o k.ptx  # the kernels
   moec CKPT --emit=llvm                         # the LLVM-dialect program
   moec CKPT -O0 --target=cpu -o ref.moec        # no fusion: reference kernels
   moec CKPT --passes=moe-absorb-mla             # one optimisation only
