@@ -32,10 +32,13 @@
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/GPU/Transforms/ParallelLoopMapper.h"
 #include "mlir/Dialect/SCF/Transforms/Transforms.h"
+#include "mlir/Dialect/SCF/Utils/Utils.h"
 #include "mlir/IR/AffineMap.h"
 #include "mlir/Interfaces/ViewLikeInterface.h"
 #include "mlir/Transforms/DialectConversion.h"
 #include "mlir/Transforms/RegionUtils.h"
+
+#include <numeric>
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOEGPULAUNCHLOOPSPASS
@@ -111,8 +114,9 @@ void expandCopy(memref::CopyOp copy) {
 }
 
 /// Tiles `loop` so that its innermost dimension is spread over the threads
-/// of a block, and marks the tiles for the grid: the last three dimensions
-/// of the tile loop on blocks x, y, z, the others sequential.
+/// of a block, and spreads the tiles over grid x: the tile loop's
+/// dimensions are collapsed into one first, since grid y and z hold at most
+/// 65535 blocks and a prompt's tokens or a vocabulary can exceed that.
 void mapParallelLoop(scf::ParallelOp loop, int64_t threads) {
   unsigned rank = loop.getNumLoops();
   SmallVector<int64_t> tileSizes(rank, 1);
@@ -127,24 +131,31 @@ void mapParallelLoop(scf::ParallelOp loop, int64_t threads) {
           : threads;
   auto [outer, inner] =
       scf::tileParallelLoop(loop, tileSizes, /*noMinMaxBounds=*/true);
+  if (rank > 1) {
+    // The collapsed loop replaces `outer` where it was, after the ops that
+    // compute its bound.
+    Operation *before = outer->getPrevNode();
+    Block *block = outer->getBlock();
+    IRRewriter rewriter(outer.getContext());
+    std::vector<unsigned> all(rank);
+    std::iota(all.begin(), all.end(), 0u);
+    collapseParallelLoops(rewriter, outer, {all});
+    Operation *at = before ? before->getNextNode() : &block->front();
+    while (!isa<scf::ParallelOp>(at))
+      at = at->getNextNode();
+    outer = cast<scf::ParallelOp>(at);
+  }
   MLIRContext *ctx = outer.getContext();
   AffineMap identity = AffineMap::getMultiDimIdentityMap(1, ctx);
   auto dim = [&](gpu::Processor processor) {
     return gpu::ParallelLoopDimMappingAttr::get(ctx, processor, identity,
                                                 identity);
   };
-  const gpu::Processor grid[] = {gpu::Processor::BlockX,
-                                 gpu::Processor::BlockY,
-                                 gpu::Processor::BlockZ};
-  SmallVector<gpu::ParallelLoopDimMappingAttr> outerMap, innerMap;
-  for (unsigned i = 0; i < rank; ++i) {
-    unsigned fromEnd = rank - 1 - i;
-    outerMap.push_back(dim(fromEnd < 3 ? grid[fromEnd]
-                                       : gpu::Processor::Sequential));
-    innerMap.push_back(dim(fromEnd == 0 ? gpu::Processor::ThreadX
-                                        : gpu::Processor::Sequential));
-  }
-  (void)gpu::setMappingAttr(outer, outerMap);
+  SmallVector<gpu::ParallelLoopDimMappingAttr> innerMap;
+  for (unsigned i = 0; i < rank; ++i)
+    innerMap.push_back(dim(i + 1 == rank ? gpu::Processor::ThreadX
+                                         : gpu::Processor::Sequential));
+  (void)gpu::setMappingAttr(outer, {dim(gpu::Processor::BlockX)});
   (void)gpu::setMappingAttr(inner, innerMap);
 }
 

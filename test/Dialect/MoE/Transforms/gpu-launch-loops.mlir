@@ -3,18 +3,21 @@
 
 // A parallel loop (as linalg becomes) is tiled: the innermost dimension
 // over the threads of a block (128 by default, or fewer when the dimension
-// is smaller), the tiles over the grid; the kernel is named after its
-// function and goes to @moe_kernels.
+// is smaller), the tiles, collapsed into one dimension, over grid x (grid y
+// and z hold at most 65535 blocks); the kernel is named after its function
+// and goes to @moe_kernels.
 // CHECK-LABEL: func.func @scale
 // CHECK: %[[N:.*]] = memref.dim
-// CHECK: gpu.launch blocks(%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}} = %c1, %{{.*}} = %[[N]], %{{.*}} = %c1) threads(%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}} = %c64, %{{.*}} = %c1, %{{.*}} = %c1)
+// CHECK: gpu.launch blocks(%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}} = %[[N]], %{{.*}} = %c1, %{{.*}} = %c1) threads(%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}} = %c64, %{{.*}} = %c1, %{{.*}} = %c1)
 // CHECK-SAME: module(@moe_kernels) function(@scale_k0)
 // CHECK: arith.mulf
 // CHECK: gpu.terminator
 // CHECK-NOT: SCFToGPU_visited
 // CHECK-NOT: scf.parallel
 // T32-LABEL: func.func @scale
-// T32: gpu.launch blocks(%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}} = %c2, %{{.*}} = %{{.*}}, %{{.*}} = %c1) threads(%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}} = %c32,
+// T32: %[[N:.*]] = memref.dim
+// T32: %[[TILES:.*]] = arith.muli %[[N]], %c2 : index
+// T32: gpu.launch blocks(%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}} = %[[TILES]], %{{.*}} = %c1, %{{.*}} = %c1) threads(%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}} = %c32,
 func.func @scale(%x: memref<?x64xf32>, %s: f32) {
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index

@@ -278,8 +278,9 @@ def MoEGPULaunchLoopsPass : Pass<"moe-gpu-launch-loops", "ModuleOp"> {
       stores;
     - an `scf.parallel` that can run in a kernel is tiled (the innermost
       dimension by `threads-per-block`, or less when it is smaller) and
-      mapped: tile dimensions from the last onto blocks x, y, z (the rest
-      loop inside a block), the innermost tile dimension onto threads x;
+      mapped: the tile loop's dimensions, collapsed into one, onto blocks x
+      (grid y and z hold at most 65535 blocks, fewer than a long prompt's
+      tokens), the innermost tile dimension onto threads x;
     - a serial nest (`scf.for`, `scf.if`, `scf.while`, without results)
       that can run in a kernel becomes a `gpu.launch` of one thread;
     - any other op with regions stays on the host and its regions are
