@@ -155,6 +155,16 @@ static void addFloatEmulationPasses(OpPassManager &pm) {
   pm.addPass(arith::createArithExpandOpsPass(expand));
 }
 
+/// Loops and memrefs to the LLVM dialect, for code that runs on the host.
+static void addHostLoweringPasses(OpPassManager &pm) {
+  pm.addPass(createSCFToControlFlowPass());
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+  pm.addPass(createConvertToLLVMPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+}
+
 /// Math ops that device code computes with MLIR's polynomial
 /// approximations rather than libdevice, which would tie compilation to a
 /// CUDA toolkit on the compiling machine.
@@ -177,12 +187,7 @@ static void buildCUDACodegenPipeline(OpPassManager &pm, EmitStage stage,
     // The kernels, with the device's math, run as host loops.
     pm.addPass(createMoEExpandMathPass(deviceMath));
     pm.addPass(createMoEGPULaunchesToLoopsPass());
-    pm.addPass(createSCFToControlFlowPass());
-    pm.addPass(memref::createExpandStridedMetadataPass());
-    pm.addPass(createLowerAffinePass());
-    pm.addPass(createFinalizeMemRefToLLVMConversionPass());
-    pm.addPass(createConvertToLLVMPass());
-    pm.addPass(createReconcileUnrealizedCastsPass());
+    addHostLoweringPasses(pm);
     return;
   }
   pm.addPass(createLowerAffinePass());
@@ -253,12 +258,7 @@ void mlir::moe::buildMoECompilePipeline(OpPassManager &pm, EmitStage stage,
     return buildCUDACodegenPipeline(pm, stage, target);
   pm.addPass(createConvertLinalgToLoopsPass());
   addFloatEmulationPasses(pm);
-  pm.addPass(createSCFToControlFlowPass());
-  pm.addPass(memref::createExpandStridedMetadataPass());
-  pm.addPass(createLowerAffinePass());
-  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
-  pm.addPass(createConvertToLLVMPass());
-  pm.addPass(createReconcileUnrealizedCastsPass());
+  addHostLoweringPasses(pm);
 }
 
 llvm::Expected<std::string> mlir::moe::getKernelPTX(ModuleOp module) {
