@@ -39,6 +39,7 @@
 #include "mlir/Dialect/GPU/Transforms/Passes.h"
 #include "mlir/Dialect/Linalg/Passes.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/Dialect/SCF/Transforms/Passes.h"
 #include "mlir/Transforms/Passes.h"
 
 #include "llvm/Support/CommandLine.h"
@@ -194,6 +195,9 @@ static void buildCUDACodegenPipeline(OpPassManager &pm, EmitStage stage,
   pm.addPass(createGpuKernelOutliningPass());
   pm.addNestedPass<gpu::GPUModuleOp>(createMoEExpandMathPass(deviceMath));
   pm.addNestedPass<gpu::GPUModuleOp>(createMoEGPURelaxSerialKernelsPass());
+  // Row slices (subviews) in the kernels, as the host code's.
+  pm.addNestedPass<gpu::GPUModuleOp>(memref::createExpandStridedMetadataPass());
+  pm.addNestedPass<gpu::GPUModuleOp>(createLowerAffinePass());
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(createCanonicalizerPass());
   GpuNVVMAttachTargetOptions nvvm;
@@ -234,7 +238,11 @@ void mlir::moe::buildMoECompilePipeline(OpPassManager &pm, EmitStage stage,
   // The runtime's kernels are CPU code; the CUDA target lowers every op.
   if (!target.placesLoopsOnGPU() && options.usesRuntimeKernels())
     pm.addPass(createMoEUseRuntimeKernelsPass());
-  pm.addPass(createMoELowerToLinalgPass());
+  // The grouped-GEMM form's expert and tile loops are serial; on the GPU
+  // the gather form's parallel steps serve every token count.
+  MoELowerToLinalgPassOptions lowering;
+  lowering.groupedGEMM = !target.placesLoopsOnGPU();
+  pm.addPass(createMoELowerToLinalgPass(lowering));
   pm.addPass(createMoEExternalizeWeightsPass());
   pm.addNestedPass<func::FuncOp>(createConvertElementwiseToLinalgPass());
   pm.addPass(createCanonicalizerPass());
@@ -254,6 +262,9 @@ void mlir::moe::buildMoECompilePipeline(OpPassManager &pm, EmitStage stage,
   bufferization::BufferDeallocationPipelineOptions dealloc;
   bufferization::buildBufferDeallocationPipeline(pm, dealloc);
   pm.addPass(createConvertBufferizationToMemRefPass());
+  // The reference lowering's loops over independent rows, tokens and heads
+  // (scf.forall): serial loops on the CPU, threads on the GPU.
+  pm.addPass(createForallToParallelLoopPass());
   if (target.placesLoopsOnGPU())
     return buildCUDACodegenPipeline(pm, stage, target);
   pm.addPass(createConvertLinalgToLoopsPass());

@@ -6,9 +6,11 @@
 // arithmetic. Every loop nest that can run on the device becomes a
 // gpu.launch (outlined later into the one gpu.module @moe_kernels):
 //
-//  - a parallel loop (scf.parallel, from linalg) is tiled so that its
-//    innermost dimension spreads over the threads of a block and the other
-//    dimensions over the grid;
+//  - a parallel loop (scf.parallel, from linalg or from the reference
+//    lowering's scf.forall over rows, tokens and heads) is tiled so that
+//    its innermost dimension spreads over the threads of a block and the
+//    other dimensions over the grid; loops nested in it run serially in
+//    each thread;
 //  - a serial nest (scf.for, scf.if, scf.while without results, as the
 //    reference lowering writes routing, attention and the expert loops)
 //    runs in one thread. That is slow, but it keeps every byte the nest
@@ -113,11 +115,25 @@ void expandCopy(memref::CopyOp copy) {
   copy.erase();
 }
 
+/// Turns the parallel loops nested in `loop` (a linalg.fill of a row
+/// buffer, a copy) into scf.for nests: each thread runs its own iteration's
+/// nest, and the launch conversion would otherwise try to map them too.
+void serializeNestedLoops(scf::ParallelOp loop) {
+  SmallVector<scf::ParallelOp> nested;
+  loop.getBody()->walk([&](scf::ParallelOp inner) { nested.push_back(inner); });
+  IRRewriter rewriter(loop.getContext());
+  for (scf::ParallelOp inner : nested) {
+    rewriter.setInsertionPoint(inner);
+    (void)scf::parallelForToNestedFors(rewriter, inner);
+  }
+}
+
 /// Tiles `loop` so that its innermost dimension is spread over the threads
 /// of a block, and spreads the tiles over grid x: the tile loop's
 /// dimensions are collapsed into one first, since grid y and z hold at most
 /// 65535 blocks and a prompt's tokens or a vocabulary can exceed that.
 void mapParallelLoop(scf::ParallelOp loop, int64_t threads) {
+  serializeNestedLoops(loop);
   unsigned rank = loop.getNumLoops();
   SmallVector<int64_t> tileSizes(rank, 1);
   std::optional<int64_t> innermost =

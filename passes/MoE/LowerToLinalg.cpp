@@ -117,6 +117,29 @@ Value sumF32(Emit &e, Value n,
                 })[0];
 }
 
+/// A new [sizes] tensor of `et` whose element `ivs` is `element(s, ivs)`:
+/// a linalg.generic without inputs, every element independent (one thread
+/// each on the GPU; reductions inside `element` run serially).
+Value generate(Emit &e, llvm::ArrayRef<OpFoldResult> sizes, Type et,
+               llvm::function_ref<Value(Emit &, ValueRange)> element) {
+  auto rank = static_cast<unsigned>(sizes.size());
+  Value init = tensor::EmptyOp::create(e.b, e.loc, sizes, et);
+  auto id = AffineMap::getMultiDimIdentityMap(rank, e.b.getContext());
+  return linalg::GenericOp::create(
+             e.b, e.loc, TypeRange{init.getType()}, ValueRange{},
+             ValueRange{init}, llvm::ArrayRef<AffineMap>{id},
+             llvm::SmallVector<utils::IteratorType>(
+                 rank, utils::IteratorType::parallel),
+             [&](OpBuilder &nb, Location nl, ValueRange) {
+               Emit s{nb, nl};
+               llvm::SmallVector<Value> ivs;
+               for (unsigned i = 0; i < rank; ++i)
+                 ivs.push_back(linalg::IndexOp::create(nb, nl, i));
+               linalg::YieldOp::create(nb, nl, element(s, ivs));
+             })
+      .getResult(0);
+}
+
 /// Writes `p + S <= L` as a run-time check: writing past the cache is an
 /// error, never a write out of bounds.
 void assertFits(Emit &e, Value start, Value count, Value capacity,
@@ -240,12 +263,10 @@ struct LowerRMSNorm : OpRewritePattern<RMSNormOp> {
   }
 };
 
-/// moe.linear: with a norm prologue, a loop over rows that computes each
-/// row's RMS statistics, normalises it into a [K] buffer and multiplies it
-/// by W^T, so the normalised activations are never stored; the epilogue
-/// (bias, cast, residual) is one elementwise op. Rounding follows
-/// moe.rms_norm and a separate residual addf step by step, so fusing
-/// changes no bit.
+/// moe.linear: with a norm prologue, the rows' RMS statistics and the
+/// normalised rows first, then one GEMM; the epilogue (bias, cast,
+/// residual) is one elementwise op. Rounding follows moe.rms_norm and a
+/// separate residual addf step by step, so fusing changes no bit.
 struct LowerLinear : OpRewritePattern<LinearOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(LinearOp op,
@@ -268,50 +289,37 @@ struct LowerLinear : OpRewritePattern<LinearOp> {
     };
 
     if (Value normWeight = op.getNormWeight()) {
-      // Row by row: the RMS statistics, the normalised row in a [K] buffer
-      // (moe.rms_norm's arithmetic, element by element), then the row
-      // times W^T. Only one normalised row ever exists.
+      // Each row's RMS statistics, the normalised rows (moe.rms_norm's
+      // arithmetic and rounding, element by element) in f32, then the
+      // GEMM: the same sums in the same order as the unfused ops.
       double eps = op.getNormEpsAttr().getValueAsDouble();
       bool weightInF32 = op.getNormWeightInF32();
-      acc = e.loop(
-          e.index(0), e.dim(x, 0), {acc},
-          [&](OpBuilder &b1, Location l1, Value row, ValueRange a1) {
-            Emit s{b1, l1};
-            Value sumSq = sumF32(s, s.index(k), [&](Emit &z, Value i) {
-              Value v = z.extractF32(x, {row, i});
-              return z.mul(v, v);
-            });
-            Value mean = s.div(sumSq, s.f(static_cast<double>(k)));
-            Value inv = math::RsqrtOp::create(b1, l1, s.add(mean, s.f(eps)));
-            Value xn = s.filled({b1.getIndexAttr(k)}, s.f32(), s.f(0.0));
-            xn = s.loop(
-                s.index(0), s.index(k), {xn},
-                [&](OpBuilder &b2, Location l2, Value i, ValueRange a2) {
-                  Emit z{b2, l2};
-                  Value normed = z.mul(z.extractF32(x, {row, i}), inv);
-                  Value nw = z.extractF32(normWeight, {i});
-                  Value v;
-                  if (weightInF32) {
-                    v = z.fromF32(z.mul(normed, nw), xt);
-                  } else {
-                    v = arith::MulFOp::create(b2, l2, z.fromF32(normed, xt),
-                                              z.fromF32(nw, xt));
-                  }
-                  return llvm::SmallVector<Value>{
-                      z.insert(z.toF32(v), a2[0], {i})};
-                })[0];
-            return llvm::SmallVector<Value>{s.loop(
-                s.index(0), s.index(n), {a1[0]},
-                [&](OpBuilder &b2, Location l2, Value col, ValueRange a2) {
-                  Emit z{b2, l2};
-                  Value dot = sumF32(z, z.index(k), [&](Emit &y, Value i) {
-                    return y.mul(y.extract(xn, {i}),
-                                 y.extractF32(w, {col, i}));
-                  });
-                  return llvm::SmallVector<Value>{
-                      z.insert(dot, a2[0], {row, col})};
-                })[0]};
-          })[0];
+      Value inv = generate(e, {tokens}, e.f32(), [&](Emit &s, ValueRange ivs) {
+        Value sumSq = sumF32(s, s.index(k), [&](Emit &z, Value i) {
+          Value v = z.extractF32(x, {ivs[0], i});
+          return z.mul(v, v);
+        });
+        Value mean = s.div(sumSq, s.f(static_cast<double>(k)));
+        return math::RsqrtOp::create(s.b, s.loc, s.add(mean, s.f(eps)))
+            .getResult();
+      });
+      Value xn = generate(
+          e, {tokens, rewriter.getIndexAttr(k)}, e.f32(),
+          [&](Emit &z, ValueRange ivs) {
+            Value row = ivs[0], i = ivs[1];
+            Value normed =
+                z.mul(z.extractF32(x, {row, i}), z.extract(inv, {row}));
+            Value nw = z.extractF32(normWeight, {i});
+            Value v;
+            if (weightInF32) {
+              v = z.fromF32(z.mul(normed, nw), xt);
+            } else {
+              v = arith::MulFOp::create(z.b, z.loc, z.fromF32(normed, xt),
+                                        z.fromF32(nw, xt));
+            }
+            return z.toF32(v);
+          });
+      acc = createMatmulTransposeB(rewriter, loc, xn, w, acc);
     } else {
       acc = createMatmulTransposeB(rewriter, loc, x, w, acc);
     }
@@ -503,7 +511,8 @@ Value axpyRow(Emit &e, Value row, Value p, Value t, llvm::ArrayRef<Value> prefix
                 })[0];
 }
 
-/// Writes the f32 `row` into out[prefix..., :] converting to out's type.
+/// Writes `row` (f32, or index for ids) into out[prefix..., :] converting
+/// to out's element type.
 Value storeRow(Emit &e, Value out, Value row, llvm::ArrayRef<Value> prefix,
                int64_t width) {
   Type et = cast<RankedTensorType>(out.getType()).getElementType();
@@ -512,10 +521,53 @@ Value storeRow(Emit &e, Value out, Value row, llvm::ArrayRef<Value> prefix,
                   Emit s{nb, nl};
                   llvm::SmallVector<Value> idx(prefix.begin(), prefix.end());
                   idx.push_back(d);
-                  Value v = s.fromF32(s.extract(row, {d}), et);
+                  Value v = s.extract(row, {d});
+                  v = v.getType().isIndex()
+                          ? arith::IndexCastOp::create(nb, nl, et, v)
+                          : s.fromF32(v, et);
                   return llvm::SmallVector<Value>{s.insert(v, acc[0], idx)};
                 })[0];
 }
+
+/// An scf.forall over [0, bounds[0]) x ... whose iteration `ivs` computes
+/// one row per output: `rows(s, ivs)` returns, for each `outs[n]` (of rank
+/// bounds.size() + 1), the [W_n] row stored at outs[n][ivs..., :]. The
+/// rows (a token's routing, a query head's attention) are independent, so
+/// the CUDA target runs one per thread. Returns the updated outputs.
+llvm::SmallVector<Value>
+forEachRow(Emit &e, llvm::ArrayRef<OpFoldResult> bounds, ValueRange outs,
+           llvm::function_ref<llvm::SmallVector<Value>(Emit &, ValueRange)>
+               rows) {
+  OpBuilder &b = e.b;
+  auto forall =
+      scf::ForallOp::create(b, e.loc, bounds, outs, /*mapping=*/std::nullopt);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(forall.getTerminator());
+  Emit s{b, e.loc};
+  llvm::SmallVector<Value> ivs = forall.getInductionVars();
+  llvm::SmallVector<Value> values = rows(s, ivs);
+  llvm::SmallVector<OpFoldResult> offsets(ivs.begin(), ivs.end());
+  offsets.push_back(b.getIndexAttr(0));
+  llvm::SmallVector<OpFoldResult> strides(offsets.size(), b.getIndexAttr(1));
+  llvm::SmallVector<Value> zeros(ivs.size(), s.index(0));
+  llvm::SmallVector<std::pair<Value, llvm::SmallVector<OpFoldResult>>> slices;
+  for (auto [shared, row] : llvm::zip(forall.getRegionIterArgs(), values)) {
+    // Written through a slice of the shared output, so that bufferization
+    // writes the row in place.
+    int64_t width = cast<RankedTensorType>(row.getType()).getDimSize(0);
+    llvm::SmallVector<OpFoldResult> sizes(ivs.size(), b.getIndexAttr(1));
+    sizes.push_back(b.getIndexAttr(width));
+    Value slice = tensor::ExtractSliceOp::create(b, e.loc, shared, offsets,
+                                                 sizes, strides);
+    slices.push_back({storeRow(s, slice, row, zeros, width), sizes});
+  }
+  b.setInsertionPointToStart(forall.getTerminator().getBody());
+  for (auto [slice, shared] : llvm::zip(slices, forall.getRegionIterArgs()))
+    tensor::ParallelInsertSliceOp::create(b, e.loc, slice.first, shared,
+                                          offsets, slice.second, strides);
+  return llvm::SmallVector<Value>(forall.getResults());
+}
+
 
 /// Copies `src[b]` ([S, ...]) into `cache[b, p : p + S, ...]`, shifted by
 /// `lastOffset` in the last dimension. Element by element on purpose: MLIR
@@ -551,6 +603,25 @@ Value writeCache(Emit &e, Value cache, Value src, Value b, Value p,
                   })[0];
   };
   return copyDims(e, cache, {b}, 1);
+}
+
+/// The (sequence b, new token t, head h) space shared by the attention
+/// lowerings: `row(s, b, t, h, abs)` returns query head h's f32 output row,
+/// where `abs = cache_position[b] + t` is the token's absolute position;
+/// the rows fill `out` ([B, S, heads, W]). One thread per query head on
+/// the GPU.
+Value forEachQueryHead(
+    Emit &e, int64_t heads, Value pos, Value out,
+    llvm::function_ref<Value(Emit &, Value, Value, Value, Value)> row) {
+  llvm::SmallVector<OpFoldResult> bounds = {
+      tensor::getMixedSize(e.b, e.loc, out, 0),
+      tensor::getMixedSize(e.b, e.loc, out, 1), e.b.getIndexAttr(heads)};
+  return forEachRow(e, bounds, {out},
+                    [&](Emit &s, ValueRange ivs) {
+                      Value b = ivs[0], t = ivs[1], h = ivs[2];
+                      Value abs = s.addi(s.toIndex(s.extract(pos, {b})), t);
+                      return llvm::SmallVector<Value>{row(s, b, t, h, abs)};
+                    })[0];
 }
 
 struct LowerAttention : OpRewritePattern<AttentionOp> {
@@ -607,101 +678,48 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
                                         rewriter.getIndexAttr(hq),
                                         rewriter.getIndexAttr(dv)},
         cast<RankedTensorType>(op.getResult().getType()).getElementType());
-    Value result = e.loop(
-        e.index(0), batch, {out},
-        [&](OpBuilder &b1, Location l1, Value b, ValueRange o1) {
-          Emit s1{b1, l1};
-          Value p = s1.toIndex(s1.extract(pos, {b}));
-          return llvm::SmallVector<Value>{s1.loop(
-              s1.index(0), seq, {o1[0]},
-              [&](OpBuilder &b2, Location l2, Value t, ValueRange o2) {
-                Emit s2{b2, l2};
-                Value abs = s2.addi(p, t);
-                Value lo = s2.index(0);
-                if (window > 0) {
-                  Value start = arith::SubIOp::create(
-                      b2, l2, abs, s2.index(window - 1));
-                  lo = arith::MaxSIOp::create(b2, l2, start, s2.index(0));
-                }
-                return llvm::SmallVector<Value>{s2.loop(
-                    s2.index(0), s2.index(hq), {o2[0]},
-                    [&](OpBuilder &b3, Location l3, Value h, ValueRange o3) {
-                      Emit s3{b3, l3};
-                      Value kvh = arith::DivUIOp::create(b3, l3, h,
-                                                         s3.index(group));
-                      Value sink =
-                          sinks ? s3.extractF32(sinks, {h}) : Value();
-                      Value qRow;
-                      if (rope) {
-                        Value at = s3.extract(positions, {b, t});
-                        qRow = s3.filled({b3.getIndexAttr(d)}, s3.f32(),
-                                         s3.f(0.0));
-                        qRow = s3.loop(
-                            s3.index(0), s3.index(d), {qRow},
-                            [&](OpBuilder &b4, Location l4, Value i,
-                                ValueRange a) {
-                              Emit s4{b4, l4};
-                              Value v = s4.toF32(
-                                  rope->rotate(s4, q, {b, t, h}, i, at));
-                              return llvm::SmallVector<Value>{
-                                  s4.insert(v, a[0], {i})};
-                            })[0];
-                      }
-                      auto score = [&](Emit &s, Value j) {
-                        Value dot = sumF32(s, s.index(d), [&](Emit &x, Value i) {
-                          Value qi = qRow ? x.extract(qRow, {i})
-                                          : x.extractF32(q, {b, t, h, i});
-                          return x.mul(qi, x.extractF32(kc, {b, j, kvh, i}));
-                        });
-                        return s.mul(dot, s.f(scale));
-                      };
-                      auto accumulate = [&](Emit &s, Value j, Value pr,
-                                            Value row) {
-                        return axpyRow(s, row, pr, vc, {b, j, kvh}, dv);
-                      };
-                      Value row = attend(s3, lo, abs, sink, dv, score,
-                                         accumulate);
-                      return llvm::SmallVector<Value>{
-                          storeRow(s3, o3[0], row, {b, t, h}, dv)};
-                    })[0]};
-              })[0]};
-        })[0];
+    Value result = forEachQueryHead(
+        e, hq, pos, out,
+        [&](Emit &s3, Value b, Value t, Value h, Value abs) {
+          OpBuilder &b3 = s3.b;
+          Location l3 = s3.loc;
+          Value lo = s3.index(0);
+          if (window > 0) {
+            Value start =
+                arith::SubIOp::create(b3, l3, abs, s3.index(window - 1));
+            lo = arith::MaxSIOp::create(b3, l3, start, s3.index(0));
+          }
+          Value kvh = arith::DivUIOp::create(b3, l3, h, s3.index(group));
+          Value sink = sinks ? s3.extractF32(sinks, {h}) : Value();
+          Value qRow;
+          if (rope) {
+            Value at = s3.extract(positions, {b, t});
+            qRow = s3.filled({b3.getIndexAttr(d)}, s3.f32(), s3.f(0.0));
+            qRow = s3.loop(
+                s3.index(0), s3.index(d), {qRow},
+                [&](OpBuilder &b4, Location l4, Value i, ValueRange a) {
+                  Emit s4{b4, l4};
+                  Value v = s4.toF32(rope->rotate(s4, q, {b, t, h}, i, at));
+                  return llvm::SmallVector<Value>{s4.insert(v, a[0], {i})};
+                })[0];
+          }
+          auto score = [&](Emit &s, Value j) {
+            Value dot = sumF32(s, s.index(d), [&](Emit &x, Value i) {
+              Value qi = qRow ? x.extract(qRow, {i})
+                              : x.extractF32(q, {b, t, h, i});
+              return x.mul(qi, x.extractF32(kc, {b, j, kvh, i}));
+            });
+            return s.mul(dot, s.f(scale));
+          };
+          auto accumulate = [&](Emit &s, Value j, Value pr, Value row) {
+            return axpyRow(s, row, pr, vc, {b, j, kvh}, dv);
+          };
+          return attend(s3, lo, abs, sink, dv, score, accumulate);
+        });
     rewriter.replaceOp(op, {result, kc, vc});
     return success();
   }
 };
-
-/// The (sequence b, new token t, head h) nest shared by the attention
-/// lowerings, threading `out` through: `body(s, b, t, h, abs, out)` handles
-/// one query head, where `abs = cache_position[b] + t` is the token's
-/// absolute position, and returns the updated `out`. `perSequence(s, b)`,
-/// when given, runs once per sequence before its tokens.
-Value forEachQueryHead(
-    Emit &e, Value batch, Value seq, int64_t heads, Value pos, Value out,
-    llvm::function_ref<Value(Emit &, Value, Value, Value, Value, Value)> body,
-    llvm::function_ref<void(Emit &, Value)> perSequence = nullptr) {
-  return e.loop(
-      e.index(0), batch, {out},
-      [&](OpBuilder &b1, Location l1, Value b, ValueRange o1) {
-        Emit s1{b1, l1};
-        Value p = s1.toIndex(s1.extract(pos, {b}));
-        if (perSequence)
-          perSequence(s1, b);
-        return llvm::SmallVector<Value>{s1.loop(
-            s1.index(0), seq, {o1[0]},
-            [&](OpBuilder &b2, Location l2, Value t, ValueRange o2) {
-              Emit s2{b2, l2};
-              Value abs = s2.addi(p, t);
-              return llvm::SmallVector<Value>{s2.loop(
-                  s2.index(0), s2.index(heads), {o2[0]},
-                  [&](OpBuilder &b3, Location l3, Value h, ValueRange o3) {
-                    Emit s3{b3, l3};
-                    return llvm::SmallVector<Value>{
-                        body(s3, b, t, h, abs, o3[0])};
-                  })[0]};
-            })[0]};
-      })[0];
-}
 
 /// The first step of both MLA forms: the new latents and rotated shared
 /// keys written to cache rows [p, p + S) of each sequence (with the
@@ -795,13 +813,11 @@ LogicalResult lowerMLA(OpTy op, PatternRewriter &rewriter,
   int64_t r = cast<RankedTensorType>(op.getLatent().getType()).getDimSize(2);
   double scale = op.getScale().convertToDouble();
   Value qn = op.getQNope(), pos = op.getCachePosition();
-  Value batch = e.dim(qn, 0), seq = e.dim(qn, 1);
   std::optional<RopeEmitter> rope = getMLARope(op, e);
   Value cache = appendLatents(op, e, r, rope);
   Value out = emptyMLAResult(op, rewriter, n, dv);
   Value result = forEachQueryHead(
-      e, batch, seq, n, pos, out,
-      [&](Emit &s3, Value b, Value t, Value h, Value abs, Value o) {
+      e, n, pos, out, [&](Emit &s3, Value b, Value t, Value h, Value abs) {
         OpBuilder &b3 = s3.b;
         auto qPe = qPeRow(op, s3, rope, b, t, h);
         // q_lat[c] = sum_i q_nope[i] * W_UK[i, c]
@@ -847,7 +863,7 @@ LogicalResult lowerMLA(OpTy op, PatternRewriter &rewriter,
               return llvm::SmallVector<Value>{
                   s4.insert(v, a[0], {i})};
             })[0];
-        return storeRow(s3, o, row, {b, t, h}, dv);
+        return row;
       });
   rewriter.replaceOp(op, {result, cache});
   return success();
@@ -874,45 +890,37 @@ struct LowerMLA : OpRewritePattern<MLAOp> {
     Value cache = appendLatents(op, e, r, rope);
     Value out = emptyMLAResult(op, rewriter, n, dv);
 
-    // kv[j, h, :] = kv_b[h*(Dn+Dv) : (h+1)*(Dn+Dv)] * latent_j for every
-    // row of the sequence, once per sequence.
-    Value kv;
-    auto expand = [&](Emit &s1, Value b) {
-      Value rows = s1.addi(s1.toIndex(s1.extract(pos, {b})), seq);
-      kv = tensor::EmptyOp::create(
-          s1.b, s1.loc,
-          llvm::SmallVector<OpFoldResult>{rows, s1.b.getIndexAttr(n),
-                                          s1.b.getIndexAttr(dn + dv)},
-          s1.f32());
-      kv = s1.loop(
-          s1.index(0), rows, {kv},
-          [&](OpBuilder &b2, Location l2, Value j, ValueRange a2) {
-            Emit s2{b2, l2};
-            return llvm::SmallVector<Value>{s2.loop(
-                s2.index(0), s2.index(n * (dn + dv)), {a2[0]},
-                [&](OpBuilder &b3, Location l3, Value row, ValueRange a3) {
-                  Emit s3{b3, l3};
-                  Value v = sumF32(s3, s3.index(r), [&](Emit &x, Value c) {
-                    return x.mul(x.extractF32(kvb, {row, c}),
-                                 x.extractF32(cache, {b, j, c}));
-                  });
-                  Value h = arith::DivUIOp::create(b3, l3, row,
-                                                   s3.index(dn + dv));
-                  Value i = arith::RemUIOp::create(b3, l3, row,
-                                                   s3.index(dn + dv));
-                  return llvm::SmallVector<Value>{
-                      s3.insert(v, a3[0], {j, h, i})};
-                })[0]};
-          })[0];
-    };
+    // kv[b, j, h, :] = kv_b[h*(Dn+Dv) : (h+1)*(Dn+Dv)] * latent[b, j] for
+    // every cached row j < max_b(cache_position[b]) + S, once per call;
+    // rows past a shorter sequence's end are computed and never read.
+    Value longest = e.loop(
+        e.index(0), batch, {e.index(0)},
+        [&](OpBuilder &nb, Location nl, Value b, ValueRange a) {
+          Emit s{nb, nl};
+          Value p = s.toIndex(s.extract(pos, {b}));
+          return llvm::SmallVector<Value>{
+              arith::MaxSIOp::create(nb, nl, a[0], p)};
+        })[0];
+    Value rows = e.addi(longest, seq);
+    Value kv = generate(
+        e,
+        {tensor::getMixedSize(rewriter, op.getLoc(), qn, 0), rows,
+         rewriter.getIndexAttr(n), rewriter.getIndexAttr(dn + dv)},
+        e.f32(), [&](Emit &s, ValueRange ivs) {
+          Value b = ivs[0], j = ivs[1], h = ivs[2], i = ivs[3];
+          Value row = s.addi(s.muli(h, s.index(dn + dv)), i);
+          return sumF32(s, s.index(r), [&](Emit &x, Value c) {
+            return x.mul(x.extractF32(kvb, {row, c}),
+                         x.extractF32(cache, {b, j, c}));
+          });
+        });
     Value result = forEachQueryHead(
-        e, batch, seq, n, pos, out,
-        [&](Emit &s, Value b, Value t, Value h, Value abs, Value o) {
+        e, n, pos, out, [&](Emit &s, Value b, Value t, Value h, Value abs) {
           auto qPe = qPeRow(op, s, rope, b, t, h);
           auto score = [&](Emit &x, Value j) {
             Value nope = sumF32(x, x.index(dn), [&](Emit &y, Value i) {
               return y.mul(y.extractF32(qn, {b, t, h, i}),
-                           y.extract(kv, {j, h, i}));
+                           y.extract(kv, {b, j, h, i}));
             });
             Value pe = sumF32(x, x.index(dr), [&](Emit &y, Value i) {
               return y.mul(qPe(y, i),
@@ -921,13 +929,10 @@ struct LowerMLA : OpRewritePattern<MLAOp> {
             return x.mul(x.add(nope, pe), x.f(scale));
           };
           auto accumulate = [&](Emit &x, Value j, Value pr, Value row) {
-            return axpyRow(x, row, pr, kv, {j, h}, dv, dn);
+            return axpyRow(x, row, pr, kv, {b, j, h}, dv, dn);
           };
-          Value row = attend(s, s.index(0), abs, Value(), dv, score,
-                             accumulate);
-          return storeRow(s, o, row, {b, t, h}, dv);
-        },
-        expand);
+          return attend(s, s.index(0), abs, Value(), dv, score, accumulate);
+        });
     rewriter.replaceOp(op, {result, cache});
     return success();
   }
@@ -1037,10 +1042,9 @@ std::pair<Value, Value> emitPermutation(Emit &e, Value ids, Value tokens,
   return {offsets, slots};
 }
 
-/// moe.route and moe.fused_route. The plain op computes the logits with
-/// one linalg.matmul and then loops over tokens; the fused op computes each
-/// token's logits inside the token loop (one kernel) and also builds the
-/// expert-sorted permutation.
+/// moe.route and moe.fused_route: the logits as one linalg.matmul, then
+/// each token's selection and weights (independent iterations of an
+/// scf.forall); the fused op also builds the expert-sorted permutation.
 template <typename OpTy>
 LogicalResult lowerRouting(OpTy op, PatternRewriter &rewriter) {
   constexpr bool fused = std::is_same_v<OpTy, FusedRouteOp>;
@@ -1056,18 +1060,13 @@ LogicalResult lowerRouting(OpTy op, PatternRewriter &rewriter) {
         logitBias = op.getLogitBias(), gate = op.getGateWeight();
   Value tokens = e.dim(hidden, 0);
   OpFoldResult tokenCount = tensor::getMixedSize(rewriter, loc, hidden, 0);
-  int64_t hiddenSize =
-      cast<RankedTensorType>(hidden.getType()).getDimSize(1);
   Type hiddenType = cast<RankedTensorType>(hidden.getType()).getElementType();
   bool roundLogits = op.getRoundLogits() && !hiddenType.isF32();
 
   // logits = hidden * gate^T in f32.
-  Value logits;
-  if (!fused) {
-    Value zeros = e.filled({tokenCount, rewriter.getIndexAttr(numExperts)},
-                           e.f32(), e.f(0.0));
-    logits = createMatmulTransposeB(rewriter, loc, hidden, gate, zeros);
-  }
+  Value zeros = e.filled({tokenCount, rewriter.getIndexAttr(numExperts)},
+                         e.f32(), e.f(0.0));
+  Value logits = createMatmulTransposeB(rewriter, loc, hidden, gate, zeros);
 
   Value ids = tensor::EmptyOp::create(
       rewriter, loc,
@@ -1081,27 +1080,15 @@ LogicalResult lowerRouting(OpTy op, PatternRewriter &rewriter) {
   double factor = op.getScalingFactor().convertToDouble();
   bool renorm = op.getRenorm() == Renorm::Sum;
 
-  ValueRange results = e.loop(
-      e.index(0), tokens, {ids, weights},
-      [&](OpBuilder &nb, Location nl, Value t, ValueRange acc) {
-        Emit s{nb, nl};
-        // The fused kernel computes this token's logits row itself.
-        Value row;
-        if (fused) {
-          row = s.filled({nb.getIndexAttr(numExperts)}, s.f32(), s.f(0.0));
-          row = s.loop(
-              s.index(0), s.index(numExperts), {row},
-              [&](OpBuilder &b2, Location l2, Value i, ValueRange a) {
-                Emit x{b2, l2};
-                Value dot = sumF32(x, x.index(hiddenSize), [&](Emit &y, Value h) {
-                  return y.mul(y.extractF32(hidden, {t, h}),
-                               y.extractF32(gate, {i, h}));
-                });
-                return llvm::SmallVector<Value>{x.insert(dot, a[0], {i})};
-              })[0];
-        }
+  // One token per iteration (a thread on the GPU).
+  llvm::SmallVector<Value> results = forEachRow(
+      e, {tokenCount}, {ids, weights},
+      [&](Emit &s, ValueRange ivs) {
+        OpBuilder &nb = s.b;
+        Location nl = s.loc;
+        Value t = ivs[0];
         auto logit = [&](Emit &x, Value i) {
-          Value l = fused ? x.extract(row, {i}) : x.extract(logits, {t, i});
+          Value l = x.extract(logits, {t, i});
           if (logitBias)
             l = x.add(l, x.extractF32(logitBias, {i}));
           if (roundLogits)
@@ -1252,22 +1239,19 @@ LogicalResult lowerRouting(OpTy op, PatternRewriter &rewriter) {
         Value total = sumF32(s, s.index(k), [&](Emit &x, Value j) {
           return x.extract(wRow, {j});
         });
-        ValueRange rows = s.loop(
-            s.index(0), s.index(k), {acc[0], acc[1]},
+        wRow = s.loop(
+            s.index(0), s.index(k), {wRow},
             [&](OpBuilder &b2, Location l2, Value j, ValueRange a) {
               Emit x{b2, l2};
-              Value w = x.extract(wRow, {j});
+              Value w = x.extract(a[0], {j});
               if (topkFirst)
                 w = x.div(w, total); // Softmax over the k; sums to one.
               if (renorm)
                 w = x.div(w, x.add(topkFirst ? x.f(1.0) : total, x.f(eps)));
               w = x.mul(w, x.f(factor));
-              Value id = arith::IndexCastOp::create(
-                  b2, l2, b2.getI32Type(), x.extract(idsRow, {j}));
-              return llvm::SmallVector<Value>{x.insert(id, a[0], {t, j}),
-                                              x.insert(w, a[1], {t, j})};
-            });
-        return llvm::SmallVector<Value>{rows[0], rows[1]};
+              return llvm::SmallVector<Value>{x.insert(w, a[0], {j})};
+            })[0];
+        return llvm::SmallVector<Value>{idsRow, wRow};
       });
   if constexpr (!fused) {
     rewriter.replaceOp(op, {results[0], results[1]});
@@ -1400,65 +1384,81 @@ FFNWeights sharedWeights(const ExpertFFNs &f) {
   return w;
 }
 
-/// The gather-GEMV form: each token runs its k experts' FFNs reading their
-/// weights directly, then the shared expert; one [H] f32 row per token.
+/// The gather-GEMV form, reading each token's experts' weights directly,
+/// in two steps of independent elements: every (token, choice,
+/// intermediate) activation of the routed experts (and every (token,
+/// intermediate) one of the shared expert), then every (token, hidden)
+/// output, summing its experts' down projections in choice order and the
+/// shared expert's last, in f32.
 Value emitGatherExperts(Emit &e, const ExpertFFNs &f, Value out) {
-  Value x = f.x, tokens = e.dim(x, 0);
-  int64_t hidden = f.hidden;
-  // One SwiGLU FFN on token t: returns the [H] f32 output row.
-  auto ffn = [&](Emit &s, Value t, const FFNWeights &w) {
-    int64_t width = w.width;
-    Value a = s.filled({s.b.getIndexAttr(width)}, s.f32(), s.f(0.0));
-    a = s.loop(s.index(0), s.index(width), {a},
-               [&](OpBuilder &b2, Location l2, Value i, ValueRange acc) {
-                 Emit y{b2, l2};
-                 Value g = sumF32(y, y.index(hidden), [&](Emit &z, Value h) {
-                   return z.mul(w.gate(z, i, h), z.extractF32(x, {t, h}));
-                 });
-                 Value u = sumF32(y, y.index(hidden), [&](Emit &z, Value h) {
-                   return z.mul(w.up(z, i, h), z.extractF32(x, {t, h}));
-                 });
-                 if (w.gateBias) {
-                   g = y.add(g, w.gateBias(y, i));
-                   u = y.add(u, w.upBias(y, i));
-                 }
-                 return llvm::SmallVector<Value>{
-                     y.insert(f.act(y, g, u, w.clamped), acc[0], {i})};
-               })[0];
-    Value row = s.filled({s.b.getIndexAttr(hidden)}, s.f32(), s.f(0.0));
-    return s.loop(s.index(0), s.index(hidden), {row},
-                  [&](OpBuilder &b2, Location l2, Value h, ValueRange acc) {
-                    Emit y{b2, l2};
-                    Value v = sumF32(y, y.index(width), [&](Emit &z, Value i) {
-                      return z.mul(w.down(z, h, i), z.extract(a, {i}));
-                    });
-                    if (w.downBias)
-                      v = y.add(v, w.downBias(y, h));
-                    return llvm::SmallVector<Value>{y.insert(v, acc[0], {h})};
-                  })[0];
+  OpBuilder &b = e.b;
+  Value x = f.x;
+  OpFoldResult tokens = tensor::getMixedSize(b, e.loc, x, 0);
+  // act(gate_i . x_t, up_i . x_t) of one FFN.
+  auto activation = [&](Emit &y, Value t, Value i, const FFNWeights &w) {
+    Value g = sumF32(y, y.index(f.hidden), [&](Emit &z, Value h) {
+      return z.mul(w.gate(z, i, h), z.extractF32(x, {t, h}));
+    });
+    Value u = sumF32(y, y.index(f.hidden), [&](Emit &z, Value h) {
+      return z.mul(w.up(z, i, h), z.extractF32(x, {t, h}));
+    });
+    if (w.gateBias) {
+      g = y.add(g, w.gateBias(y, i));
+      u = y.add(u, w.upBias(y, i));
+    }
+    return f.act(y, g, u, w.clamped);
   };
-
-  return e.loop(
-      e.index(0), tokens, {out},
-      [&](OpBuilder &b1, Location l1, Value t, ValueRange o) {
-        Emit s{b1, l1};
-        Value acc = s.filled({b1.getIndexAttr(hidden)}, s.f32(), s.f(0.0));
-        acc = s.loop(
-            s.index(0), s.index(f.k), {acc},
+  // The down projection of activation row `a(i)` of one FFN, output h.
+  auto down = [&](Emit &y, Value h, const FFNWeights &w,
+                  llvm::function_ref<Value(Emit &, Value)> a) {
+    Value v = sumF32(y, y.index(w.width), [&](Emit &z, Value i) {
+      return z.mul(w.down(z, h, i), a(z, i));
+    });
+    return w.downBias ? y.add(v, w.downBias(y, h)) : v;
+  };
+  auto expertOf = [&](Emit &y, Value t, Value j) {
+    return f.clampExpert(y, y.extract(f.ids, {t, j}));
+  };
+  Value routed = generate(
+      e, {tokens, b.getIndexAttr(f.k), b.getIndexAttr(f.inter)}, e.f32(),
+      [&](Emit &s, ValueRange ivs) {
+        Value ex = expertOf(s, ivs[0], ivs[1]);
+        return activation(s, ivs[0], ivs[2], routedWeights(f, ex));
+      });
+  Value shared, sharedScale;
+  if (f.sg) {
+    shared = generate(e, {tokens, b.getIndexAttr(f.sharedWidth)}, e.f32(),
+                      [&](Emit &s, ValueRange ivs) {
+                        return activation(s, ivs[0], ivs[1], sharedWeights(f));
+                      });
+    sharedScale = generate(e, {tokens}, e.f32(), [&](Emit &s, ValueRange ivs) {
+      return f.sharedScale(s, ivs[0]);
+    });
+  }
+  Type et = cast<RankedTensorType>(out.getType()).getElementType();
+  return generate(
+      e, {tokens, b.getIndexAttr(f.hidden)}, et,
+      [&](Emit &s, ValueRange ivs) {
+        Value t = ivs[0], h = ivs[1];
+        Value acc = s.loop(
+            s.index(0), s.index(f.k), {s.f(0.0)},
             [&](OpBuilder &b2, Location l2, Value j, ValueRange a) {
               Emit y{b2, l2};
-              Value ex = f.clampExpert(y, y.extract(f.ids, {t, j}));
+              Value v = down(y, h, routedWeights(f, expertOf(y, t, j)),
+                             [&](Emit &z, Value i) {
+                               return z.extract(routed, {t, j, i});
+                             });
               Value weight = y.extract(f.w, {t, j});
-              Value row = ffn(y, t, routedWeights(f, ex));
-              return llvm::SmallVector<Value>{
-                  axpyRow(y, a[0], weight, row, {}, hidden)};
+              return llvm::SmallVector<Value>{y.add(a[0], y.mul(weight, v))};
             })[0];
         if (f.sg) {
-          Value row = ffn(s, t, sharedWeights(f));
-          acc = axpyRow(s, acc, f.sharedScale(s, t), row, {}, hidden);
+          Value v = down(s, h, sharedWeights(f), [&](Emit &z, Value i) {
+            return z.extract(shared, {t, i});
+          });
+          acc = s.add(acc, s.mul(s.extract(sharedScale, {t}), v));
         }
-        return llvm::SmallVector<Value>{storeRow(s, o[0], acc, {t}, hidden)};
-      })[0];
+        return s.fromF32(acc, et);
+      });
 }
 
 /// The rows of one tile: for r in [0, tile), the token it reads, the weight
@@ -1654,8 +1654,11 @@ struct LowerExperts : OpRewritePattern<ExpertsOp> {
 
 /// Chooses the form on the token count at run time: decode steps (few
 /// tokens) read each token's experts directly, prefill runs grouped GEMMs.
+/// Without grouped GEMMs, the gather form runs every token count.
 struct LowerGroupedExperts : OpRewritePattern<GroupedExpertsOp> {
-  using OpRewritePattern::OpRewritePattern;
+  LowerGroupedExperts(MLIRContext *ctx, bool groupedGEMM)
+      : OpRewritePattern(ctx), groupedGEMM(groupedGEMM) {}
+
   LogicalResult matchAndRewrite(GroupedExpertsOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -1664,6 +1667,10 @@ struct LowerGroupedExperts : OpRewritePattern<GroupedExpertsOp> {
     Type resultType = op.getResult().getType();
     Type et = cast<RankedTensorType>(resultType).getElementType();
     Value out = e.empty(f.x, et);
+    if (!groupedGEMM) {
+      rewriter.replaceOp(op, emitGatherExperts(e, f, out));
+      return success();
+    }
     Value few = e.cmpi(arith::CmpIPredicate::ule, e.dim(f.x, 0),
                        e.index(op.getGemvMaxTokens()));
     auto choice = scf::IfOp::create(
@@ -1682,6 +1689,9 @@ struct LowerGroupedExperts : OpRewritePattern<GroupedExpertsOp> {
     rewriter.replaceOp(op, choice.getResult(0));
     return success();
   }
+
+private:
+  bool groupedGEMM;
 };
 
 struct MoELowerToLinalgPass
@@ -1701,7 +1711,8 @@ struct MoELowerToLinalgPass
     RewritePatternSet patterns(ctx);
     patterns.add<LowerEmbedding, LowerRMSNorm, LowerLinear, LowerRope, LowerAttention,
                  LowerMLA, LowerMLAAbsorbed, LowerRoute, LowerFusedRoute,
-                 LowerExperts, LowerGroupedExperts>(ctx);
+                 LowerExperts>(ctx);
+    patterns.add<LowerGroupedExperts>(ctx, groupedGEMM);
     if (failed(applyPartialConversion(getOperation(), target,
                                       std::move(patterns))))
       signalPassFailure();

@@ -132,3 +132,41 @@ func.func @reduction(%x: memref<?xf32>) -> f32 {
   }
   return %sum : f32
 }
+
+// -----
+
+// One row per thread (the reference lowering's scf.forall over rows, once
+// bufferized): the loops nested in the row's body, even parallel ones (a
+// fill of the row buffer), run serially in the thread, and the row buffer
+// is the thread's own alloca.
+// CHECK-LABEL: func.func @rows
+// CHECK: gpu.launch blocks(%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}} = %{{.*}}, %{{.*}} = %c1, %{{.*}} = %c1) threads(%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}} = %c128, %{{.*}} = %c1, %{{.*}} = %c1)
+// CHECK-SAME: function(@rows_k0)
+// CHECK-NEXT: memref.alloca() : memref<8xf32>
+// CHECK-NOT: scf.parallel
+// CHECK: scf.for
+// CHECK: memref.store %{{.*}} : memref<8xf32>
+// CHECK: scf.for
+// CHECK: memref.load %{{.*}} : memref<8xf32>
+// CHECK: gpu.terminator
+func.func @rows(%x: memref<?x8xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c8 = arith.constant 8 : index
+  %zero = arith.constant 0.0 : f32
+  %n = memref.dim %x, %c0 : memref<?x8xf32>
+  scf.parallel (%r) = (%c0) to (%n) step (%c1) {
+    %row = memref.alloc() : memref<8xf32>
+    scf.parallel (%i) = (%c0) to (%c8) step (%c1) {
+      memref.store %zero, %row[%i] : memref<8xf32>
+      scf.reduce
+    }
+    scf.for %i = %c0 to %c8 step %c1 {
+      %v = memref.load %row[%i] : memref<8xf32>
+      memref.store %v, %x[%r, %i] : memref<?x8xf32>
+    }
+    memref.dealloc %row : memref<8xf32>
+    scf.reduce
+  }
+  return
+}

@@ -1,10 +1,16 @@
 // RUN: moe-opt %s -moe-lower-to-linalg -split-input-file | FileCheck %s
+// RUN: moe-opt %s -moe-lower-to-linalg=grouped-gemm=false -split-input-file | FileCheck %s --check-prefix=GATHER
 
-// The router: f32 logits by linalg.matmul, then per-token loops; no moe op
-// survives.
+// The router: f32 logits by linalg.matmul, then one token per iteration of
+// an scf.forall, which writes the token's row of ids and of weights; no moe
+// op survives.
 // CHECK-LABEL: func.func @route
 // CHECK: linalg.matmul {{.*}}ins(%{{.+}}, %{{.+}} : tensor<4x16xbf16>, tensor<8x16xbf16>) outs(%{{.+}} : tensor<4x8xf32>)
+// CHECK: %{{.+}}:2 = scf.forall (%[[T:.+]]) in (4) shared_outs(%[[IDS:.+]] = %{{.+}}, %[[WS:.+]] = %{{.+}})
 // CHECK: scf.for
+// CHECK: scf.forall.in_parallel
+// CHECK-NEXT: tensor.parallel_insert_slice %{{.+}} into %[[IDS]][%[[T]], 0] [1, 2] [1, 1] : tensor<1x2xi32>
+// CHECK-NEXT: tensor.parallel_insert_slice %{{.+}} into %[[WS]][%[[T]], 0] [1, 2] [1, 1] : tensor<1x2xf32>
 // CHECK-NOT: moe.route
 // CHECK: return %{{.+}}, %{{.+}} : tensor<4x2xi32>, tensor<4x2xf32>
 func.func @route(%x: tensor<4x16xbf16>, %g: tensor<8x16xbf16>, %b: tensor<8xf32>) -> (tensor<4x2xi32>, tensor<4x2xf32>) {
@@ -54,10 +60,13 @@ func.func @rope(%x: tensor<1x?x2x4xf32>, %pos: tensor<1x?xi32>) -> tensor<1x?x2x
 // -----
 
 // Attention writes the new keys and values into the cache first, checking
-// at run time that they fit.
+// at run time that they fit; then each (sequence, token, query head) is one
+// iteration of an scf.forall that writes its output row.
 // CHECK-LABEL: func.func @attention
 // CHECK: cf.assert %{{.+}}, "moe.attention: the KV cache is full (or the position is negative)"
+// CHECK: scf.forall (%[[B:.+]], %[[T:.+]], %[[H:.+]]) in (1, %{{.+}}, 4) shared_outs(%[[O:.+]] = %{{.+}})
 // CHECK: math.exp
+// CHECK: tensor.parallel_insert_slice %{{.+}} into %[[O]][%[[B]], %[[T]], %[[H]], 0] [1, 1, 1, 8] [1, 1, 1, 1]
 // CHECK-NOT: moe.attention
 func.func @attention(%q: tensor<1x?x4x8xf32>, %k: tensor<1x?x2x8xf32>, %kc: tensor<1x16x2x8xf32>, %p: tensor<1xi32>) -> tensor<1x?x4x8xf32> {
   %o, %kc1, %vc1 = moe.attention %q, %k, %k cache(%kc, %kc) at %p {scale = 0.35 : f32} : (tensor<1x?x4x8xf32>, tensor<1x?x2x8xf32>, tensor<1x?x2x8xf32>, tensor<1x16x2x8xf32>, tensor<1x16x2x8xf32>, tensor<1xi32>) -> (tensor<1x?x4x8xf32>, tensor<1x16x2x8xf32>, tensor<1x16x2x8xf32>)
@@ -66,8 +75,13 @@ func.func @attention(%q: tensor<1x?x4x8xf32>, %k: tensor<1x?x2x8xf32>, %kc: tens
 
 // -----
 
+// The naive MLA form expands the cached latents of every sequence once
+// (one element per iteration of a linalg.generic, up to the longest
+// sequence), then attends one query head per iteration.
 // CHECK-LABEL: func.func @mla
 // CHECK: cf.assert %{{.+}}, "moe.mla: the KV cache is full (or the position is negative)"
+// CHECK: linalg.generic {indexing_maps = [#{{.+}}], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%{{.+}} : tensor<1x?x2x8xf32>)
+// CHECK: scf.forall (%{{.+}}, %{{.+}}, %{{.+}}) in (1, 1, 2)
 // CHECK-NOT: moe.mla
 func.func @mla(%qn: tensor<1x1x2x4xf32>, %qp: tensor<1x1x2x2xf32>, %lat: tensor<1x1x8xf32>, %kp: tensor<1x1x2xf32>, %kvb: tensor<16x8xf32>, %c: tensor<1x4x10xf32>, %p: tensor<1xi32>) -> tensor<1x1x2x4xf32> {
   %o, %c1 = moe.mla %qn, %qp, %lat, %kp kv_b(%kvb) cache(%c) at %p {scale = 0.4 : f32} : (tensor<1x1x2x4xf32>, tensor<1x1x2x2xf32>, tensor<1x1x8xf32>, tensor<1x1x2xf32>, tensor<16x8xf32>, tensor<1x4x10xf32>, tensor<1xi32>) -> (tensor<1x1x2x4xf32>, tensor<1x4x10xf32>)
@@ -76,8 +90,11 @@ func.func @mla(%qn: tensor<1x1x2x4xf32>, %qp: tensor<1x1x2x2xf32>, %lat: tensor<
 
 // -----
 
+// The gather form: every (token, choice, intermediate) activation, then
+// every (token, hidden) output, each an independent element.
 // CHECK-LABEL: func.func @experts
-// CHECK: scf.for
+// CHECK: linalg.generic {indexing_maps = [#{{.+}}], iterator_types = ["parallel", "parallel", "parallel"]} outs(%{{.+}} : tensor<?x2x6xf32>)
+// CHECK: linalg.generic {indexing_maps = [#{{.+}}], iterator_types = ["parallel", "parallel"]} outs(%{{.+}} : tensor<?x8xf32>)
 // CHECK-NOT: moe.experts
 func.func @experts(%x: tensor<?x8xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %g: tensor<4x6x8xf32>, %d: tensor<4x8x6xf32>) -> tensor<?x8xf32> {
   %y = moe.experts %x, %ids, %w experts(%g, %g, %d) : (tensor<?x8xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x6x8xf32>, tensor<4x6x8xf32>, tensor<4x8x6xf32>) -> tensor<?x8xf32>
@@ -137,11 +154,12 @@ func.func @clamped_with_shared(%x: tensor<2x8xf32>, %ids: tensor<2x1xi32>, %w: t
 
 // -----
 
-// The fused router is one token loop that computes its own logits (no
-// linalg.matmul), then the permutation: per-expert counts, offsets padded
-// to the tile (ceildiv), slots initialised to -1 and scattered.
+// The fused router selects as moe.route does, then builds the permutation:
+// per-expert counts, offsets padded to the tile (ceildiv), slots
+// initialised to -1 and scattered.
 // CHECK-LABEL: func.func @fused_route
-// CHECK-NOT: linalg.matmul
+// CHECK: linalg.matmul
+// CHECK: scf.forall
 // CHECK: scf.for
 // CHECK: arith.ceildivui %{{.+}}, %c4
 // CHECK: linalg.fill ins(%c-1_i32 : i32)
@@ -157,7 +175,16 @@ func.func @fused_route(%x: tensor<?x16xf32>, %g: tensor<8x16xf32>) -> (tensor<?x
 // Grouped experts choose their form on the token count at run time: up to
 // gemv_max_tokens tokens gather their experts' weights per token, more
 // run tiles of the permutation (step = tile) for each expert, then the
-// shared expert's tiles over all tokens.
+// shared expert's tiles over all tokens. Without grouped GEMMs (the CUDA
+// target), the gather form runs every token count: the routed and shared
+// activations, the shared gate, then the outputs.
+// GATHER-LABEL: func.func @grouped_experts
+// GATHER-NOT: scf.if
+// GATHER: linalg.generic {{.*}}outs(%{{.+}} : tensor<?x2x8xf32>)
+// GATHER: linalg.generic {{.*}}outs(%{{.+}} : tensor<?x32xf32>)
+// GATHER: linalg.generic {{.*}}outs(%{{.+}} : tensor<?xf32>)
+// GATHER: linalg.generic {{.*}}outs(%{{.+}} : tensor<?x16xbf16>)
+// GATHER-NOT: moe.grouped_experts
 // CHECK-LABEL: func.func @grouped_experts
 // CHECK: %[[MAX:.+]] = arith.constant 2 : index
 // CHECK: %[[FEW:.+]] = arith.cmpi ule, %{{.+}}, %[[MAX]]
@@ -177,17 +204,18 @@ func.func @grouped_experts(%x: tensor<?x16xbf16>, %ids: tensor<?x2xi32>, %w: ten
 
 // -----
 
-// A projection with a norm prologue: a loop over rows that computes the
-// row's statistics (rsqrt once per row, outside the dot products),
-// normalises the row into a buffer and multiplies it by W^T; then the
-// epilogue writing bias + cast + residual over the residual.
+// A projection with a norm prologue: each row's statistics (rsqrt once per
+// row), the normalised rows rounded to bf16 as moe.rms_norm rounds them,
+// one matmul by W^T; then the epilogue writing bias + cast + residual over
+// the residual.
 // CHECK-LABEL: func.func @linear_fused
 // CHECK-SAME: (%[[X:.+]]: tensor<?x16xbf16>, %[[R:.+]]: tensor<?x8xbf16>)
-// CHECK: scf.for
+// CHECK: %[[INV:.+]] = linalg.generic {{.*}}iterator_types = ["parallel"]{{.*}} outs(%{{.+}} : tensor<?xf32>)
 // CHECK: math.rsqrt
-// CHECK: scf.for
+// CHECK: %[[XN:.+]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel"]{{.*}} outs(%{{.+}} : tensor<?x16xf32>)
+// CHECK: tensor.extract %[[INV]]
 // CHECK: arith.truncf {{.*}} : f32 to bf16
-// CHECK: scf.for
+// CHECK: linalg.matmul {{.*}}ins(%[[XN]], %{{.+}} : tensor<?x16xf32>, tensor<8x16xbf16>)
 // CHECK-NOT: math.rsqrt
 // CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "parallel"]{{.*}} outs(%[[R]] : tensor<?x8xbf16>)
 // CHECK-NOT: moe.linear
@@ -219,6 +247,7 @@ func.func @linear_plain(%x: tensor<?x16xf32>) -> tensor<?x8xf32> {
 // CHECK: arith.constant dense<{{.+}}> : tensor<4xf32>
 // CHECK: math.cos
 // CHECK: math.sin
+// CHECK: scf.forall
 // CHECK-NOT: linalg.generic
 // CHECK-NOT: moe.attention
 func.func @attention_rope(%q: tensor<1x4x2x8xf32>, %k: tensor<1x4x2x8xf32>, %v: tensor<1x4x2x8xf32>, %pos: tensor<1x4xi32>, %kc: tensor<1x8x2x8xf32>, %vc: tensor<1x8x2x8xf32>, %p: tensor<1xi32>) -> tensor<1x4x2x8xf32> {

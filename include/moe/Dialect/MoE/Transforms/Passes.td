@@ -42,7 +42,35 @@ def MoELowerToLinalgPass : Pass<"moe-lower-to-linalg", "ModuleOp"> {
     RMS statistics, ties to the lower expert id, `-inf` masking of dropped
     groups), with no attempt at speed. Fused and tiled lowerings must agree
     with it.
+
+    Independent work is written as such, so that the CUDA target can give
+    it threads: elementwise and GEMM steps are linalg ops, and the loops
+    over a token's routing or a query head's attention are `scf.forall`
+    whose iterations each write their own row; the reductions inside an
+    iteration stay serial `scf.for` loops. `moe.grouped_experts` keeps its
+    tiled grouped-GEMM form for more than `gemv_max_tokens` tokens unless
+    `grouped-gemm=false`, which the CUDA target sets: there the gather
+    form, one thread per (token, choice, intermediate) activation and per
+    (token, hidden) output, runs every token count.
+
+    Example:
+
+    ```mlir
+    %ids, %w = moe.route %h, %gate {...}
+    // becomes a linalg.matmul for the logits, then
+    %r:2 = scf.forall (%t) in (%tokens) shared_outs(%i = %ids0, %v = %w0) {
+      ... // the token's top-k: serial loops over the experts
+      scf.forall.in_parallel {
+        tensor.parallel_insert_slice %row into %i[%t, 0] [1, 2] [1, 1] ...
+      }
+    }
+    ```
   }];
+  let options = [
+    Option<"groupedGEMM", "grouped-gemm", "bool", /*default=*/"true",
+           "Lower moe.grouped_experts past gemv_max_tokens tokens to tiled "
+           "grouped GEMMs (false: the gather form at every token count)">
+  ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect", "::mlir::scf::SCFDialect",
@@ -280,7 +308,8 @@ def MoEGPULaunchLoopsPass : Pass<"moe-gpu-launch-loops", "ModuleOp"> {
       dimension by `threads-per-block`, or less when it is smaller) and
       mapped: the tile loop's dimensions, collapsed into one, onto blocks x
       (grid y and z hold at most 65535 blocks, fewer than a long prompt's
-      tokens), the innermost tile dimension onto threads x;
+      tokens), the innermost tile dimension onto threads x; parallel loops
+      nested in its body become `scf.for` nests that each thread runs;
     - a serial nest (`scf.for`, `scf.if`, `scf.while`, without results)
       that can run in a kernel becomes a `gpu.launch` of one thread;
     - any other op with regions stays on the host and its regions are
