@@ -531,13 +531,16 @@ Value storeRow(Emit &e, Value out, Value row, llvm::ArrayRef<Value> prefix,
 
 /// An scf.forall over [0, bounds[0]) x ... whose iteration `ivs` computes
 /// one row per output: `rows(s, ivs)` returns, for each `outs[n]` (of rank
-/// bounds.size() + 1), the [W_n] row stored at outs[n][ivs..., :]. The
-/// rows (a token's routing, a query head's attention) are independent, so
-/// the CUDA target runs one per thread. Returns the updated outputs.
+/// bounds.size() + 1), the [W_n] row stored at outs[n][at..., 0:W_n],
+/// where `at` is `ivs` or what `rowAt(s, ivs)` returns (emitted first).
+/// The rows (a token's routing, a query head's attention) are independent,
+/// so the CUDA target runs one per thread. Returns the updated outputs.
 llvm::SmallVector<Value>
 forEachRow(Emit &e, llvm::ArrayRef<OpFoldResult> bounds, ValueRange outs,
            llvm::function_ref<llvm::SmallVector<Value>(Emit &, ValueRange)>
-               rows) {
+               rows,
+           llvm::function_ref<llvm::SmallVector<Value>(Emit &, ValueRange)>
+               rowAt = nullptr) {
   OpBuilder &b = e.b;
   auto forall =
       scf::ForallOp::create(b, e.loc, bounds, outs, /*mapping=*/std::nullopt);
@@ -545,8 +548,9 @@ forEachRow(Emit &e, llvm::ArrayRef<OpFoldResult> bounds, ValueRange outs,
   b.setInsertionPoint(forall.getTerminator());
   Emit s{b, e.loc};
   llvm::SmallVector<Value> ivs = forall.getInductionVars();
+  llvm::SmallVector<Value> at = rowAt ? rowAt(s, ivs) : ivs;
   llvm::SmallVector<Value> values = rows(s, ivs);
-  llvm::SmallVector<OpFoldResult> offsets(ivs.begin(), ivs.end());
+  llvm::SmallVector<OpFoldResult> offsets(at.begin(), at.end());
   offsets.push_back(b.getIndexAttr(0));
   llvm::SmallVector<OpFoldResult> strides(offsets.size(), b.getIndexAttr(1));
   llvm::SmallVector<Value> zeros(ivs.size(), s.index(0));
@@ -569,40 +573,39 @@ forEachRow(Emit &e, llvm::ArrayRef<OpFoldResult> bounds, ValueRange outs,
 }
 
 
-/// Copies `src[b]` ([S, ...]) into `cache[b, p : p + S, ...]`, shifted by
-/// `lastOffset` in the last dimension. Element by element on purpose: MLIR
-/// 22's expand-strided-metadata crashes on a subview of an expand_shape
-/// with dynamic sizes, which an insert_slice of the new rows becomes.
-Value writeCache(Emit &e, Value cache, Value src, Value b, Value p,
-                 int64_t lastOffset,
-                 llvm::function_ref<Value(Emit &, llvm::ArrayRef<Value>)> read =
-                     nullptr) {
-  auto srcType = cast<RankedTensorType>(src.getType());
-  int64_t rank = srcType.getRank();
-  std::function<Value(Emit &, Value, llvm::SmallVector<Value>, int64_t)>
-      copyDims = [&](Emit &s, Value acc, llvm::SmallVector<Value> idx,
-                     int64_t dimIndex) -> Value {
-    Value extent = srcType.isDynamicDim(dimIndex)
-                       ? s.dim(src, dimIndex)
-                       : s.index(srcType.getDimSize(dimIndex));
-    return s.loop(s.index(0), extent, {acc},
-                  [&](OpBuilder &nb, Location nl, Value i, ValueRange a) {
-                    Emit x{nb, nl};
-                    llvm::SmallVector<Value> next = idx;
-                    next.push_back(i);
-                    if (dimIndex + 1 < rank)
-                      return llvm::SmallVector<Value>{
-                          copyDims(x, a[0], next, dimIndex + 1)};
-                    llvm::SmallVector<Value> to = next;
-                    to[0] = b;
-                    to[1] = x.addi(p, next[1]);
-                    if (lastOffset)
-                      to.back() = x.addi(to.back(), x.index(lastOffset));
-                    Value v = read ? read(x, next) : x.extract(src, next);
-                    return llvm::SmallVector<Value>{x.insert(v, a[0], to)};
-                  })[0];
-  };
-  return copyDims(e, cache, {b}, 1);
+/// An f32 [width] row whose element i is `element(s, i)`.
+Value buildRow(Emit &e, int64_t width,
+               llvm::function_ref<Value(Emit &, Value)> element) {
+  Value row = e.filled({e.b.getIndexAttr(width)}, e.f32(), e.f(0.0));
+  return e.loop(e.index(0), e.index(width), {row},
+                [&](OpBuilder &nb, Location nl, Value i, ValueRange a) {
+                  Emit x{nb, nl};
+                  Value v = x.toF32(element(x, i));
+                  return llvm::SmallVector<Value>{x.insert(v, a[0], {i})};
+                })[0];
+}
+
+/// Appends new rows to KV caches ([B, L, ...]): for every (b, t, inner...)
+/// in `bounds` ([B, S, inner...]), `rows(s, ivs)` gives one row per cache,
+/// written at cache[b, p + t, inner..., :] where p = cache_position[b],
+/// after the run-time check that the S rows fit. One thread per row on the
+/// GPU. Rows are read element by element (no insert_slice of the new
+/// tensor: MLIR 22's expand-strided-metadata crashes on a subview of an
+/// expand_shape with dynamic sizes, which that would become).
+llvm::SmallVector<Value>
+appendRows(Emit &e, llvm::ArrayRef<OpFoldResult> bounds, ValueRange caches,
+           Value pos, llvm::StringRef what,
+           llvm::function_ref<llvm::SmallVector<Value>(Emit &, ValueRange)>
+               rows) {
+  Value seq = getValueOrCreateConstantIndexOp(e.b, e.loc, bounds[1]);
+  Value capacity = e.dim(caches[0], 1);
+  return forEachRow(e, bounds, caches, rows, [&](Emit &s, ValueRange ivs) {
+    Value p = s.toIndex(s.extract(pos, {ivs[0]}));
+    assertFits(s, p, seq, capacity, what);
+    llvm::SmallVector<Value> at(ivs.begin(), ivs.end());
+    at[1] = s.addi(p, ivs[1]);
+    return at;
+  });
 }
 
 /// The (sequence b, new token t, head h) space shared by the attention
@@ -639,8 +642,6 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
     int64_t window = op.getSlidingWindowAttr().getInt();
     double scale = op.getScale().convertToDouble();
     Value q = op.getQuery(), pos = op.getCachePosition(), sinks = op.getSinks();
-    Value batch = e.dim(q, 0), seq = e.dim(q, 1);
-    Value capacity = e.dim(op.getKeyCache(), 1);
 
     // The fused rotary embedding: keys are rotated on their way into the
     // cache, each query head once before its scores.
@@ -649,24 +650,27 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
     if (positions)
       rope.emplace(e, *op.getRope(), *op.getRopeStyle(), d,
                    cast<RankedTensorType>(op.getKey().getType()).getElementType());
-    auto readKey = [&](Emit &x, llvm::ArrayRef<Value> idx) {
-      return rope->rotate(x, op.getKey(), idx.drop_back(), idx.back(),
-                          x.extract(positions, {idx[0], idx[1]}));
-    };
 
-    // 1. Append the new keys and values.
-    ValueRange caches = e.loop(
-        e.index(0), batch, {op.getKeyCache(), op.getValueCache()},
-        [&](OpBuilder &nb, Location nl, Value b, ValueRange acc) {
-          Emit s{nb, nl};
-          Value p = s.toIndex(s.extract(pos, {b}));
-          assertFits(s, p, seq, capacity, "moe.attention");
-          return llvm::SmallVector<Value>{
-              writeCache(s, acc[0], op.getKey(), b, p, 0,
-                         rope ? llvm::function_ref<Value(
-                                    Emit &, llvm::ArrayRef<Value>)>(readKey)
-                              : nullptr),
-              writeCache(s, acc[1], op.getValue(), b, p, 0)};
+    // 1. Append the new keys and values, one (sequence, token, KV head)
+    // per iteration.
+    Value key = op.getKey(), value = op.getValue();
+    llvm::SmallVector<Value> caches = appendRows(
+        e,
+        {tensor::getMixedSize(rewriter, loc, key, 0),
+         tensor::getMixedSize(rewriter, loc, key, 1),
+         rewriter.getIndexAttr(hkv)},
+        {op.getKeyCache(), op.getValueCache()}, pos, "moe.attention",
+        [&](Emit &s, ValueRange ivs) {
+          Value b = ivs[0], t = ivs[1], h = ivs[2];
+          Value keyRow = buildRow(s, d, [&](Emit &x, Value i) {
+            return rope ? rope->rotate(x, key, {b, t, h}, i,
+                                       x.extract(positions, {b, t}))
+                        : x.extract(key, {b, t, h, i});
+          });
+          Value valueRow = buildRow(s, dv, [&](Emit &x, Value i) {
+            return x.extract(value, {b, t, h, i});
+          });
+          return llvm::SmallVector<Value>{keyRow, valueRow};
         });
     Value kc = caches[0], vc = caches[1];
 
@@ -694,14 +698,9 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
           Value qRow;
           if (rope) {
             Value at = s3.extract(positions, {b, t});
-            qRow = s3.filled({b3.getIndexAttr(d)}, s3.f32(), s3.f(0.0));
-            qRow = s3.loop(
-                s3.index(0), s3.index(d), {qRow},
-                [&](OpBuilder &b4, Location l4, Value i, ValueRange a) {
-                  Emit s4{b4, l4};
-                  Value v = s4.toF32(rope->rotate(s4, q, {b, t, h}, i, at));
-                  return llvm::SmallVector<Value>{s4.insert(v, a[0], {i})};
-                })[0];
+            qRow = buildRow(s3, d, [&](Emit &x, Value i) {
+              return rope->rotate(x, q, {b, t, h}, i, at);
+            });
           }
           auto score = [&](Emit &s, Value j) {
             Value dot = sumF32(s, s.index(d), [&](Emit &x, Value i) {
@@ -728,25 +727,35 @@ template <typename OpTy>
 Value appendLatents(OpTy op, Emit &e, int64_t r,
                     const std::optional<RopeEmitter> &rope) {
   Value pos = op.getCachePosition(), qn = op.getQNope();
-  Value batch = e.dim(qn, 0), seq = e.dim(qn, 1);
-  Value capacity = e.dim(op.getCache(), 1);
-  // With a rope prologue, k_pe is rotated (as one head) on its way in.
-  auto readKPe = [&](Emit &x, llvm::ArrayRef<Value> idx) {
-    return rope->rotate(x, op.getKPe(), idx.drop_back(), idx.back(),
-                        x.extract(op.getPositions(), {idx[0], idx[1]}));
-  };
-  return e.loop(
-      e.index(0), batch, {op.getCache()},
-      [&](OpBuilder &nb, Location nl, Value b, ValueRange acc) {
-        Emit s{nb, nl};
-        Value p = s.toIndex(s.extract(pos, {b}));
-        assertFits(s, p, seq, capacity, OpTy::getOperationName());
-        Value c = writeCache(s, acc[0], op.getLatent(), b, p, 0);
-        return llvm::SmallVector<Value>{writeCache(
-            s, c, op.getKPe(), b, p, r,
-            rope ? llvm::function_ref<Value(Emit &, llvm::ArrayRef<Value>)>(
-                       readKPe)
-                 : nullptr)};
+  // One (sequence, token) per iteration: the latent, then k_pe (rotated,
+  // as one head, with a rope prologue) in one row of R + Dr.
+  Value latent = op.getLatent(), kPe = op.getKPe();
+  int64_t dr = cast<RankedTensorType>(kPe.getType()).getDimSize(2);
+  return appendRows(
+      e,
+      {tensor::getMixedSize(e.b, e.loc, qn, 0),
+       tensor::getMixedSize(e.b, e.loc, qn, 1)},
+      {op.getCache()}, pos, OpTy::getOperationName(),
+      [&](Emit &s, ValueRange ivs) {
+        Value b = ivs[0], t = ivs[1];
+        Value row = s.filled({s.b.getIndexAttr(r + dr)}, s.f32(), s.f(0.0));
+        row = s.loop(s.index(0), s.index(r), {row},
+                     [&](OpBuilder &nb, Location nl, Value i, ValueRange a) {
+                       Emit x{nb, nl};
+                       Value v = x.toF32(x.extract(latent, {b, t, i}));
+                       return llvm::SmallVector<Value>{x.insert(v, a[0], {i})};
+                     })[0];
+        row = s.loop(
+            s.index(0), s.index(dr), {row},
+            [&](OpBuilder &nb, Location nl, Value j, ValueRange a) {
+              Emit x{nb, nl};
+              Value v = rope ? rope->rotate(x, kPe, {b, t}, j,
+                                            x.extract(op.getPositions(), {b, t}))
+                             : x.extract(kPe, {b, t, j});
+              return llvm::SmallVector<Value>{
+                  x.insert(x.toF32(v), a[0], {x.addi(j, x.index(r))})};
+            })[0];
+        return llvm::SmallVector<Value>{row};
       })[0];
 }
 
@@ -774,13 +783,9 @@ qPeRow(OpTy op, Emit &s, const std::optional<RopeEmitter> &rope, Value b,
     };
   int64_t dr = cast<RankedTensorType>(qp.getType()).getDimSize(3);
   Value at = s.extract(op.getPositions(), {b, t});
-  Value row = s.filled({s.b.getIndexAttr(dr)}, s.f32(), s.f(0.0));
-  row = s.loop(s.index(0), s.index(dr), {row},
-               [&](OpBuilder &nb, Location nl, Value i, ValueRange a) {
-                 Emit x{nb, nl};
-                 Value v = x.toF32(rope->rotate(x, qp, {b, t, h}, i, at));
-                 return llvm::SmallVector<Value>{x.insert(v, a[0], {i})};
-               })[0];
+  Value row = buildRow(s, dr, [&](Emit &x, Value i) {
+    return rope->rotate(x, qp, {b, t, h}, i, at);
+  });
   return [row](Emit &x, Value i) { return x.extract(row, {i}); };
 }
 

@@ -59,11 +59,17 @@ func.func @rope(%x: tensor<1x?x2x4xf32>, %pos: tensor<1x?xi32>) -> tensor<1x?x2x
 
 // -----
 
-// Attention writes the new keys and values into the cache first, checking
+// Attention writes the new keys and values into the cache first, one
+// (sequence, token, KV head) per scf.forall iteration at row p + t, checking
 // at run time that they fit; then each (sequence, token, query head) is one
 // iteration of an scf.forall that writes its output row.
 // CHECK-LABEL: func.func @attention
+// CHECK: scf.forall (%[[CB:.+]], %[[CT:.+]], %[[CH:.+]]) in (1, %{{.+}}, 2) shared_outs(%[[KC:.+]] = %{{.+}}, %[[VC:.+]] = %{{.+}})
+// CHECK: %[[P:.+]] = arith.index_cast
 // CHECK: cf.assert %{{.+}}, "moe.attention: the KV cache is full (or the position is negative)"
+// CHECK: %[[ROW:.+]] = arith.addi %[[P]], %[[CT]]
+// CHECK: tensor.parallel_insert_slice %{{.+}} into %[[KC]][%[[CB]], %[[ROW]], %[[CH]], 0] [1, 1, 1, 8]
+// CHECK-NEXT: tensor.parallel_insert_slice %{{.+}} into %[[VC]][%[[CB]], %[[ROW]], %[[CH]], 0] [1, 1, 1, 8]
 // CHECK: scf.forall (%[[B:.+]], %[[T:.+]], %[[H:.+]]) in (1, %{{.+}}, 4) shared_outs(%[[O:.+]] = %{{.+}})
 // CHECK: math.exp
 // CHECK: tensor.parallel_insert_slice %{{.+}} into %[[O]][%[[B]], %[[T]], %[[H]], 0] [1, 1, 1, 8] [1, 1, 1, 1]
@@ -75,11 +81,14 @@ func.func @attention(%q: tensor<1x?x4x8xf32>, %k: tensor<1x?x2x8xf32>, %kc: tens
 
 // -----
 
-// The naive MLA form expands the cached latents of every sequence once
+// The naive MLA form appends each token's latent and k_pe as one cache row,
+// expands the cached latents of every sequence once
 // (one element per iteration of a linalg.generic, up to the longest
 // sequence), then attends one query head per iteration.
 // CHECK-LABEL: func.func @mla
+// CHECK: scf.forall (%{{.+}}, %{{.+}}) in (1, 1) shared_outs(%[[C:.+]] = %{{.+}})
 // CHECK: cf.assert %{{.+}}, "moe.mla: the KV cache is full (or the position is negative)"
+// CHECK: tensor.parallel_insert_slice %{{.+}} into %[[C]][%{{.+}}, %{{.+}}, 0] [1, 1, 10] [1, 1, 1] : tensor<1x1x10xf32>
 // CHECK: linalg.generic {indexing_maps = [#{{.+}}], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%{{.+}} : tensor<1x?x2x8xf32>)
 // CHECK: scf.forall (%{{.+}}, %{{.+}}, %{{.+}}) in (1, 1, 2)
 // CHECK-NOT: moe.mla
