@@ -12,6 +12,7 @@
 #include "moe/Support/Checksum.h"
 #include "cuda.h"
 #include "model_impl.h"
+#include "kernels/thread_pool.h"
 
 #include <cctype>
 #include <chrono>
@@ -371,22 +372,34 @@ void fillRandom(const Weight &w, uint64_t seed, char *dst, uint64_t offset,
     return (float(bits >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * 0.02f;
   };
   int size = weightTypeBits(w.dtype) / 8;
-  if (w.dtype == "f32" || w.dtype == "bf16" || w.dtype == "f16" ||
-      w.dtype == "f64") {
+  enum class Float { F32, F64, BF16, F16, None };
+  Float kind = w.dtype == "f32"    ? Float::F32
+               : w.dtype == "f64"  ? Float::F64
+               : w.dtype == "bf16" ? Float::BF16
+               : w.dtype == "f16"  ? Float::F16
+                                   : Float::None;
+  if (kind != Float::None) {
     for (uint64_t at = offset - offset % size; at < offset + bytes; at += size) {
       float v = uniform(draw(at / size));
       unsigned char element[8];
-      if (w.dtype == "f32") {
+      switch (kind) {
+      case Float::F32:
         std::memcpy(element, &v, 4);
-      } else if (w.dtype == "f64") {
+        break;
+      case Float::F64: {
         double d = v;
         std::memcpy(element, &d, 8);
-      } else if (w.dtype == "bf16") {
+        break;
+      }
+      case Float::BF16: {
         uint32_t b;
         std::memcpy(&b, &v, 4);
         uint16_t h = uint16_t((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
         std::memcpy(element, &h, 2);
-      } else {
+        break;
+      }
+      case Float::F16:
+      case Float::None: {
         // |v| <= 0.02: a normal f16 or a subnormal, never inf or NaN.
         uint32_t b;
         std::memcpy(&b, &v, 4);
@@ -402,7 +415,14 @@ void fillRandom(const Weight &w, uint64_t seed, char *dst, uint64_t offset,
           h = sign | uint16_t(exponent << 10) | uint16_t(mantissa >> 13);
         }
         std::memcpy(element, &h, 2);
+        break;
       }
+      }
+      if (at >= offset && at + size <= offset + bytes) {
+        std::memcpy(dst + (at - offset), element, size);
+        continue;
+      }
+      // An element cut by the range's ends: only its bytes inside.
       for (int k = 0; k < size; ++k)
         if (at + k >= offset && at + k < offset + bytes)
           dst[at + k - offset] = char(element[k]);
@@ -508,7 +528,15 @@ moert_status bindWeights(moert_model model) {
       std::vector<char> slice(std::min<int64_t>(total, int64_t(64) << 20));
       for (int64_t offset = 0; offset < total; offset += int64_t(slice.size())) {
         int64_t n = std::min<int64_t>(int64_t(slice.size()), total - offset);
-        fillRandom(w, model->randomSeed, slice.data(), offset, n);
+        // 1 MiB pieces on all cores: an element's value depends on its
+        // index only, so the split changes nothing (a full-size layer
+        // draws tens of GB).
+        constexpr int64_t piece = int64_t(1) << 20;
+        moert::kernels::parallelFor((n + piece - 1) / piece, [&](int64_t i) {
+          int64_t at = i * piece;
+          fillRandom(w, model->randomSeed, slice.data() + at, offset + at,
+                     std::min(piece, n - at));
+        });
         if (moert_status status = put(offset, slice.data(), n))
           return status;
       }

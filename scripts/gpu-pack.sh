@@ -2,7 +2,8 @@
 # Packs what scripts/gpu-check.sh runs on a GPU machine that has no
 # LLVM/MLIR: CUDA artifacts of the fixture models (weights embedded), their
 # inputs, and the CPU artifacts' results on the same inputs as the
-# reference. Run it here, after scripts/build.sh; carry the folder over.
+# reference; and a full-size DeepSeek-V3 MoE layer to time with random
+# weights. Run it here, after scripts/build.sh; carry the folder over.
 #
 # Usage: scripts/gpu-pack.sh [OUT_DIR] [--gpu-arch=sm_90a]
 #   OUT_DIR defaults to build/gpu-pack (under 60 MiB; it prints the size).
@@ -67,6 +68,16 @@ for entry in $graphs; do
   "$run" "$tmp/$name.cpu.moec" "${args[@]}" --output-dir "$out/$name.ref" > /dev/null
   echo "graph $name $tol ${packed[*]}" >> "$cases"
 done
+
+# Timing (no reference): one full-size DeepSeek-V3 MoE layer (256 experts,
+# hidden 7168, 13.4B parameters) from a header-only checkpoint; gpu-check
+# runs it with --random-weights, so the checkpoint never travels.
+# TIMING NAME SEED PROMPT_TOKENS GENERATE
+echo "gpu-pack: deepseek_v3_layer (timing)"
+python3 "$root/scripts/deepseek_v3_layers.py" "$tmp/deepseek_v3_layer" > /dev/null
+"$moec" "$tmp/deepseek_v3_layer" --target=cuda --gpu-arch="$arch" \
+  --max-seq-len=4096 -o "$out/deepseek_v3_layer.cuda.moec"
+echo "timing deepseek_v3_layer 1 64 16" >> "$cases"
 
 size=$(du -sm "$out" | cut -f1)
 echo "gpu-pack: $(wc -l < "$cases") cases for $arch in $out ($size MiB)"
