@@ -1062,7 +1062,6 @@ std::pair<Value, Value> Importer::topK(Location loc, Value x, int64_t k,
   Value c0 = arith::ConstantIndexOp::create(builder, loc, 0);
   Value c1 = arith::ConstantIndexOp::create(builder, loc, 1);
   Value kIdx = arith::ConstantIndexOp::create(builder, loc, k);
-  Value rowsV = getValueOrCreateConstantIndexOp(builder, loc, rows);
   Value colsV = getValueOrCreateConstantIndexOp(builder, loc, cols);
   // `a` before `b` in the output order: better value, or equal and lower
   // index.
@@ -1078,50 +1077,66 @@ std::pair<Value, Value> Importer::topK(Location loc, Value x, int64_t k,
     return arith::OrIOp::create(b, l, better,
                                 arith::AndIOp::create(b, l, equal, lower));
   };
-  auto rowLoop = scf::ForOp::create(
-      builder, loc, c0, rowsV, c1, ValueRange{valuesInit, indicesInit},
-      [&](OpBuilder &b, Location l, Value r, ValueRange outs) {
-        Value minusOne = arith::ConstantIndexOp::create(b, l, -1);
-        Value zeroV = arith::ConstantOp::create(b, l, b.getZeroAttr(et));
-        auto pickLoop = scf::ForOp::create(
-            b, l, c0, kIdx, c1,
-            ValueRange{outs[0], outs[1], zeroV, minusOne},
-            [&](OpBuilder &pb, Location pl, Value t, ValueRange state) {
-              Value prevV = state[2], prevI = state[3];
-              Value first = arith::CmpIOp::create(
-                  pb, pl, arith::CmpIPredicate::eq, t, c0);
-              auto scan = scf::ForOp::create(
-                  pb, pl, c0, colsV, c1, ValueRange{zeroV, minusOne},
-                  [&](OpBuilder &sb, Location sl, Value j, ValueRange best) {
-                    Value v = tensor::ExtractOp::create(sb, sl, flat,
-                                                        ValueRange{r, j});
-                    // Eligible: after the previous pick in the order.
-                    Value eligible = arith::OrIOp::create(
-                        sb, sl, first, before(sb, sl, prevV, prevI, v, j));
-                    Value none = arith::CmpIOp::create(
-                        sb, sl, arith::CmpIPredicate::slt, best[1], c0);
-                    Value improves = arith::OrIOp::create(
-                        sb, sl, none, before(sb, sl, v, j, best[0], best[1]));
-                    Value take = arith::AndIOp::create(sb, sl, eligible,
-                                                       improves);
-                    scf::YieldOp::create(
-                        sb, sl,
-                        ValueRange{
-                            arith::SelectOp::create(sb, sl, take, v, best[0]),
-                            arith::SelectOp::create(sb, sl, take, j,
-                                                    best[1])});
-                  });
-              Value v = scan.getResult(0), i = scan.getResult(1);
-              Value vs = tensor::InsertOp::create(pb, pl, v, state[0],
-                                                  ValueRange{r, t});
-              Value is = tensor::InsertOp::create(
-                  pb, pl, arith::IndexCastOp::create(pb, pl, i64, i), state[1],
-                  ValueRange{r, t});
-              scf::YieldOp::create(pb, pl, ValueRange{vs, is, v, i});
-            });
-        scf::YieldOp::create(
-            b, l, ValueRange{pickLoop.getResult(0), pickLoop.getResult(1)});
-      });
+  // Rows are independent: one scf.forall iteration each (a GPU thread),
+  // which picks its k in order into [1, k] slices of the outputs.
+  auto rowLoop = scf::ForallOp::create(
+      builder, loc, llvm::ArrayRef<OpFoldResult>{rows},
+      ValueRange{valuesInit, indicesInit}, /*mapping=*/std::nullopt);
+  {
+    OpBuilder::InsertionGuard guard(builder);
+    builder.setInsertionPoint(rowLoop.getTerminator());
+    OpBuilder &b = builder;
+    Location l = loc;
+    Value r = rowLoop.getInductionVars()[0];
+    llvm::SmallVector<OpFoldResult> offsets = {r, b.getIndexAttr(0)};
+    llvm::SmallVector<OpFoldResult> sizes = {b.getIndexAttr(1),
+                                             b.getIndexAttr(k)};
+    llvm::SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
+    llvm::SmallVector<Value> outs;
+    for (Value shared : rowLoop.getRegionIterArgs())
+      outs.push_back(tensor::ExtractSliceOp::create(b, l, shared, offsets,
+                                                    sizes, strides));
+    Value minusOne = arith::ConstantIndexOp::create(b, l, -1);
+    Value zeroV = arith::ConstantOp::create(b, l, b.getZeroAttr(et));
+    auto pickLoop = scf::ForOp::create(
+        b, l, c0, kIdx, c1, ValueRange{outs[0], outs[1], zeroV, minusOne},
+        [&](OpBuilder &pb, Location pl, Value t, ValueRange state) {
+          Value prevV = state[2], prevI = state[3];
+          Value first =
+              arith::CmpIOp::create(pb, pl, arith::CmpIPredicate::eq, t, c0);
+          auto scan = scf::ForOp::create(
+              pb, pl, c0, colsV, c1, ValueRange{zeroV, minusOne},
+              [&](OpBuilder &sb, Location sl, Value j, ValueRange best) {
+                Value v =
+                    tensor::ExtractOp::create(sb, sl, flat, ValueRange{r, j});
+                // Eligible: after the previous pick in the order.
+                Value eligible = arith::OrIOp::create(
+                    sb, sl, first, before(sb, sl, prevV, prevI, v, j));
+                Value none = arith::CmpIOp::create(
+                    sb, sl, arith::CmpIPredicate::slt, best[1], c0);
+                Value improves = arith::OrIOp::create(
+                    sb, sl, none, before(sb, sl, v, j, best[0], best[1]));
+                Value take =
+                    arith::AndIOp::create(sb, sl, eligible, improves);
+                scf::YieldOp::create(
+                    sb, sl,
+                    ValueRange{
+                        arith::SelectOp::create(sb, sl, take, v, best[0]),
+                        arith::SelectOp::create(sb, sl, take, j, best[1])});
+              });
+          Value v = scan.getResult(0), i = scan.getResult(1);
+          Value vs = tensor::InsertOp::create(pb, pl, v, state[0],
+                                              ValueRange{c0, t});
+          Value is = tensor::InsertOp::create(
+              pb, pl, arith::IndexCastOp::create(pb, pl, i64, i), state[1],
+              ValueRange{c0, t});
+          scf::YieldOp::create(pb, pl, ValueRange{vs, is, v, i});
+        });
+    b.setInsertionPointToStart(rowLoop.getTerminator().getBody());
+    for (auto [n, shared] : llvm::enumerate(rowLoop.getRegionIterArgs()))
+      tensor::ParallelInsertSliceOp::create(b, l, pickLoop.getResult(n),
+                                            shared, offsets, sizes, strides);
+  }
   llvm::SmallVector<int64_t> shape(type.getShape());
   shape.back() = k;
   lead.push_back(builder.getIndexAttr(k));
