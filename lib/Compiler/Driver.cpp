@@ -269,6 +269,8 @@ void mlir::moe::buildMoECompilePipeline(OpPassManager &pm, EmitStage stage,
     return buildCUDACodegenPipeline(pm, stage, target);
   pm.addPass(createConvertLinalgToLoopsPass());
   addFloatEmulationPasses(pm);
+  // Independent rows and heads on the runtime's threads.
+  pm.addPass(createMoECPUParallelLoopsPass());
   addHostLoweringPasses(pm);
 }
 

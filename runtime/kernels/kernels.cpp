@@ -786,3 +786,9 @@ MOERT_KERNEL_TYPES(MOERT_DEFINE_KERNELS)
 
 extern "C" const char *moert_kernels_isa(void) { return isa().name; }
 extern "C" int moert_kernels_threads(void) { return threadCount(); }
+
+extern "C" void moert_parallel_for(int64_t count,
+                                   void (*task)(void *context, int64_t i),
+                                   void *context) {
+  parallelFor(count, task, context);
+}

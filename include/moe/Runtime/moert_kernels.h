@@ -20,6 +20,9 @@
  *   moert_linear_A_W     moe.linear (bias, RMSNorm prologue, residual)
  *   moert_route_A_W      moe.route / moe.fused_route
  *
+ * and moert_parallel_for, which runs the bodies of compiled code's
+ * parallel loops (-moe-cpu-parallel-loops) on the same thread pool.
+ *
  * The kernels compute what the ops' descriptions state, accumulating in
  * f32; they differ from the reference lowering (moec -O0) only in the
  * order of floating-point sums.
@@ -144,6 +147,13 @@ MOERT_KERNEL_TYPES(MOERT_DECLARE_ROUTE)
  * the number of threads they run on. */
 const char *moert_kernels_isa(void);
 int moert_kernels_threads(void);
+
+/* Runs task(context, i) for every i in [0, count) on the kernels' thread
+ * pool (the caller works too) and returns when all have returned. Compiled
+ * code calls it for its parallel loops; a loop started while another
+ * thread's loop runs (two sessions at once) runs on its caller alone. */
+void moert_parallel_for(int64_t count, void (*task)(void *context, int64_t i),
+                        void *context);
 
 #ifdef __cplusplus
 }

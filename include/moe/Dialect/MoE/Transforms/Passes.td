@@ -403,6 +403,44 @@ def MoEGPUMathToIntrinsicsPass
                            "::mlir::arith::ArithDialect"];
 }
 
+def MoECPUParallelLoopsPass : Pass<"moe-cpu-parallel-loops", "ModuleOp"> {
+  let summary = "Run outermost parallel loops on the runtime's thread pool";
+  let description = [{
+    For the CPU target, after bufferization: every outermost `scf.parallel`
+    (the reference lowering's `scf.forall` over tokens, query heads or new
+    KV-cache rows) from zero with unit steps and without results becomes a
+    call of the runtime's `moert_parallel_for(count, task, context)`
+    (`moe/Runtime/moert_kernels.h`), which spreads the iterations over the
+    thread pool the kernels share. The body is outlined into a private
+    task function `@<function>_task<N>(!llvm.ptr, i64)` that reads the
+    values the body uses from a context struct (a memref as its LLVM
+    descriptor; constants are cloned) and recovers the induction variables
+    from the linear index, the innermost dimension fastest. The context is
+    an `llvm.alloca` at the caller's entry. Values cross through
+    `builtin.unrealized_conversion_cast`, which the memref-to-LLVM
+    lowering and `reconcile-unrealized-casts` remove. Loops nested in a
+    body run serially in their task.
+
+    Example:
+
+    ```mlir
+    scf.parallel (%h) = (%c0) to (%n) step (%c1) {
+      %v = memref.load %x[%h] : memref<?xf32>
+      ...
+    }
+    // becomes, with the body in @f_task0
+    llvm.store %x_descriptor, %field0 : !llvm.struct<(ptr, ptr, i64, ...)>, !llvm.ptr
+    %task = func.constant @f_task0 : (!llvm.ptr, i64) -> ()
+    func.call @moert_parallel_for(%count, %task_ptr, %context)
+        : (i64, !llvm.ptr, !llvm.ptr) -> ()
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
+    "::mlir::LLVM::LLVMDialect"
+  ];
+}
+
 def MoEGPULaunchesToLoopsPass : Pass<"moe-gpu-launches-to-loops"> {
   let summary = "Run gpu.launch bodies as host loops (a testing aid)";
   let description = [{
