@@ -48,10 +48,10 @@ bool isZeroBasedUnitStep(scf::ParallelOp loop) {
 }
 
 /// Replaces `loop` by a call of moert_parallel_for on an outlined task
-/// named `name`; fails (leaving the loop) on a value whose type has no
-/// LLVM form.
+/// named `name` (made unique in `symbols`); fails (leaving the loop) on a
+/// value whose type has no LLVM form.
 LogicalResult outline(scf::ParallelOp loop, func::FuncOp parent,
-                      llvm::StringRef name,
+                      llvm::StringRef name, SymbolTable &symbols,
                       const LLVMTypeConverter &converter) {
   MLIRContext *ctx = loop.getContext();
   Location loc = loop.getLoc();
@@ -86,6 +86,7 @@ LogicalResult outline(scf::ParallelOp loop, func::FuncOp parent,
   auto taskType = FunctionType::get(ctx, {ptr, i64}, {});
   auto task = func::FuncOp::create(top, loc, name, taskType);
   task.setPrivate();
+  symbols.insert(task);
   Block *entry = task.addEntryBlock();
   OpBuilder b = OpBuilder::atBlockBegin(entry);
   IRMapping map;
@@ -153,7 +154,7 @@ struct MoECPUParallelLoopsPass
     MLIRContext *ctx = &getContext();
     LLVMTypeConverter converter(ctx);
     SymbolTable symbols(module);
-    bool declared = false;
+    bool outlined = false;
     SmallVector<func::FuncOp> functions(module.getOps<func::FuncOp>());
     for (func::FuncOp fn : functions) {
       if (fn.isExternal())
@@ -169,15 +170,10 @@ struct MoECPUParallelLoopsPass
       for (scf::ParallelOp loop : loops) {
         std::string name =
             (fn.getSymName() + "_task" + llvm::Twine(index++)).str();
-        while (symbols.lookup(name))
-          name += "_";
-        if (failed(outline(loop, fn, name, converter)))
-          continue;
-        symbols.insert(module.lookupSymbol(name));
-        declared = true;
+        outlined |= succeeded(outline(loop, fn, name, symbols, converter));
       }
     }
-    if (!declared || symbols.lookup(kParallelFor))
+    if (!outlined || symbols.lookup(kParallelFor))
       return;
     auto ptr = LLVM::LLVMPointerType::get(ctx);
     OpBuilder b = OpBuilder::atBlockEnd(module.getBody());

@@ -11,8 +11,8 @@
 //    its innermost dimension spreads over the threads of a block and the
 //    other dimensions over the grid; loops nested in it run serially in
 //    each thread;
-//  - a serial nest (scf.for, scf.if, scf.while without results, as the
-//    reference lowering writes routing, attention and the expert loops)
+//  - a serial nest (scf.for, scf.if, scf.while without results; no moe
+//    op's lowering leaves one, some ONNX ops' do, such as the scatters)
 //    runs in one thread. That is slow, but it keeps every byte the nest
 //    touches on the device; parallel forms of those lowerings are what
 //    makes them fast.

@@ -572,7 +572,6 @@ forEachRow(Emit &e, llvm::ArrayRef<OpFoldResult> bounds, ValueRange outs,
   return llvm::SmallVector<Value>(forall.getResults());
 }
 
-
 /// An f32 [width] row whose element i is `element(s, i)`.
 Value buildRow(Emit &e, int64_t width,
                llvm::function_ref<Value(Emit &, Value)> element) {
@@ -1394,8 +1393,8 @@ FFNWeights sharedWeights(const ExpertFFNs &f) {
 /// intermediate) activation of the routed experts (and every (token,
 /// intermediate) one of the shared expert), then every (token, hidden)
 /// output, summing its experts' down projections in choice order and the
-/// shared expert's last, in f32.
-Value emitGatherExperts(Emit &e, const ExpertFFNs &f, Value out) {
+/// shared expert's last, in f32; the result has element type `et`.
+Value emitGatherExperts(Emit &e, const ExpertFFNs &f, Type et) {
   OpBuilder &b = e.b;
   Value x = f.x;
   OpFoldResult tokens = tensor::getMixedSize(b, e.loc, x, 0);
@@ -1440,7 +1439,6 @@ Value emitGatherExperts(Emit &e, const ExpertFFNs &f, Value out) {
       return f.sharedScale(s, ivs[0]);
     });
   }
-  Type et = cast<RankedTensorType>(out.getType()).getElementType();
   return generate(
       e, {tokens, b.getIndexAttr(f.hidden)}, et,
       [&](Emit &s, ValueRange ivs) {
@@ -1652,7 +1650,7 @@ struct LowerExperts : OpRewritePattern<ExpertsOp> {
     Emit e{rewriter, op.getLoc()};
     ExpertFFNs f = ExpertFFNs::get(op);
     Type et = cast<RankedTensorType>(op.getResult().getType()).getElementType();
-    rewriter.replaceOp(op, emitGatherExperts(e, f, e.empty(f.x, et)));
+    rewriter.replaceOp(op, emitGatherExperts(e, f, et));
     return success();
   }
 };
@@ -1671,18 +1669,18 @@ struct LowerGroupedExperts : OpRewritePattern<GroupedExpertsOp> {
     ExpertFFNs f = ExpertFFNs::get(op);
     Type resultType = op.getResult().getType();
     Type et = cast<RankedTensorType>(resultType).getElementType();
-    Value out = e.empty(f.x, et);
     if (!groupedGEMM) {
-      rewriter.replaceOp(op, emitGatherExperts(e, f, out));
+      rewriter.replaceOp(op, emitGatherExperts(e, f, et));
       return success();
     }
+    Value out = e.empty(f.x, et);
     Value few = e.cmpi(arith::CmpIPredicate::ule, e.dim(f.x, 0),
                        e.index(op.getGemvMaxTokens()));
     auto choice = scf::IfOp::create(
         rewriter, loc, few,
         [&](OpBuilder &b, Location l) {
           Emit s{b, l};
-          scf::YieldOp::create(b, l, emitGatherExperts(s, f, out));
+          scf::YieldOp::create(b, l, emitGatherExperts(s, f, et));
         },
         [&](OpBuilder &b, Location l) {
           Emit s{b, l};
