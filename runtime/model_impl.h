@@ -11,6 +11,8 @@
 
 #include "moe/Runtime/moert.h"
 
+#include "foreign_code.h"
+
 #include <csetjmp>
 #include <cstdint>
 #include <memory>
@@ -109,6 +111,7 @@ moert_status allocationFailure(const std::string &what);
 
 /// Calls `fn(args)`, returning allocationFailure(what) if the compiled
 /// code runs out of memory, else null.
+MOERT_CALLS_FOREIGN_CODE
 inline moert_status callTrapped(PackedFn fn, void **args,
                                 const std::string &what) {
   std::jmp_buf trap;

@@ -2,6 +2,8 @@
 
 #include "thread_pool.h"
 
+#include "../foreign_code.h"
+
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -34,6 +36,8 @@ public:
 
   int size() const { return int(workers.size()) + 1; }
 
+  // The bodies may be tasks of compiled code.
+  MOERT_CALLS_FOREIGN_CODE
   void run(int64_t count, void (*body)(void *, int64_t), void *context) {
     std::unique_lock<std::mutex> busy(callMutex, std::try_to_lock);
     if (!busy.owns_lock() || workers.empty() || count <= 1) {
@@ -63,6 +67,7 @@ private:
     int64_t count = 0;
   };
 
+  MOERT_CALLS_FOREIGN_CODE
   void drain() {
     for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) <
                     job.count;)
