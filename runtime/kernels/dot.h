@@ -22,12 +22,13 @@ enum class DType : int { F32 = 0, BF16 = 1, F16 = 2 };
 constexpr int kMaxRows = 4; // activation rows per tile
 constexpr int kMaxCols = 3; // weight rows per tile
 
-/// c[m * ldc + n] (+)= sum_{k0 <= i < k1} a[m][i] * b[n][i] for m < rows,
-/// n < cols; `accumulate` adds to c instead of storing (the kernels split
-/// K into chunks that stay in cache).
+/// c[m * ldc + n * ldn] (+)= sum_{k0 <= i < k1} a[m][i] * b[n][i] for
+/// m < rows, n < cols; `accumulate` adds to c instead of storing (the
+/// kernels split K into chunks that stay in cache).
 using DotTileFn = void (*)(int rows, int cols, const float *const *a,
                            const void *const *b, int64_t k0, int64_t k1,
-                           float *c, int64_t ldc, bool accumulate);
+                           float *c, int64_t ldc, int64_t ldn,
+                           bool accumulate);
 
 /// The same products for weights stored transposed ([K, N], as ONNX MatMul
 /// initializers are): c[m * ldc + n] = sum_k a[m][k] * b[k * ldb + n] for

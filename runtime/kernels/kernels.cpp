@@ -261,16 +261,23 @@ void dotBlock(const float *const *a, int64_t count, const Rows &w, int64_t n0,
   }
   thread_local std::vector<char> pack;
   DotTileFn dot = isa().dot[int(w.type)];
+  // A tile's kMaxCols rows come from kMaxCols equal runs of the block, not
+  // from neighbours: each column then streams its run of rows in address
+  // order, which the hardware prefetchers follow, where neighbouring rows
+  // (2 KiB of bf16 at K = 1024) make short streams that each start cold.
+  // A 19 MB bf16 GEMV from DRAM ran at 22 GB/s on one Zen core this way,
+  // against 11 GB/s with neighbours. Each product's sum is unchanged.
+  int64_t span = (n1 - n0 + kMaxCols - 1) / kMaxCols;
   for (int64_t k0 = 0; k0 < w.k || k0 == 0; k0 += kChunk) {
     int64_t k1 = std::min(w.k, k0 + kChunk);
-    for (int64_t n = n0; n < n1; n += kMaxCols) {
-      int cols = int(std::min<int64_t>(kMaxCols, n1 - n));
+    for (int64_t j = 0; j < span; ++j) {
       const void *b[kMaxCols];
-      for (int c = 0; c < cols; ++c)
-        b[c] = w.row(n + c, pack, c);
+      int cols = 0;
+      for (; cols < kMaxCols && j + cols * span < n1 - n0; ++cols)
+        b[cols] = w.row(n0 + j + cols * span, pack, cols);
       for (int64_t m = 0; m < count; m += kMaxRows) {
         int rows = int(std::min<int64_t>(kMaxRows, count - m));
-        dot(rows, cols, a + m, b, k0, k1, out + m * ldo + (n - n0), ldo,
+        dot(rows, cols, a + m, b, k0, k1, out + m * ldo + j, ldo, span,
             k0 > 0);
       }
     }
@@ -300,19 +307,31 @@ Rows widenFor(const Rows &w, int64_t n0, int64_t n1, int64_t count,
 /// small enough to keep every thread busy at one token; a multiple of 3
 /// (rows per tile) and of 16 (lanes of the transposed form's vectors).
 constexpr int64_t kBlock = 48;
+/// The same for decode-sized steps (at most kMaxRows activation rows per
+/// weight row), which only stream the weights: longer runs of rows per
+/// tile column keep the prefetchers ahead (dotBlock). kTokenTile * kBlock
+/// outputs still hold kMaxRows * kDecodeBlock.
+constexpr int64_t kDecodeBlock = 192;
+static_assert(kMaxRows * kDecodeBlock <= kTokenTile * kBlock, "tile buffers");
+
+/// Weight rows per task for steps of `tokens` activation rows.
+int64_t blockFor(int64_t tokens) {
+  return tokens <= kMaxRows ? kDecodeBlock : kBlock;
+}
 
 float sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
 
 /// The products x[t] . w.row(n) for t < T, n < N, in parallel tasks of up
-/// to kTokenTile rows by kBlock weight rows; `epilogue(t, n0, n1, row)`
+/// to kTokenTile rows by blockFor(T) weight rows; `epilogue(t, n0, n1, row)`
 /// receives row t's f32 products for columns [n0, n1).
 template <typename Epilogue>
 void projectRows(const float *x, int64_t T, int64_t K, const Rows &w,
                  int64_t N, Epilogue &&epilogue) {
-  int64_t blocks = (N + kBlock - 1) / kBlock;
+  const int64_t block = blockFor(T);
+  int64_t blocks = (N + block - 1) / block;
   int64_t tokenBlocks = (T + kTokenTile - 1) / kTokenTile;
   parallelFor(blocks * tokenBlocks, [&](int64_t task) {
-    int64_t n0 = (task % blocks) * kBlock, n1 = std::min(N, n0 + kBlock);
+    int64_t n0 = (task % blocks) * block, n1 = std::min(N, n0 + block);
     int64_t t0 = (task / blocks) * kTokenTile;
     int64_t rows = std::min(T, t0 + kTokenTile) - t0;
     float tileOut[kTokenTile * kBlock];
@@ -321,9 +340,9 @@ void projectRows(const float *x, int64_t T, int64_t K, const Rows &w,
       a[m] = x + (t0 + m) * K;
     thread_local std::vector<float> wideRows;
     Rows wt = widenFor(w, n0, n1, rows, wideRows);
-    dotBlock(a, rows, wt, n0, n1, tileOut, kBlock);
+    dotBlock(a, rows, wt, n0, n1, tileOut, block);
     for (int64_t m = 0; m < rows; ++m)
-      epilogue(t0 + m, n0, n1, tileOut + m * kBlock);
+      epilogue(t0 + m, n0, n1, tileOut + m * block);
   });
 }
 
@@ -384,18 +403,19 @@ void experts(const ExpertsArgs &p) {
 
   // Tasks: per active expert (then the shared expert over all tokens),
   // one per block of weight rows.
+  const int64_t block = blockFor(T);
   auto forGroups = [&](int64_t rowsRouted, int64_t rowsShared, auto &&body) {
-    int64_t perRouted = (rowsRouted + kBlock - 1) / kBlock;
-    int64_t perShared = (rowsShared + kBlock - 1) / kBlock;
+    int64_t perRouted = (rowsRouted + block - 1) / block;
+    int64_t perShared = (rowsShared + block - 1) / block;
     int64_t tasks = numActive * perRouted + (S ? perShared : 0);
     parallelFor(tasks, [&](int64_t task) {
-      int64_t g = task / perRouted, block = task % perRouted;
+      int64_t g = task / perRouted, first = task % perRouted;
       if (g >= numActive) {
         g = numActive;
-        block = task - numActive * perRouted;
+        first = task - numActive * perRouted;
       }
       int64_t rows = g < numActive ? rowsRouted : rowsShared;
-      body(g, block * kBlock, std::min(rows, block * kBlock + kBlock));
+      body(g, first * block, std::min(rows, first * block + block));
     });
   };
 
@@ -420,10 +440,10 @@ void experts(const ExpertsArgs &p) {
         int64_t t = shared ? m0 + m : slotAt[p0 + m0 + m] / k;
         a[m] = x + t * H;
       }
-      dotBlock(a, rows, gw, n0, n1, gTile, kBlock);
-      dotBlock(a, rows, uw, n0, n1, uTile, kBlock);
+      dotBlock(a, rows, gw, n0, n1, gTile, block);
+      dotBlock(a, rows, uw, n0, n1, uTile, block);
       for (int64_t m = 0; m < rows; ++m) {
-        float *gv = gTile + m * kBlock, *uv = uTile + m * kBlock;
+        float *gv = gTile + m * block, *uv = uTile + m * block;
         if (!shared && p.gateBias.present())
           for (int64_t n = n0; n < n1; ++n) {
             gv[n - n0] += p.gateBias.f32(e, n);
@@ -452,9 +472,9 @@ void experts(const ExpertsArgs &p) {
       int64_t rows = std::min<int64_t>(kTokenTile, count - m0);
       for (int64_t m = 0; m < rows; ++m)
         a[m] = src + (m0 + m) * width;
-      dotBlock(a, rows, dw, n0, n1, tileOut, kBlock);
+      dotBlock(a, rows, dw, n0, n1, tileOut, block);
       for (int64_t m = 0; m < rows; ++m) {
-        float *row = tileOut + m * kBlock;
+        float *row = tileOut + m * block;
         if (!shared && p.downBias.present())
           for (int64_t n = n0; n < n1; ++n)
             row[n - n0] += p.downBias.f32(e, n);

@@ -3,8 +3,8 @@
 // The lit tests compare whole models through the kernels with the reference
 // lowering and transformers; these cases aim at the kernels' edges instead:
 // sizes that are not multiples of the vector width, the 4 x 3 tile, the
-// 48-row task block or the 1024-element K chunk; transposed and row-strided
-// weights; 16-bit weights; biases, shared experts and the clamped
+// 48- and 192-row task blocks or the 1024-element K chunk; transposed and
+// row-strided weights; 16-bit weights; biases, shared experts and the clamped
 // activation; ids outside [0, E). Each is checked against a plain double
 // loop of the op's definition. CTest runs the binary again with
 // MOERT_ISA=generic, so the portable code is checked on every CPU.
@@ -280,13 +280,17 @@ INSTANTIATE_TEST_SUITE_P(
         ExpertsCase{66, 72, 4, 20, 2, 16, true, false, false, true, false,
                     false},
         ExpertsCase{2, 24, 8, 32, 4, 8, true, true, true, false, true,
+                    false},
+        // Decode-sized blocks (192 rows) with tails of 16 and 8 rows.
+        ExpertsCase{3, 400, 3, 200, 2, 7, true, false, false, false, false,
                     false}));
 
 TEST(LinearKernel, NormBiasResidualTransposed) {
   std::mt19937 rng(5);
   for (bool transposed : {false, true})
     for (int64_t T : {1, 5, 67}) {
-      const int64_t K = 1100, N = 53;
+      // N: two decode-sized blocks (192 rows) and a tail of 17.
+      const int64_t K = 1100, N = 401;
       Tensor x({T, K}, rng), norm({K}, rng, false, 0.5f),
           bias({N}, rng, false, 0.1f), res({T, N}, rng);
       Tensor weight(transposed ? std::vector<int64_t>{N, K}
