@@ -218,7 +218,8 @@ struct Rows {
   int64_t rowStride, colStride, k;
   DType type;
   int bytes;
-  int64_t origin = 0; // the row at `base`
+  int64_t origin = 0;   // the row at `base`
+  bool widened = false; // an f32 copy in a cached scratch buffer
 
   const void *row(int64_t i, std::vector<char> &pack, int slot) const {
     const char *p = base + (i - origin) * rowStride * bytes;
@@ -261,23 +262,28 @@ void dotBlock(const float *const *a, int64_t count, const Rows &w, int64_t n0,
   }
   thread_local std::vector<char> pack;
   DotTileFn dot = isa().dot[int(w.type)];
-  // A tile's kMaxCols rows come from kMaxCols equal runs of the block, not
-  // from neighbours: each column then streams its run of rows in address
-  // order, which the hardware prefetchers follow, where neighbouring rows
-  // (2 KiB of bf16 at K = 1024) make short streams that each start cold.
-  // A 19 MB bf16 GEMV from DRAM ran at 22 GB/s on one Zen core this way,
-  // against 11 GB/s with neighbours. Each product's sum is unchanged.
-  int64_t span = (n1 - n0 + kMaxCols - 1) / kMaxCols;
+  // Rows read in place take a tile's kMaxCols rows from kMaxCols equal
+  // runs of the block, not from neighbours: each column then streams its
+  // run in address order, which the hardware prefetchers follow, where
+  // neighbouring rows (2 KiB of bf16 at K = 1024) make short streams that
+  // each start cold. A 19 MB bf16 GEMV from DRAM ran at 22 GB/s on one Zen
+  // core this way, against 11 GB/s with neighbours. Widened copies are in
+  // cache already, and there neighbours measured 2-3% faster (T = 1024).
+  // Each product's sum is the same either way.
+  const int64_t total = n1 - n0;
+  const int64_t tiles = (total + kMaxCols - 1) / kMaxCols;
+  const int64_t step = w.widened ? kMaxCols : 1; // from one tile to the next
+  const int64_t ldn = w.widened ? 1 : tiles;     // between a tile's rows
   for (int64_t k0 = 0; k0 < w.k || k0 == 0; k0 += kChunk) {
     int64_t k1 = std::min(w.k, k0 + kChunk);
-    for (int64_t j = 0; j < span; ++j) {
+    for (int64_t j = 0; j < tiles; ++j) {
       const void *b[kMaxCols];
       int cols = 0;
-      for (; cols < kMaxCols && j + cols * span < n1 - n0; ++cols)
-        b[cols] = w.row(n0 + j + cols * span, pack, cols);
+      for (; cols < kMaxCols && j * step + cols * ldn < total; ++cols)
+        b[cols] = w.row(n0 + j * step + cols * ldn, pack, cols);
       for (int64_t m = 0; m < count; m += kMaxRows) {
         int rows = int(std::min<int64_t>(kMaxRows, count - m));
-        dot(rows, cols, a + m, b, k0, k1, out + m * ldo + j, ldo, span,
+        dot(rows, cols, a + m, b, k0, k1, out + m * ldo + j * step, ldo, ldn,
             k0 > 0);
       }
     }
@@ -300,6 +306,7 @@ Rows widenFor(const Rows &w, int64_t n0, int64_t n1, int64_t count,
     isa().widen[int(w.type)](w.row(n, pack, 0), rows + (n - n0) * w.k, w.k);
   Rows wide{reinterpret_cast<const char *>(rows), w.k, 1, w.k, DType::F32, 4};
   wide.origin = n0;
+  wide.widened = true;
   return wide;
 }
 
