@@ -191,6 +191,15 @@ private:
   Context *previous;
 };
 
+/// With $MOERT_CUDA_PROFILE set (to anything but "" or "0"), each launch of
+/// compiled code is timed on its own: the stream is synchronised after it,
+/// and the wall time from the launch to its end (launch overhead included)
+/// is added to its kernel's total. At exit the runtime prints the totals to
+/// stderr, slowest first, unless they were taken. Serialising the launches
+/// costs little here, since compiled code waits for each one anyway.
+/// Returns the totals as that table and clears them.
+std::string takeKernelProfile();
+
 } // namespace moert::cuda
 
 #endif // MOE_RUNTIME_CUDA_H

@@ -10,16 +10,24 @@
 // layer for the context a DeviceScope made current: one stream per loaded
 // model, memory from the model's pool (managed, so that host glue between
 // kernels can read it), and errors recorded for the scope instead of
-// aborting, since none of these functions can return one.
+// aborting, since none of these functions can return one. With
+// $MOERT_CUDA_PROFILE set, it also times each launch (takeKernelProfile).
 //
 //===----------------------------------------------------------------------===//
 
 #include "cuda.h"
 #include "model_impl.h"
 
+#include <algorithm>
+#include <chrono>
 #include <csetjmp>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 using namespace moert::cuda;
 
@@ -47,7 +55,68 @@ Context *device(const char *what) {
         what));
   return current;
 }
+
+/// Per-kernel totals for takeKernelProfile.
+struct KernelTotals {
+  std::string name;
+  uint64_t launches = 0;
+  double seconds = 0;
+  uint64_t threads = 0; // Of the last launch.
+};
+std::mutex profileMutex;
+std::unordered_map<void *, KernelTotals> profile;
+
+bool profiling() {
+  const char *value = std::getenv("MOERT_CUDA_PROFILE");
+  return value && *value && std::strcmp(value, "0") != 0;
+}
+
+void printProfileAtExit() {
+  std::string table = moert::cuda::takeKernelProfile();
+  if (!table.empty())
+    std::fputs(table.c_str(), stderr);
+}
 } // namespace
+
+std::string moert::cuda::takeKernelProfile() {
+  std::vector<KernelTotals> rows;
+  {
+    std::lock_guard<std::mutex> lock(profileMutex);
+    // Names stay: compiled code may hold its functions across the take.
+    for (auto &entry : profile)
+      if (entry.second.launches) {
+        rows.push_back(entry.second);
+        entry.second = {entry.second.name};
+      }
+  }
+  if (rows.empty())
+    return {};
+  std::sort(rows.begin(), rows.end(),
+            [](const KernelTotals &a, const KernelTotals &b) {
+              return a.seconds > b.seconds;
+            });
+  double total = 0;
+  uint64_t launches = 0;
+  for (const KernelTotals &row : rows) {
+    total += row.seconds;
+    launches += row.launches;
+  }
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "moert: CUDA kernel profile: %llu launches of %zu kernels, "
+                "%.3f ms from launch to end\n%10s %6s %9s %10s  %s\n",
+                (unsigned long long)launches, rows.size(), total * 1e3, "ms",
+                "%", "launches", "threads", "kernel");
+  std::string table = line;
+  for (const KernelTotals &row : rows) {
+    std::snprintf(line, sizeof line, "%10.3f %6.1f %9llu %10llu  %s\n",
+                  row.seconds * 1e3, total > 0 ? 100 * row.seconds / total : 0,
+                  (unsigned long long)row.launches,
+                  (unsigned long long)row.threads, row.name.c_str());
+    table += line;
+  }
+  return table;
+}
 
 DeviceScope::DeviceScope(Context *context) : previous(current) {
   // An error recorded outside any scope belongs to nobody.
@@ -102,6 +171,10 @@ void *mgpuModuleGetFunction(void *module, const char *name) {
       context->driver().cuModuleGetFunction(
           &function, static_cast<CUmodule>(module), name),
       what.c_str()));
+  if (function && profiling()) {
+    std::lock_guard<std::mutex> lock(profileMutex);
+    profile[function].name = name;
+  }
   return function;
 }
 
@@ -139,13 +212,39 @@ void mgpuLaunchKernel(void *function, intptr_t gridX, intptr_t gridY,
                                (long long)size));
       return;
     }
-  record(context->driver().check(
-      context->driver().cuLaunchKernel(
-          static_cast<CUfunction>(function), unsigned(gridX), unsigned(gridY),
-          unsigned(gridZ), unsigned(blockX), unsigned(blockY),
-          unsigned(blockZ), unsigned(sharedBytes),
-          static_cast<CUstream>(stream), params, extra),
-      "launching a kernel"));
+  const Driver &drv = context->driver();
+  bool timed = profiling();
+  if (timed) {
+    // Work queued before this launch is not its time.
+    record(drv.check(drv.cuStreamSynchronize(static_cast<CUstream>(stream)),
+                     "running a kernel"));
+    if (pending)
+      return;
+  }
+  auto start = std::chrono::steady_clock::now();
+  record(drv.check(drv.cuLaunchKernel(static_cast<CUfunction>(function),
+                                      unsigned(gridX), unsigned(gridY),
+                                      unsigned(gridZ), unsigned(blockX),
+                                      unsigned(blockY), unsigned(blockZ),
+                                      unsigned(sharedBytes),
+                                      static_cast<CUstream>(stream), params,
+                                      extra),
+                   "launching a kernel"));
+  if (!timed || pending)
+    return;
+  record(drv.check(drv.cuStreamSynchronize(static_cast<CUstream>(stream)),
+                   "running a kernel"));
+  std::chrono::duration<double> seconds =
+      std::chrono::steady_clock::now() - start;
+  static std::once_flag atExit;
+  std::call_once(atExit, [] { std::atexit(printProfileAtExit); });
+  std::lock_guard<std::mutex> lock(profileMutex);
+  KernelTotals &totals = profile[function];
+  if (totals.name.empty())
+    totals.name = "(unnamed)";
+  totals.launches += 1;
+  totals.seconds += seconds.count();
+  totals.threads = uint64_t(gridX) * gridY * gridZ * blockX * blockY * blockZ;
 }
 
 /// The compiled code's heap. A failed allocation unwinds the entry point

@@ -228,6 +228,40 @@ TEST_F(CudaRuntimeTest, CompiledCodeLaunchesThroughTheScope) {
   mgpuModuleUnload(module);
 }
 
+TEST_F(CudaRuntimeTest, KernelProfileTimesEachLaunch) {
+  std::unique_ptr<Context> ctx = context();
+  ASSERT_TRUE(ctx);
+  DeviceScope scope(ctx.get());
+  void *module = mgpuModuleLoadJIT(const_cast<char *>(kPTX), 3);
+  ASSERT_NE(module, nullptr);
+  void *params[] = {nullptr};
+  // Not profiled: nothing is kept.
+  void *kernel = mgpuModuleGetFunction(module, "scale_k0");
+  mgpuLaunchKernel(kernel, 1, 1, 1, 1, 1, 1, 0, ctx->stream(), params,
+                   nullptr, 1);
+  EXPECT_EQ(takeKernelProfile(), "");
+  setenv("MOERT_CUDA_PROFILE", "1", 1);
+  kernel = mgpuModuleGetFunction(module, "scale_k0");
+  for (int i = 0; i < 3; ++i)
+    mgpuLaunchKernel(kernel, 4, 2, 1, 128, 1, 1, 0, ctx->stream(), params,
+                     nullptr, 1);
+  std::string table = takeKernelProfile();
+  EXPECT_NE(table.find("3 launches of 1 kernels"), std::string::npos) << table;
+  // Launches, then threads of the last launch (4 x 2 blocks of 128).
+  EXPECT_NE(table.find("  3       1024  scale_k0\n"), std::string::npos)
+      << table;
+  // Taken: cleared, but the name stays for the function already found.
+  EXPECT_EQ(takeKernelProfile(), "");
+  mgpuLaunchKernel(kernel, 1, 1, 1, 1, 1, 1, 0, ctx->stream(), params,
+                   nullptr, 1);
+  table = takeKernelProfile();
+  EXPECT_NE(table.find("  1          1  scale_k0\n"), std::string::npos)
+      << table;
+  unsetenv("MOERT_CUDA_PROFILE");
+  EXPECT_EQ(Result(scope.takeError()).code, MOERT_OK);
+  mgpuModuleUnload(module);
+}
+
 TEST_F(CudaRuntimeTest, CompiledCodeErrorsAreKeptForTheScope) {
   std::unique_ptr<Context> ctx = context();
   ASSERT_TRUE(ctx);
