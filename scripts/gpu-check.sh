@@ -14,17 +14,23 @@
 # from a header-only checkpoint, runs with `moe-run --random-weights` (a
 # 64-token prompt, 16 generated tokens) and reports moe-run's --stats line
 # (load, prefill and decode tokens/s); it fails if it does not finish in
-# $MOE_GPU_TIMING_LIMIT seconds (default 150).
+# $MOE_GPU_TIMING_LIMIT seconds (default 150). The cross-check case runs
+# the same layer with the same random weights through a CPU artifact on
+# the machine's cores as well, and compares logits (tolerance 3e-2, as
+# for the bf16 fixture) and tokens; each of its runs has the same limit.
+# Every other case fails if it runs past $MOE_GPU_CASE_LIMIT seconds
+# (default 60), so that a hung kernel costs one case, not the run.
 #
 # Usage: scripts/gpu-check.sh [PACK_DIR]   (default build/gpu-pack)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 pack=${1:-$root/build/gpu-pack}
-[[ $pack == -h || $pack == --help ]] && { sed -n '2,19p' "$0"; exit 0; }
+[[ $pack == -h || $pack == --help ]] && { sed -n '2,25p' "$0"; exit 0; }
 build=${MOE_GPU_BUILD_DIR:-$root/build-gpu}
 out=$build/gpu-check
 start=$SECONDS
 passed=0 failed=0
+case_limit=${MOE_GPU_CASE_LIMIT:-60}
 pass() { passed=$((passed + 1)); echo "PASS $*"; }
 fail() { failed=$((failed + 1)); echo "FAIL $*"; }
 
@@ -61,11 +67,41 @@ while read -r kind name tol rest; do
     fi
     continue
   fi
+  if [[ $kind == crosscheck ]]; then
+    # TOL is the seed, REST the tolerance, the prompt and the tokens to
+    # generate: the CUDA and CPU artifacts run with the same random
+    # weights, and their logits must agree.
+    seed=$tol
+    read -r tol prompt generate <<< "$rest"
+    limit=${MOE_GPU_TIMING_LIMIT:-150}
+    ok=1
+    for device in cuda cpu; do
+      timeout "$limit" "$run" "$pack/$name.$device.moec" --device=$device \
+        --random-weights "$seed" --tokens "$prompt" --generate "$generate" \
+        --dump-logits "$out/$name.$device.npy" --stats \
+        > "$out/$name.$device.tokens" 2> "$out/$name.$device.err" || ok=0
+    done
+    if (( !ok )); then
+      fail "$name (cross-check): moe-run failed or ran past ${limit} s: $(tail -qn1 "$out/$name".*.err | tr '\n' ' ')"
+      continue
+    fi
+    result=$(python3 "$root/scripts/compare_npy.py" "$out/$name.cuda.npy" \
+               "$out/$name.cpu.npy" "$tol" --rows-argmax)
+    status=$?
+    if ! cmp -s "$out/$name.cuda.tokens" "$out/$name.cpu.tokens"; then
+      fail "$name (cross-check): tokens $(cat "$out/$name.cuda.tokens") (CPU: $(cat "$out/$name.cpu.tokens")); logits $result"
+    elif (( status != 0 )); then
+      fail "$name (cross-check): logits $result"
+    else
+      pass "$name (cross-check with the CPU, random weights): same tokens, logits $result"
+    fi
+    continue
+  fi
   if [[ $kind == decoder ]]; then
     read -r tokens generate <<< "$rest"
-    if ! "$run" "$artifact" --device=cuda --tokens "$tokens" --generate "$generate" \
+    if ! timeout "$case_limit" "$run" "$artifact" --device=cuda --tokens "$tokens" --generate "$generate" \
            --dump-logits "$out/$name.npy" --stats > "$out/$name.tokens" 2> "$out/$name.err"; then
-      fail "$name: moe-run: $(tail -1 "$out/$name.err")"
+      fail "$name: moe-run failed or ran past ${case_limit} s: $(tail -1 "$out/$name.err")"
       continue
     fi
     result=$(python3 "$root/scripts/compare_npy.py" "$out/$name.npy" \
@@ -81,9 +117,9 @@ while read -r kind name tol rest; do
   else
     args=()
     for pair in $rest; do args+=(--input "${pair%%=*}=$pack/${pair#*=}"); done
-    if ! "$run" "$artifact" --device=cuda "${args[@]}" --output-dir "$out/$name" \
+    if ! timeout "$case_limit" "$run" "$artifact" --device=cuda "${args[@]}" --output-dir "$out/$name" \
            > /dev/null 2> "$out/$name.err"; then
-      fail "$name: moe-run: $(tail -1 "$out/$name.err")"
+      fail "$name: moe-run failed or ran past ${case_limit} s: $(tail -1 "$out/$name.err")"
       continue
     fi
     ok=1 lines=()

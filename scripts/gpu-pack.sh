@@ -50,6 +50,22 @@ for entry in $decoders; do
   echo "decoder $name $tol $tokens $generate" >> "$cases"
 done
 
+# The fixtures' reductions are shorter than -moe-gpu-split-reductions'
+# default minimum (256 iterations), so these variants lower it to take
+# the split kernels (partial sums over a warp's lanes) on the GPU too.
+# Same references as the default builds.
+for entry in mixtral:1e-3 qwen3_moe:1e-3 deepseek_v3_yarn_sharded:1e-3 \
+             deepseek_v3_bf16:3e-2; do
+  name=${entry%%:*} tol=${entry#*:}
+  echo "gpu-pack: ${name}_split"
+  "$moec" "$root/test/fixtures/hf/$name" --target=cuda --gpu-arch="$arch" \
+    --gpu-split-min-trips=16 --embed-weights --max-seq-len=64 \
+    -o "$out/${name}_split.cuda.moec"
+  cp "$out/$name.ref.npy" "$out/${name}_split.ref.npy"
+  cp "$out/$name.ref.tokens" "$out/${name}_split.ref.tokens"
+  echo "decoder ${name}_split $tol $tokens $generate" >> "$cases"
+done
+
 # Graphs (ONNX): one MoE block, one attention block. NAME|TOL|INPUT=FILE,...
 graphs="moe_top3|1e-4|x=input.npy attention_block|1e-4|x=in.x.npy,skip=in.skip.npy"
 for entry in $graphs; do
@@ -78,6 +94,15 @@ python3 "$root/scripts/deepseek_v3_layers.py" "$tmp/deepseek_v3_layer" > /dev/nu
 "$moec" "$tmp/deepseek_v3_layer" --target=cuda --gpu-arch="$arch" \
   --max-seq-len=4096 -o "$out/deepseek_v3_layer.cuda.moec"
 echo "timing deepseek_v3_layer 1 64 16" >> "$cases"
+
+# The same layer checked against the CPU artifact on the GPU machine's
+# cores, both with the same random weights: the kernels at full size
+# (reductions of 7168 and 16384 elements), which no fixture reaches. A
+# two-token prompt, so that the prompt also takes the decode-sized path.
+# CROSSCHECK NAME SEED TOL PROMPT GENERATE
+"$moec" "$tmp/deepseek_v3_layer" --target=cpu --max-seq-len=4096 \
+  -o "$out/deepseek_v3_layer.cpu.moec"
+echo "crosscheck deepseek_v3_layer 1 3e-2 7,11 4" >> "$cases"
 
 size=$(du -sm "$out" | cut -f1)
 echo "gpu-pack: $(wc -l < "$cases") cases for $arch in $out ($size MiB)"

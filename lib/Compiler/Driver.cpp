@@ -181,6 +181,9 @@ static void buildCUDACodegenPipeline(OpPassManager &pm, EmitStage stage,
                                      const MoETargetOptions &target) {
   pm.addPass(createConvertLinalgToParallelLoopsPass());
   addFloatEmulationPasses(pm);
+  MoEGPUSplitReductionsPassOptions split;
+  split.minTripCount = target.splitMinTrips;
+  pm.addPass(createMoEGPUSplitReductionsPass(split));
   pm.addPass(createMoEGPULaunchLoopsPass());
   MoEExpandMathPassOptions deviceMath;
   deviceMath.ops.assign(std::begin(kDeviceMathOps), std::end(kDeviceMathOps));
@@ -440,6 +443,13 @@ struct MoecOptions {
                      "(H100/H200, the default), sm_90 or sm_80 (A100)"),
       llvm::cl::value_desc("sm_90a|sm_90|sm_80"), llvm::cl::init("sm_90a"),
       llvm::cl::cat(category)};
+  llvm::cl::opt<int64_t> gpuSplitMinTrips{
+      "gpu-split-min-trips",
+      llvm::cl::desc("For --target=cuda and cuda-on-host: split reductions "
+                     "of at least this many iterations over a warp's lanes "
+                     "(-moe-gpu-split-reductions; default 256). Tests lower "
+                     "it so that the tiny fixtures take the split path"),
+      llvm::cl::init(256), llvm::cl::Hidden, llvm::cl::cat(category)};
   llvm::cl::opt<bool> embedWeights{
       "embed-weights",
       llvm::cl::desc("Copy the weights into the artifact (default: reference "
@@ -558,6 +568,14 @@ int mlir::moe::moecMain(int argc, char **argv) {
   if (options.gpuArch.getNumOccurrences() && !target.isCUDA()) {
     llvm::errs() << "moec: error: --gpu-arch needs --target=cuda\n";
     return 1;
+  }
+  if (options.gpuSplitMinTrips.getNumOccurrences()) {
+    if (!target.placesLoopsOnGPU() || options.gpuSplitMinTrips < 1) {
+      llvm::errs() << "moec: error: --gpu-split-min-trips needs "
+                      "--target=cuda or cuda-on-host and a count >= 1\n";
+      return 1;
+    }
+    target.splitMinTrips = options.gpuSplitMinTrips;
   }
   if (options.emit == EmitStage::PTX && !target.isCUDA()) {
     llvm::errs() << "moec: error: --emit=ptx needs --target=cuda\n";

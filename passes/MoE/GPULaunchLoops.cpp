@@ -46,8 +46,6 @@ namespace mlir::moe {
 #define GEN_PASS_DEF_MOEGPULAUNCHLOOPSPASS
 #include "moe/Dialect/MoE/Transforms/Passes.h.inc"
 
-namespace {
-
 /// The buffer `value` is a view of: through casts, views and
 /// extract_strided_metadata's base buffer.
 Value getBaseBuffer(Value value) {
@@ -84,6 +82,8 @@ bool canRunOnDevice(Operation *root) {
   });
   return !result.wasInterrupted();
 }
+
+namespace {
 
 /// Rewrites `copy` as a parallel loop of loads and stores, which the
 /// placement below puts on the device like any other.

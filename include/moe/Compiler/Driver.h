@@ -49,6 +49,9 @@ struct MoETargetOptions {
   Kind kind = Kind::CPU;
   /// For CUDA: the streaming multiprocessor the PTX is for.
   std::string gpuArch = "sm_90a";
+  /// For CUDA and CUDAOnHost: the shortest reduction that
+  /// -moe-gpu-split-reductions spreads over a warp's lanes.
+  int64_t splitMinTrips = 256;
 
   bool isCUDA() const { return kind == Kind::CUDA; }
   /// Whether loops are placed as for a GPU (CUDA and CUDAOnHost).

@@ -25,6 +25,16 @@ namespace mlir::moe {
 /// or the stack of the tensors `names`, in order (`stacked` true).
 std::string getWeightSymbol(llvm::ArrayRef<std::string> names, bool stacked);
 
+/// The buffer `value` is a view of: through casts, views and
+/// extract_strided_metadata's base buffer.
+Value getBaseBuffer(Value value);
+
+/// Whether `root` and everything in it can run inside a GPU kernel: no
+/// calls, no allocation whose size is only known at run time, and no
+/// deallocation of a buffer allocated outside it. What
+/// -moe-gpu-launch-loops launches, and -moe-gpu-split-reductions expects.
+bool canRunOnDevice(Operation *root);
+
 } // namespace mlir::moe
 
 #endif // MOE_DIALECT_MOE_TRANSFORMS_PASSES_H

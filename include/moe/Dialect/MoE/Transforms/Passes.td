@@ -296,6 +296,87 @@ def MoEFuseNormRopeResidualPass
 // GPU code generation (moec --target=cuda)
 //===----------------------------------------------------------------------===//
 
+def MoEGPUSplitReductionsPass
+    : Pass<"moe-gpu-split-reductions", "ModuleOp"> {
+  let summary = "Spread the long reductions of parallel loops over lanes";
+  let description = [{
+    Prepares the bufferized program for `-moe-gpu-launch-loops`, which
+    gives each iteration of a parallel loop one GPU thread. A matrix-vector
+    product is a parallel loop over outputs whose body reduces a long row
+    in a serial loop; one thread per output leaves a decode step with few
+    threads, and neighbouring threads read elements a row apart.
+
+    For each parallel loop that `-moe-gpu-launch-loops` would launch on its
+    own, the pass first rewrites a reduction that accumulates in memory
+    (`%c = load %C[%i]; store %c + %x, %C[%i]` in every iteration of an
+    `scf.for`, what linalg's loops make of a matmul) as one that
+    accumulates in an `iter_args` value. It then splits each `scf.for` at
+    the top level of the body that sums one f32 value with `arith.addf`,
+    reads but does not write memory, and runs at least `min-trip-count`
+    iterations, into two parallel loops:
+
+    - a new loop with `lanes` iterations per output, lane fastest: lane l
+      sums iterations l, l + lanes, ... into a buffer of partial sums
+      (`memref<outputs x reductions x lanes x f32>`), so that neighbouring
+      threads read neighbouring elements;
+    - the original loop, where each reduction becomes the sum of its
+      output's partial sums, added to the reduction's initial value in lane
+      order.
+
+    The ops before the last reduction in the body must only read memory
+    (they run in both loops). The sum's order changes, so results change
+    by rounding. When the number of outputs is only known at run time, an
+    `scf.if` runs the split form if the partial sums fit in `max-partials`
+    floats and the original loop otherwise: a prompt's projections have
+    threads enough, and their partial sums would cost memory. Neither loop
+    needs its threads to cooperate, so `--target=cuda-on-host` runs them
+    as host loops like any other.
+
+    Example (`lanes=32`):
+
+    ```mlir
+    scf.parallel (%n) = (%c0) to (%c4096) step (%c1) {
+      %r = scf.for %k = %c0 to %c7168 step %c1 iter_args(%a = %zero) -> (f32) {
+        ...
+        %s = arith.addf %a, %x : f32
+        scf.yield %s : f32
+      }
+      memref.store %r, %out[%n] : memref<4096xf32>
+    }
+    // becomes
+    %partials = memref.alloc() : memref<4096x1x32xf32>
+    scf.parallel (%t) = (%c0) to (%c131072) step (%c1) {
+      // %lane = %t mod 32, %n = %t div 32
+      %p = scf.for %k = %lane to %c7168 step %c32 iter_args(%a = %zero) -> (f32) {
+        ...
+      }
+      memref.store %p, %partials[%n, %c0, %lane] : memref<4096x1x32xf32>
+    }
+    scf.parallel (%n) = (%c0) to (%c4096) step (%c1) {
+      %r = scf.for %l = %c0 to %c32 step %c1 iter_args(%a = %zero) -> (f32) {
+        %p = memref.load %partials[%n, %c0, %l] : memref<4096x1x32xf32>
+        %s = arith.addf %a, %p : f32
+        scf.yield %s : f32
+      }
+      memref.store %r, %out[%n] : memref<4096xf32>
+    }
+    memref.dealloc %partials : memref<4096x1x32xf32>
+    ```
+  }];
+  let options = [
+    Option<"lanes", "lanes", "int64_t", /*default=*/"32",
+           "Threads (partial sums) per output: a warp">,
+    Option<"minTripCount", "min-trip-count", "int64_t", /*default=*/"256",
+           "Split only reductions of at least this many iterations">,
+    Option<"maxPartials", "max-partials", "int64_t", /*default=*/"8388608",
+           "Most partial sums (floats) one split loop may write">,
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect"
+  ];
+}
+
 def MoEGPULaunchLoopsPass : Pass<"moe-gpu-launch-loops", "ModuleOp"> {
   let summary = "Put the bufferized program's loop nests on the GPU";
   let description = [{
