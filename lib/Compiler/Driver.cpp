@@ -245,6 +245,7 @@ void mlir::moe::buildMoECompilePipeline(OpPassManager &pm, EmitStage stage,
   // the gather form's parallel steps serve every token count.
   MoELowerToLinalgPassOptions lowering;
   lowering.groupedGEMM = !target.placesLoopsOnGPU();
+  lowering.stagedMLA = target.placesLoopsOnGPU();
   pm.addPass(createMoELowerToLinalgPass(lowering));
   pm.addPass(createMoEExternalizeWeightsPass());
   pm.addNestedPass<func::FuncOp>(createConvertElementwiseToLinalgPass());

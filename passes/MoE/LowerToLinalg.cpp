@@ -802,25 +802,24 @@ Value emptyMLAResult(OpTy op, OpBuilder &b, int64_t n, int64_t dv) {
       et);
 }
 
-/// The absorbed MLA form: W_UK[n] is [Dn, R] and W_UV[n] is [Dv, R], read
-/// through `uk(n, i, c)` / `uv(n, i, c)`; the cache is never expanded.
+using WeightFn = llvm::function_ref<Value(Emit &, Value, Value, Value)>;
+
+/// The absorbed MLA form, one query head per iteration: W_UK[n] is
+/// [Dn, R] and W_UV[n] is [Dv, R], read through `uk(n, i, c)` /
+/// `uv(n, i, c)`; `cache` holds the latents (appendLatents). Returns the
+/// [B, S, N, Dv] result.
 template <typename OpTy>
-LogicalResult lowerMLA(OpTy op, PatternRewriter &rewriter,
-                       llvm::function_ref<Value(Emit &, Value, Value, Value)> uk,
-                       llvm::function_ref<Value(Emit &, Value, Value, Value)> uv,
-                       int64_t dv) {
-  Location loc = op.getLoc();
-  Emit e{rewriter, loc};
+Value perHeadMLA(OpTy op, Emit &e, Value cache,
+                 const std::optional<RopeEmitter> &rope, WeightFn uk,
+                 WeightFn uv, int64_t dv) {
   auto qType = cast<RankedTensorType>(op.getQNope().getType());
   int64_t n = qType.getDimSize(2), dn = qType.getDimSize(3);
   int64_t dr = cast<RankedTensorType>(op.getQPe().getType()).getDimSize(3);
   int64_t r = cast<RankedTensorType>(op.getLatent().getType()).getDimSize(2);
   double scale = op.getScale().convertToDouble();
   Value qn = op.getQNope(), pos = op.getCachePosition();
-  std::optional<RopeEmitter> rope = getMLARope(op, e);
-  Value cache = appendLatents(op, e, r, rope);
-  Value out = emptyMLAResult(op, rewriter, n, dv);
-  Value result = forEachQueryHead(
+  Value out = emptyMLAResult(op, e.b, n, dv);
+  return forEachQueryHead(
       e, n, pos, out, [&](Emit &s3, Value b, Value t, Value h, Value abs) {
         OpBuilder &b3 = s3.b;
         auto qPe = qPeRow(op, s3, rope, b, t, h);
@@ -869,8 +868,149 @@ LogicalResult lowerMLA(OpTy op, PatternRewriter &rewriter,
             })[0];
         return row;
       });
-  rewriter.replaceOp(op, {result, cache});
-  return success();
+}
+
+/// Most attention scores ([B, S, N, J] floats) the staged form
+/// materialises; past it (long prompts) the per-head form runs.
+constexpr int64_t kMaxStagedScores = int64_t(1) << 26;
+
+/// The absorbed MLA form in stages, each a tensor of independent elements
+/// (one GPU thread each), where the per-head form gives a decode step one
+/// thread per head with everything serial in it:
+///   q_lat[b,t,h,c] = sum_i q_nope[b,t,h,i] W_UK[h,i,c]
+///   q_rot[b,t,h,i] = q_pe[b,t,h,i], rotated when the op has a rope
+///   s[b,t,h,j]     = (q_lat . cache[b,j,:R] + q_rot . cache[b,j,R:])
+///                    * scale for j <= abs, else -inf
+///   m[b,t,h]       = max_j s;   d[b,t,h] = sum_j exp(s - m)
+///   o_lat[b,t,h,c] = sum_{j<=abs} exp(s - m) / d * cache[b,j,c]
+///   out[b,t,h,i]   = sum_c W_UV[h,i,c] o_lat[b,t,h,c]
+/// J is the longest sequence's end (max_b cache_position[b] + S). The
+/// scores are materialised; an scf.if runs the per-head form instead when
+/// they would exceed kMaxStagedScores floats. Same sums, same order within
+/// each, as the per-head form.
+template <typename OpTy>
+Value stagedMLA(OpTy op, Emit &e, Value cache,
+                const std::optional<RopeEmitter> &rope, WeightFn uk,
+                WeightFn uv, int64_t dv) {
+  OpBuilder &b0 = e.b;
+  Location loc = e.loc;
+  auto qType = cast<RankedTensorType>(op.getQNope().getType());
+  int64_t n = qType.getDimSize(2), dn = qType.getDimSize(3);
+  int64_t dr = cast<RankedTensorType>(op.getQPe().getType()).getDimSize(3);
+  int64_t r = cast<RankedTensorType>(op.getLatent().getType()).getDimSize(2);
+  double scale = op.getScale().convertToDouble();
+  Value qn = op.getQNope(), qp = op.getQPe(), pos = op.getCachePosition();
+  Type resultType = op.getResult().getType();
+  Type et = cast<RankedTensorType>(resultType).getElementType();
+  Value batch = e.dim(qn, 0), seq = e.dim(qn, 1);
+  Value longest = e.loop(
+      e.index(0), batch, {e.index(0)},
+      [&](OpBuilder &nb, Location nl, Value b, ValueRange a) {
+        Emit s{nb, nl};
+        Value p = s.toIndex(s.extract(pos, {b}));
+        return llvm::SmallVector<Value>{arith::MaxSIOp::create(nb, nl, a[0], p)};
+      })[0];
+  Value rows = e.addi(longest, seq);
+  Value scores = e.muli(e.muli(e.muli(batch, seq), e.index(n)), rows);
+  Value fits = e.cmpi(arith::CmpIPredicate::ule, scores,
+                      e.index(kMaxStagedScores));
+  auto check = scf::IfOp::create(b0, loc, TypeRange{resultType}, fits,
+                                 /*withElseRegion=*/true);
+  auto yieldResult = [&](Emit &s, Value v) {
+    if (v.getType() != resultType)
+      v = tensor::CastOp::create(s.b, s.loc, resultType, v);
+    scf::YieldOp::create(s.b, s.loc, v);
+  };
+  {
+    OpBuilder::InsertionGuard guard(b0);
+    b0.setInsertionPointToStart(&check.getElseRegion().front());
+    Emit s{b0, loc};
+    yieldResult(s, perHeadMLA(op, s, cache, rope, uk, uv, dv));
+  }
+  OpBuilder::InsertionGuard guard(b0);
+  b0.setInsertionPointToStart(&check.getThenRegion().front());
+  Emit s{b0, loc};
+  OpFoldResult bs = tensor::getMixedSize(b0, loc, qn, 0);
+  OpFoldResult ss = tensor::getMixedSize(b0, loc, qn, 1);
+  auto heads = [&](int64_t width) {
+    return llvm::SmallVector<OpFoldResult>{bs, ss, b0.getIndexAttr(n),
+                                           b0.getIndexAttr(width)};
+  };
+  auto absOf = [&](Emit &x, Value b, Value t) {
+    return x.addi(x.toIndex(x.extract(pos, {b})), t);
+  };
+  Value qLat = generate(s, heads(r), s.f32(), [&](Emit &x, ValueRange iv) {
+    return sumF32(x, x.index(dn), [&](Emit &y, Value i) {
+      return y.mul(y.extractF32(qn, {iv[0], iv[1], iv[2], i}),
+                   uk(y, iv[2], i, iv[3]));
+    });
+  });
+  Value qRot = generate(s, heads(dr), s.f32(), [&](Emit &x, ValueRange iv) {
+    if (!rope)
+      return x.extractF32(qp, {iv[0], iv[1], iv[2], iv[3]});
+    Value at = x.extract(op.getPositions(), {iv[0], iv[1]});
+    return x.toF32(rope->rotate(x, qp, {iv[0], iv[1], iv[2]}, iv[3], at));
+  });
+  llvm::SmallVector<OpFoldResult> scoreSizes = {bs, ss, b0.getIndexAttr(n),
+                                                rows};
+  Value score = generate(s, scoreSizes, s.f32(), [&](Emit &x, ValueRange iv) {
+    Value b = iv[0], t = iv[1], h = iv[2], j = iv[3];
+    Value nope = sumF32(x, x.index(r), [&](Emit &y, Value c) {
+      return y.mul(y.extract(qLat, {b, t, h, c}),
+                   y.extractF32(cache, {b, j, c}));
+    });
+    Value pe = sumF32(x, x.index(dr), [&](Emit &y, Value i) {
+      return y.mul(y.extract(qRot, {b, t, h, i}),
+                   y.extractF32(cache, {b, j, y.addi(i, y.index(r))}));
+    });
+    Value visible = x.cmpi(arith::CmpIPredicate::sle, j, absOf(x, b, t));
+    return x.select(visible, x.mul(x.add(nope, pe), x.f(scale)), x.negInf());
+  });
+  llvm::SmallVector<OpFoldResult> headSizes = {bs, ss, b0.getIndexAttr(n)};
+  auto overVisible = [&](Emit &x, ValueRange iv, Value init, BodyFn body) {
+    return x.loop(x.index(0), x.addi(absOf(x, iv[0], iv[1]), x.index(1)),
+                  {init}, body)[0];
+  };
+  Value maxScore = generate(s, headSizes, s.f32(), [&](Emit &x, ValueRange iv) {
+    return overVisible(x, iv, x.negInf(),
+                       [&](OpBuilder &nb, Location nl, Value j, ValueRange a) {
+                         Emit y{nb, nl};
+                         Value v = y.extract(score, {iv[0], iv[1], iv[2], j});
+                         return llvm::SmallVector<Value>{y.max(a[0], v)};
+                       });
+  });
+  auto weight = [&](Emit &y, ValueRange iv, Value j) {
+    Value v = y.extract(score, {iv[0], iv[1], iv[2], j});
+    return y.exp(y.sub(v, y.extract(maxScore, {iv[0], iv[1], iv[2]})));
+  };
+  Value den = generate(s, headSizes, s.f32(), [&](Emit &x, ValueRange iv) {
+    return overVisible(x, iv, x.f(0.0),
+                       [&](OpBuilder &nb, Location nl, Value j, ValueRange a) {
+                         Emit y{nb, nl};
+                         return llvm::SmallVector<Value>{
+                             y.add(a[0], weight(y, iv, j))};
+                       });
+  });
+  Value oLat = generate(s, heads(r), s.f32(), [&](Emit &x, ValueRange iv) {
+    Value d = x.extract(den, {iv[0], iv[1], iv[2]});
+    return overVisible(
+        x, iv, x.f(0.0),
+        [&](OpBuilder &nb, Location nl, Value j, ValueRange a) {
+          Emit y{nb, nl};
+          Value p = y.div(weight(y, iv, j), d);
+          Value v = y.extractF32(cache, {iv[0], j, iv[3]});
+          return llvm::SmallVector<Value>{y.add(a[0], y.mul(p, v))};
+        });
+  });
+  Value result = generate(s, heads(dv), et, [&](Emit &x, ValueRange iv) {
+    Value v = sumF32(x, x.index(r), [&](Emit &y, Value c) {
+      return y.mul(uv(y, iv[2], iv[3], c),
+                   y.extract(oLat, {iv[0], iv[1], iv[2], c}));
+    });
+    return x.fromF32(v, et);
+  });
+  yieldResult(s, result);
+  return check.getResult(0);
 }
 
 /// The naive form as the checkpoints describe it: every cached latent of
@@ -943,21 +1083,30 @@ struct LowerMLA : OpRewritePattern<MLAOp> {
 };
 
 struct LowerMLAAbsorbed : OpRewritePattern<MLAAbsorbedOp> {
-  using OpRewritePattern::OpRewritePattern;
+  LowerMLAAbsorbed(MLIRContext *ctx, bool staged)
+      : OpRewritePattern(ctx), staged(staged) {}
   LogicalResult matchAndRewrite(MLAAbsorbedOp op,
                                 PatternRewriter &rewriter) const override {
+    Emit e{rewriter, op.getLoc()};
     int64_t dv = cast<RankedTensorType>(op.getResult().getType()).getDimSize(3);
+    int64_t r = cast<RankedTensorType>(op.getLatent().getType()).getDimSize(2);
     Value wuk = op.getWUk(), wuv = op.getWUv();
-    return lowerMLA(
-        op, rewriter,
-        [&](Emit &s, Value n, Value i, Value c) {
-          return s.extractF32(wuk, {n, i, c});
-        },
-        [&](Emit &s, Value n, Value i, Value c) {
-          return s.extractF32(wuv, {n, i, c});
-        },
-        dv);
+    auto uk = [&](Emit &s, Value n, Value i, Value c) {
+      return s.extractF32(wuk, {n, i, c});
+    };
+    auto uv = [&](Emit &s, Value n, Value i, Value c) {
+      return s.extractF32(wuv, {n, i, c});
+    };
+    std::optional<RopeEmitter> rope = getMLARope(op, e);
+    Value cache = appendLatents(op, e, r, rope);
+    Value result = staged ? stagedMLA(op, e, cache, rope, uk, uv, dv)
+                          : perHeadMLA(op, e, cache, rope, uk, uv, dv);
+    rewriter.replaceOp(op, {result, cache});
+    return success();
   }
+
+private:
+  bool staged;
 };
 
 //===----------------------------------------------------------------------===//
@@ -1713,9 +1862,9 @@ struct MoELowerToLinalgPass
     target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
     RewritePatternSet patterns(ctx);
     patterns.add<LowerEmbedding, LowerRMSNorm, LowerLinear, LowerRope, LowerAttention,
-                 LowerMLA, LowerMLAAbsorbed, LowerRoute, LowerFusedRoute,
-                 LowerExperts>(ctx);
+                 LowerMLA, LowerRoute, LowerFusedRoute, LowerExperts>(ctx);
     patterns.add<LowerGroupedExperts>(ctx, groupedGEMM);
+    patterns.add<LowerMLAAbsorbed>(ctx, stagedMLA);
     if (failed(applyPartialConversion(getOperation(), target,
                                       std::move(patterns))))
       signalPassFailure();

@@ -1,5 +1,6 @@
 // RUN: moe-opt %s -moe-lower-to-linalg -split-input-file | FileCheck %s
 // RUN: moe-opt %s -moe-lower-to-linalg=grouped-gemm=false -split-input-file | FileCheck %s --check-prefix=GATHER
+// RUN: moe-opt %s -moe-lower-to-linalg=staged-mla=true -split-input-file | FileCheck %s --check-prefix=STAGED
 
 // The router: f32 logits by linalg.matmul, then one token per iteration of
 // an scf.forall, which writes the token's row of ids and of weights; no moe
@@ -262,4 +263,39 @@ func.func @linear_plain(%x: tensor<?x16xf32>) -> tensor<?x8xf32> {
 func.func @attention_rope(%q: tensor<1x4x2x8xf32>, %k: tensor<1x4x2x8xf32>, %v: tensor<1x4x2x8xf32>, %pos: tensor<1x4xi32>, %kc: tensor<1x8x2x8xf32>, %vc: tensor<1x8x2x8xf32>, %p: tensor<1xi32>) -> tensor<1x4x2x8xf32> {
   %a, %kc2, %vc2 = moe.attention %q, %k, %v cache(%kc, %vc) at %p rope(%pos) {scale = 0.35 : f32, rope_style = #moe.rope_style<half_split>, rope = #moe.rope<theta = 1.0e4>} : (tensor<1x4x2x8xf32>, tensor<1x4x2x8xf32>, tensor<1x4x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1xi32>, tensor<1x4xi32>) -> (tensor<1x4x2x8xf32>, tensor<1x8x2x8xf32>, tensor<1x8x2x8xf32>)
   return %a : tensor<1x4x2x8xf32>
+}
+
+// -----
+
+// moe.mla_absorbed: by default one scf.forall iteration per (sequence,
+// token, head) with its sums serial; with staged-mla (the CUDA targets),
+// stages of independent elements behind a check that the [B, S, N, J]
+// scores fit in 2^26 floats, the per-head form otherwise.
+// CHECK-LABEL: func.func @mla_absorbed
+// CHECK-NOT: scf.if
+// CHECK: scf.forall (%{{.*}}, %{{.*}}, %{{.*}}) in (1, %{{.*}}, 2)
+// STAGED-LABEL: func.func @mla_absorbed
+// STAGED: %[[FITS:.*]] = arith.cmpi ule, %{{.*}}, %c67108864
+// STAGED: scf.if %[[FITS]] -> (tensor<1x?x2x16xf32>) {
+// q_lat, the rotated q_pe, then the scores (masked past each token's
+// position):
+// STAGED:   linalg.generic {{.*}} outs(%{{.*}} : tensor<1x?x2x32xf32>)
+// STAGED:   linalg.generic {{.*}} outs(%{{.*}} : tensor<1x?x2x8xf32>)
+// STAGED:   linalg.generic {{.*}} outs(%{{.*}} : tensor<1x?x2x?xf32>)
+// STAGED:     arith.cmpi sle
+// STAGED:     arith.select
+// the softmax maximum and sum per head, the latent sums, the output:
+// STAGED:   linalg.generic {{.*}} outs(%{{.*}} : tensor<1x?x2xf32>)
+// STAGED:     arith.maximumf
+// STAGED:   linalg.generic {{.*}} outs(%{{.*}} : tensor<1x?x2xf32>)
+// STAGED:     math.exp
+// STAGED:   linalg.generic {{.*}} outs(%{{.*}} : tensor<1x?x2x32xf32>)
+// STAGED:   linalg.generic {{.*}} outs(%{{.*}} : tensor<1x?x2x16xf32>)
+// STAGED: } else {
+// STAGED:   scf.forall (%{{.*}}, %{{.*}}, %{{.*}}) in (1, %{{.*}}, 2)
+func.func @mla_absorbed(%qn: tensor<1x?x2x16xf32>, %qp: tensor<1x?x2x8xf32>, %lat: tensor<1x?x32xf32>, %kp: tensor<1x?x8xf32>, %c: tensor<1x16x40xf32>, %p: tensor<1xi32>) -> (tensor<1x?x2x16xf32>, tensor<1x16x40xf32>) {
+  %uk = moe.weight "w_uk" : tensor<2x16x32xf32>
+  %uv = moe.weight "w_uv" : tensor<2x16x32xf32>
+  %o, %c2 = moe.mla_absorbed %qn, %qp, %lat, %kp w_uk(%uk) w_uv(%uv) cache(%c) at %p {scale = 0.2 : f32} : (tensor<1x?x2x16xf32>, tensor<1x?x2x8xf32>, tensor<1x?x32xf32>, tensor<1x?x8xf32>, tensor<2x16x32xf32>, tensor<2x16x32xf32>, tensor<1x16x40xf32>, tensor<1xi32>) -> (tensor<1x?x2x16xf32>, tensor<1x16x40xf32>)
+  return %o, %c2 : tensor<1x?x2x16xf32>, tensor<1x16x40xf32>
 }

@@ -51,7 +51,14 @@ def MoELowerToLinalgPass : Pass<"moe-lower-to-linalg", "ModuleOp"> {
     tiled grouped-GEMM form for more than `gemv_max_tokens` tokens unless
     `grouped-gemm=false`, which the CUDA target sets: there the gather
     form, one thread per (token, choice, intermediate) activation and per
-    (token, hidden) output, runs every token count.
+    (token, hidden) output, runs every token count. It also sets
+    `staged-mla`: `moe.mla_absorbed` then computes each stage (absorbed
+    queries, scores over the cache, softmax maximum and sum, latent sums,
+    output) as a tensor of independent elements rather than one iteration
+    per query head, so that a decode step has tens of thousands of threads
+    instead of one per head; an `scf.if` falls back to the per-head form
+    when the materialised scores ([B, S, N, longest end]) would exceed
+    2^26 floats.
 
     Example:
 
@@ -69,7 +76,12 @@ def MoELowerToLinalgPass : Pass<"moe-lower-to-linalg", "ModuleOp"> {
   let options = [
     Option<"groupedGEMM", "grouped-gemm", "bool", /*default=*/"true",
            "Lower moe.grouped_experts past gemv_max_tokens tokens to tiled "
-           "grouped GEMMs (false: the gather form at every token count)">
+           "grouped GEMMs (false: the gather form at every token count)">,
+    Option<"stagedMLA", "staged-mla", "bool", /*default=*/"false",
+           "Lower moe.mla_absorbed in stages of independent elements "
+           "(absorbed queries, scores, softmax statistics, latent sums, "
+           "output) instead of one iteration per query head, when the "
+           "scores fit in 2^26 floats">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::linalg::LinalgDialect",
