@@ -28,6 +28,7 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/SCF/Utils/Utils.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/PatternMatch.h"
@@ -131,44 +132,96 @@ void promoteAccumulator(RewriterBase &rewriter, scf::ForOp loop) {
   rewriter.eraseOp(loop);
 }
 
-/// Whether `loop` is a reduction worth splitting: one f32 result summed
-/// with addf, a constant trip count of at least `minTrips`, and a body
-/// that only reads memory.
-bool isSplittable(scf::ForOp loop, int64_t minTrips) {
+/// The addf that `loop` (one f32 result) sums its iterations with, if its
+/// iteration value is used by that addf alone.
+arith::AddFOp getSum(scf::ForOp loop) {
   if (loop.getNumResults() != 1 || !loop.getResult(0).getType().isF32())
-    return false;
-  std::optional<int64_t> lb = getConstantIntValue(loop.getLowerBound());
-  std::optional<int64_t> ub = getConstantIntValue(loop.getUpperBound());
-  std::optional<int64_t> step = getConstantIntValue(loop.getStep());
-  if (!lb || !ub || !step || *step <= 0 || *ub - *lb < minTrips * *step)
-    return false;
+    return {};
   auto yield = cast<scf::YieldOp>(loop.getBody()->getTerminator());
   auto add = yield.getOperand(0).getDefiningOp<arith::AddFOp>();
   BlockArgument acc = loop.getRegionIterArg(0);
   if (!add || add->getBlock() != loop.getBody() || !add->hasOneUse() ||
       !acc.hasOneUse() || (add.getLhs() != acc && add.getRhs() != acc))
-    return false;
+    return {};
+  return add;
+}
+
+/// Whether every op of `loop`'s body at most reads memory.
+bool bodyOnlyReads(scf::ForOp loop) {
   return llvm::all_of(loop.getBody()->without_terminator(),
                       [](Operation &op) { return onlyReads(&op); });
+}
+
+/// Whether `loop` is a reduction worth splitting: one f32 result summed
+/// with addf, a constant trip count of at least `minTrips`, and a body
+/// that only reads memory.
+bool isSplittable(scf::ForOp loop, int64_t minTrips) {
+  std::optional<int64_t> lb = getConstantIntValue(loop.getLowerBound());
+  std::optional<int64_t> ub = getConstantIntValue(loop.getUpperBound());
+  std::optional<int64_t> step = getConstantIntValue(loop.getStep());
+  return lb && ub && step && *step > 0 && *ub - *lb >= minTrips * *step &&
+         getSum(loop) && bodyOnlyReads(loop);
+}
+
+/// A reduction to split: `inner` is the loop whose iterations the lanes
+/// share out; `outer` is the loop whose result the partial sums replace:
+/// `inner` itself, or a loop around it that sums `inner`'s result times a
+/// factor (the experts' down projection: over the chosen experts, a
+/// routing weight times a row's dot product), which distributes over the
+/// lanes' shares.
+struct Reduction {
+  scf::ForOp outer;
+  scf::ForOp inner;
+};
+
+/// `loop` as a reduction to split, if it is one: splittable itself, or a
+/// sum (its body only reading memory) of `inner` or `inner * c`, for one
+/// splittable loop `inner` directly in its body.
+std::optional<Reduction> asReduction(scf::ForOp loop, int64_t minTrips) {
+  if (isSplittable(loop, minTrips))
+    return Reduction{loop, loop};
+  arith::AddFOp add = getSum(loop);
+  if (!add || !bodyOnlyReads(loop))
+    return std::nullopt;
+  Value addend = add.getLhs() == loop.getRegionIterArg(0) ? add.getRhs()
+                                                          : add.getLhs();
+  auto innerOf = [&](Value v) -> std::optional<Reduction> {
+    auto inner = v.getDefiningOp<scf::ForOp>();
+    if (inner && inner->getBlock() == loop.getBody() && inner->hasOneUse() &&
+        isSplittable(inner, minTrips))
+      return Reduction{loop, inner};
+    return std::nullopt;
+  };
+  auto mul = addend.getDefiningOp<arith::MulFOp>();
+  if (!mul || mul->getBlock() != loop.getBody() || !mul->hasOneUse())
+    return innerOf(addend);
+  if (std::optional<Reduction> found = innerOf(mul.getLhs()))
+    return found;
+  return innerOf(mul.getRhs());
 }
 
 struct Splitter {
   int64_t lanes;
   int64_t minTrips;
   int64_t maxPartials;
+  int64_t unroll;
+  /// The lanes' loops of constant trip count, unrolled once all splits
+  /// are built (unrolling may fold a loop away).
+  mutable SmallVector<scf::ForOp> laneLoops;
 
   /// The reductions of `parallel`'s body to split, in order, or none when
   /// the body does anything but read memory before the last of them.
-  SmallVector<scf::ForOp> findReductions(scf::ParallelOp parallel) const {
-    SmallVector<scf::ForOp> found;
+  SmallVector<Reduction> findReductions(scf::ParallelOp parallel) const {
+    SmallVector<Reduction> found;
     Block *body = parallel.getBody();
     for (Operation &op : body->without_terminator())
-      if (auto loop = dyn_cast<scf::ForOp>(op); loop && isSplittable(loop, minTrips))
-        found.push_back(loop);
+      if (auto loop = dyn_cast<scf::ForOp>(op))
+        if (std::optional<Reduction> reduction = asReduction(loop, minTrips))
+          found.push_back(*reduction);
     if (found.empty())
       return {};
     for (Operation &op : body->without_terminator()) {
-      if (&op == found.back().getOperation())
+      if (&op == found.back().outer.getOperation())
         break;
       if (!onlyReads(&op))
         return {};
@@ -176,9 +229,61 @@ struct Splitter {
     return found;
   }
 
+  /// Emits lane `lane`'s share of `loop` (iterations lane, lane + lanes,
+  /// ..., summed from zero), its operands mapped through `mapping`;
+  /// returns the sum.
+  Value laneSum(OpBuilder &b, Location loc, scf::ForOp loop,
+                const IRMapping &mapping, Value lane, Value laneCount,
+                Value zero) const;
+
   void split(RewriterBase &rewriter, scf::ParallelOp parallel,
-             ArrayRef<scf::ForOp> reductions) const;
+             ArrayRef<Reduction> reductions) const;
 };
+
+Value Splitter::laneSum(OpBuilder &b, Location loc, scf::ForOp loop,
+                        const IRMapping &mapping, Value lane,
+                        Value laneCount, Value zero) const {
+  // isSplittable: constant bounds and step.
+  int64_t lb = *getConstantIntValue(loop.getLowerBound());
+  int64_t ub = *getConstantIntValue(loop.getUpperBound());
+  int64_t step = *getConstantIntValue(loop.getStep());
+  int64_t trips = (ub - lb + step - 1) / step;
+  auto index = [&](int64_t v) {
+    return arith::ConstantIndexOp::create(b, loc, v).getResult();
+  };
+  auto body = [&](OpBuilder &inner, Value iv, ValueRange acc) {
+    IRMapping laneMapping = mapping;
+    laneMapping.map(loop.getInductionVar(), iv);
+    laneMapping.map(loop.getRegionIterArg(0), acc[0]);
+    for (Operation &bodyOp : *loop.getBody())
+      inner.clone(bodyOp, laneMapping);
+  };
+  if (trips % lanes != 0) {
+    // Lanes run different counts: iterations lane, lane + lanes, ...
+    Value start = b.createOrFold<arith::AddIOp>(
+        loc, index(lb), b.createOrFold<arith::MulIOp>(loc, lane, index(step)));
+    return scf::ForOp::create(
+               b, loc, start, index(ub), index(step * lanes), zero,
+               [&](OpBuilder &inner, Location, Value iv, ValueRange acc) {
+                 body(inner, iv, acc);
+               })
+        .getResult(0);
+  }
+  // Every lane runs trips / lanes iterations: iteration j is the
+  // original's lane + j * lanes. Constant bounds, so it can be unrolled.
+  auto partial = scf::ForOp::create(
+      b, loc, index(0), index(trips / lanes), index(1), zero,
+      [&](OpBuilder &inner, Location l, Value j, ValueRange acc) {
+        Value at = inner.createOrFold<arith::AddIOp>(
+            l, lane, inner.createOrFold<arith::MulIOp>(l, j, laneCount));
+        Value iv = inner.createOrFold<arith::AddIOp>(
+            l, index(lb),
+            inner.createOrFold<arith::MulIOp>(l, at, index(step)));
+        body(inner, iv, acc);
+      });
+  laneLoops.push_back(partial);
+  return partial.getResult(0);
+}
 
 /// Splits `parallel`'s `reductions` (see the file comment). The partial
 /// sums of output p, reduction r and lane l go to partial[p][r][l], p the
@@ -186,7 +291,7 @@ struct Splitter {
 /// is only known at run time, the split form runs if its partial sums fit
 /// in `maxPartials` floats, and the original loop otherwise.
 void Splitter::split(RewriterBase &rewriter, scf::ParallelOp parallel,
-                     ArrayRef<scf::ForOp> reductions) const {
+                     ArrayRef<Reduction> reductions) const {
   Location loc = parallel.getLoc();
   rewriter.setInsertionPoint(parallel);
   Value zero = arith::ConstantIndexOp::create(rewriter, loc, 0);
@@ -259,29 +364,40 @@ void Splitter::split(RewriterBase &rewriter, scf::ParallelOp parallel,
         for (Operation &op : body->without_terminator()) {
           if (next == reductions.size())
             break;
-          scf::ForOp loop = reductions[next];
-          if (&op != loop.getOperation()) {
+          auto [outer, inner] = reductions[next];
+          if (&op != outer.getOperation()) {
             b.clone(op, mapping);
             continue;
           }
-          Value laneOffset =
-              b.createOrFold<arith::MulIOp>(loc, lane, mapping.lookupOrDefault(loop.getStep()));
-          Value start = arith::AddIOp::create(
-              b, loc, mapping.lookupOrDefault(loop.getLowerBound()), laneOffset);
-          Value stride = arith::MulIOp::create(
-              b, loc, mapping.lookupOrDefault(loop.getStep()), laneCount);
-          auto partial = scf::ForOp::create(
-              b, loc, start, mapping.lookupOrDefault(loop.getUpperBound()),
-              stride, f32Zero,
-              [&](OpBuilder &inner, Location, Value iv, ValueRange acc) {
-                IRMapping laneMapping = mapping;
-                laneMapping.map(loop.getInductionVar(), iv);
-                laneMapping.map(loop.getRegionIterArg(0), acc[0]);
-                for (Operation &bodyOp : *loop.getBody())
-                  inner.clone(bodyOp, laneMapping);
-              });
+          Value partial;
+          if (outer == inner) {
+            partial = laneSum(b, loc, inner, mapping, lane, laneCount,
+                              f32Zero);
+          } else {
+            // The loop around `inner`, from zero, with the lane's share of
+            // `inner` in each iteration.
+            auto nest = scf::ForOp::create(
+                b, loc, mapping.lookupOrDefault(outer.getLowerBound()),
+                mapping.lookupOrDefault(outer.getUpperBound()),
+                mapping.lookupOrDefault(outer.getStep()), f32Zero,
+                [&](OpBuilder &nb, Location nl, Value iv, ValueRange acc) {
+                  IRMapping nestMapping = mapping;
+                  nestMapping.map(outer.getInductionVar(), iv);
+                  nestMapping.map(outer.getRegionIterArg(0), acc[0]);
+                  for (Operation &bodyOp : *outer.getBody()) {
+                    if (&bodyOp != inner.getOperation()) {
+                      nb.clone(bodyOp, nestMapping);
+                      continue;
+                    }
+                    nestMapping.map(inner.getResult(0),
+                                    laneSum(nb, nl, inner, nestMapping, lane,
+                                            laneCount, f32Zero));
+                  }
+                });
+            partial = nest.getResult(0);
+          }
           Value r = arith::ConstantIndexOp::create(b, loc, next);
-          memref::StoreOp::create(b, loc, partial.getResult(0), partials,
+          memref::StoreOp::create(b, loc, partial, partials,
                                   ValueRange{output, r, lane});
           ++next;
         }
@@ -301,7 +417,7 @@ void Splitter::split(RewriterBase &rewriter, scf::ParallelOp parallel,
         index);
   }
   for (auto [r, reduction] : llvm::enumerate(reductions)) {
-    scf::ForOp loop = reduction;
+    scf::ForOp loop = reduction.outer;
     rewriter.setInsertionPoint(loop);
     Location at = loop.getLoc();
     Value index = arith::ConstantIndexOp::create(rewriter, at, r);
@@ -339,12 +455,13 @@ struct MoEGPUSplitReductionsPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    if (lanes < 2 || minTripCount < 1 || maxPartials < lanes) {
+    if (lanes < 2 || minTripCount < 1 || maxPartials < lanes || unroll < 1) {
       module.emitError("moe-gpu-split-reductions needs lanes >= 2, "
-                       "min-trip-count >= 1 and max-partials >= lanes");
+                       "min-trip-count >= 1, max-partials >= lanes and "
+                       "unroll >= 1");
       return signalPassFailure();
     }
-    Splitter splitter{lanes, minTripCount, maxPartials};
+    Splitter splitter{lanes, minTripCount, maxPartials, unroll};
     IRRewriter rewriter(&getContext());
     for (func::FuncOp fn : module.getOps<func::FuncOp>()) {
       if (fn.isExternal() || fn.getSymName().starts_with("dealloc_helper"))
@@ -359,10 +476,19 @@ struct MoEGPUSplitReductionsPass
             parallel.getBody()->getOps<scf::ForOp>());
         for (scf::ForOp loop : loops)
           promoteAccumulator(rewriter, loop);
-        SmallVector<scf::ForOp> reductions = splitter.findReductions(parallel);
+        SmallVector<Reduction> reductions = splitter.findReductions(parallel);
         if (!reductions.empty())
           splitter.split(rewriter, parallel, reductions);
       }
+    }
+    // Several loads in flight per thread: a lane's loads do not depend on
+    // its running sum, and unrolling keeps the order of the sum. (MLIR's
+    // unroller takes no factor above the trip count.)
+    for (scf::ForOp loop : splitter.laneLoops) {
+      int64_t trips = *getConstantIntValue(loop.getUpperBound());
+      int64_t factor = std::min<int64_t>(unroll, trips);
+      if (factor > 1)
+        (void)loopUnrollByFactor(loop, factor);
     }
   }
 };

@@ -1,13 +1,15 @@
-// RUN: moe-opt %s -moe-gpu-split-reductions -canonicalize -split-input-file | FileCheck %s
-// RUN: moe-opt %s -moe-gpu-split-reductions=max-partials=1024 -canonicalize -split-input-file | FileCheck %s --check-prefix=SMALL
+// RUN: moe-opt %s -moe-gpu-split-reductions=unroll=1 -canonicalize -split-input-file | FileCheck %s
+// RUN: moe-opt %s -moe-gpu-split-reductions -canonicalize -split-input-file | FileCheck %s --check-prefix=UNROLL
+// RUN: moe-opt %s "-moe-gpu-split-reductions=max-partials=1024 unroll=1" -canonicalize -split-input-file | FileCheck %s --check-prefix=SMALL
 // RUN: not moe-opt %s -moe-gpu-split-reductions=lanes=1 2>&1 | FileCheck %s --check-prefix=BAD
 // BAD: moe-gpu-split-reductions needs lanes >= 2
 
 // A matrix-vector product as linalg's loops leave it, accumulating in
 // memory: the accumulator becomes an iter_args value, then the reduction
 // is split. 256 outputs x 32 lanes: lane l of output n sums k = l, l + 32,
-// ... into partials[n][0][l]; the original loop adds output n's 32 partial
-// sums to y[m, n] in lane order.
+// ... (512 / 32 = 16 iterations j, at k = l + 32 j) into partials[n][0][l];
+// the original loop adds output n's 32 partial sums to y[m, n] in lane
+// order.
 // CHECK-LABEL: func.func @matvec
 // CHECK-DAG: %[[C8192:.*]] = arith.constant 8192 : index
 // CHECK-DAG: %[[C32:.*]] = arith.constant 32 : index
@@ -17,7 +19,9 @@
 // CHECK:   %[[LANE:.*]] = arith.remui %[[T]], %[[C32]]
 // CHECK:   %[[OUT:.*]] = arith.divui %[[T]], %[[C32]]
 // CHECK:   %[[N:.*]] = arith.remui %[[OUT]], %c256
-// CHECK:   %[[S:.*]] = scf.for %[[K:.*]] = %[[LANE]] to %c512 step %[[C32]] iter_args(%[[A:.*]] = %[[ZERO]]) -> (f32) {
+// CHECK:   %[[S:.*]] = scf.for %[[J:.*]] = %c0 to %c16 step %c1 iter_args(%[[A:.*]] = %[[ZERO]]) -> (f32) {
+// CHECK:     %[[OFF:.*]] = arith.muli %[[J]], %[[C32]]
+// CHECK:     %[[K:.*]] = arith.addi %[[LANE]], %[[OFF]]
 // CHECK:     memref.load %{{.*}}[%c0, %[[K]]]
 // CHECK:     memref.load %{{.*}}[%[[N]], %[[K]]]
 // CHECK:     arith.mulf
@@ -31,6 +35,12 @@
 // CHECK:     arith.addf %[[B]], %[[V]]
 // CHECK:   memref.store %[[SUM]], %[[Y]][%c0, %[[N2]]]
 // CHECK: memref.dealloc %[[P]]
+// By default each lane's loop is unrolled 8 times (8 loads of the weight
+// row in flight per thread), its sum in the same order.
+// UNROLL-LABEL: func.func @matvec
+// UNROLL: scf.for %{{.*}} = %c0 to %c16 step %c8
+// UNROLL-COUNT-8: memref.load %{{.*}} : memref<256x512xf32>
+// UNROLL: scf.yield
 // The partial sums of 256 outputs (8192 floats) exceed max-partials=1024:
 // the loop is not split, but still accumulates in a register.
 // SMALL-LABEL: func.func @matvec
@@ -70,7 +80,7 @@ func.func @matvec(%x: memref<1x512xf32>, %w: memref<256x512xf32>, %y: memref<1x2
 // CHECK: scf.if %[[FITS]] {
 // CHECK:   %[[P:.*]] = memref.alloc(%[[ROWS]]) : memref<?x1x32xf32>
 // CHECK:   scf.parallel
-// CHECK:     scf.for %{{.*}} = %{{.*}} to %c512 step %c32
+// CHECK:     scf.for %{{.*}} = %c0 to %c16 step %c1
 // CHECK:     memref.store %{{.*}}, %[[P]]
 // CHECK:   scf.parallel
 // CHECK:     %[[SUM:.*]] = scf.for %{{.*}} = %c0 to %c32 step %c1
@@ -106,6 +116,7 @@ func.func @rows(%x: memref<?x512xf32>, %out: memref<?xf32>) {
 
 // Two reductions in one body (an expert's gate and up rows): one buffer,
 // the reduction index in the middle.
+// UNROLL-LABEL: func.func @gate_up
 // CHECK-LABEL: func.func @gate_up
 // CHECK: %[[P:.*]] = memref.alloc() : memref<64x2x32xf32>
 // CHECK: scf.parallel
@@ -142,6 +153,52 @@ func.func @gate_up(%x: memref<512xf32>, %g: memref<64x512xf32>, %u: memref<64x51
     }
     %h = arith.mulf %gs, %us : f32
     memref.store %h, %out[%j] : memref<64xf32>
+    scf.reduce
+  }
+  return
+}
+
+// -----
+
+// A sum over experts of a routing weight times a row's dot product (the
+// experts' down projection): the lanes share out the dot products, each
+// lane runs the loop over the experts; the weights distribute over the
+// lanes' shares.
+// CHECK-LABEL: func.func @down
+// CHECK: %[[P:.*]] = memref.alloc() : memref<64x1x32xf32>
+// CHECK: scf.parallel (%{{.*}}) = (%c0) to (%c2048)
+// CHECK:   %[[LANE:.*]] = arith.remui
+// CHECK:   %[[S:.*]] = scf.for %[[E:.*]] = %c0 to %c8 step %c1 iter_args(%[[ACC:.*]] = %[[ZERO:.*]]) -> (f32) {
+// CHECK:     %[[DOT:.*]] = scf.for %{{.*}} = %c0 to %c16 step %c1 iter_args(%{{.*}} = %[[ZERO]]) -> (f32) {
+// CHECK:     %[[G:.*]] = memref.load %{{.*}}[%[[E]]] : memref<8xf32>
+// CHECK:     %[[T:.*]] = arith.mulf %[[G]], %[[DOT]]
+// CHECK:     arith.addf %[[ACC]], %[[T]]
+// CHECK:   memref.store %[[S]], %[[P]]
+// CHECK: scf.parallel (%{{.*}}) = (%c0) to (%c64)
+// CHECK:   scf.for %{{.*}} = %c0 to %c32 step %c1
+// CHECK: memref.dealloc %[[P]]
+func.func @down(%h: memref<8x512xf32>, %w: memref<8x64x512xf32>, %r: memref<8xf32>, %out: memref<64xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c8 = arith.constant 8 : index
+  %c64 = arith.constant 64 : index
+  %c512 = arith.constant 512 : index
+  %zero = arith.constant 0.0 : f32
+  scf.parallel (%n) = (%c0) to (%c64) step (%c1) {
+    %y = scf.for %e = %c0 to %c8 step %c1 iter_args(%acc = %zero) -> (f32) {
+      %dot = scf.for %k = %c0 to %c512 step %c1 iter_args(%a = %zero) -> (f32) {
+        %x = memref.load %h[%e, %k] : memref<8x512xf32>
+        %v = memref.load %w[%e, %n, %k] : memref<8x64x512xf32>
+        %p = arith.mulf %x, %v : f32
+        %s = arith.addf %a, %p : f32
+        scf.yield %s : f32
+      }
+      %g = memref.load %r[%e] : memref<8xf32>
+      %t = arith.mulf %g, %dot : f32
+      %s2 = arith.addf %acc, %t : f32
+      scf.yield %s2 : f32
+    }
+    memref.store %y, %out[%n] : memref<64xf32>
     scf.reduce
   }
   return

@@ -325,12 +325,17 @@ def MoEGPUSplitReductionsPass
     accumulates in an `iter_args` value. It then splits each `scf.for` at
     the top level of the body that sums one f32 value with `arith.addf`,
     reads but does not write memory, and runs at least `min-trip-count`
-    iterations, into two parallel loops:
+    iterations (or a loop that sums such a reduction's result times a
+    factor, as the experts' down projection sums each chosen expert's dot
+    product times its routing weight: the lanes share out the inner
+    reduction, and each lane runs the outer loop), into two parallel
+    loops:
 
     - a new loop with `lanes` iterations per output, lane fastest: lane l
       sums iterations l, l + lanes, ... into a buffer of partial sums
       (`memref<outputs x reductions x lanes x f32>`), so that neighbouring
-      threads read neighbouring elements;
+      threads read neighbouring elements; each lane's loop is unrolled
+      `unroll` times, so that a thread has several loads in flight;
     - the original loop, where each reduction becomes the sum of its
       output's partial sums, added to the reduction's initial value in lane
       order.
@@ -382,6 +387,8 @@ def MoEGPUSplitReductionsPass
            "Split only reductions of at least this many iterations">,
     Option<"maxPartials", "max-partials", "int64_t", /*default=*/"8388608",
            "Most partial sums (floats) one split loop may write">,
+    Option<"unroll", "unroll", "int64_t", /*default=*/"8",
+           "Unroll each lane's loop by this factor (loads in flight)">,
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::memref::MemRefDialect",
