@@ -13,9 +13,15 @@
 //
 //  1. `lanes` threads per output, each summing the row's elements
 //     lane, lane + lanes, ... (neighbouring threads read neighbouring
-//     elements), into a buffer of partial sums;
+//     elements; the lane's loop unrolled so that its loads are in flight
+//     together), into a buffer of partial sums;
 //  2. the original loop, which adds the partial sums of its output in a
 //     fixed order where it used to run the reduction.
+//
+// A loop that sums such a reduction times a factor (the experts' down
+// projection: a routing weight times a dot product, over the chosen
+// experts) is split at its inner reduction: each lane runs the outer loop
+// over its share, and the factor distributes over the shares.
 //
 // Neither loop needs threads to cooperate, so the kernels stay plain
 // parallel loops that -moe-gpu-launches-to-loops can also run on the host.
