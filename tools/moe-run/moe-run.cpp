@@ -73,7 +73,9 @@ Common options:
                          where the artifact's code runs. moec --target=cuda
                          artifacts run on CUDA device $MOERT_CUDA_DEVICE
                          (default 0), others on the CPU; cpu or cuda only
-                         checks that the artifact matches
+                         checks that the artifact matches. With
+                         $MOERT_CUDA_PROFILE=1, each kernel's launches and
+                         time are printed to stderr at exit
   --list-devices         list the CPU and the CUDA devices the driver sees
                          (or why there are none), then exit
   --help                 show this text
