@@ -59,7 +59,7 @@ bool onlyReads(Operation *root) {
               .wasInterrupted();
 }
 
-/// Whether every index of `indices` is defined outside `loop`.
+/// Whether every value of `values` is defined outside `loop`.
 bool invariantIn(scf::ForOp loop, ValueRange values) {
   return llvm::all_of(values,
                       [&](Value v) { return loop.isDefinedOutsideOfLoop(v); });
@@ -213,7 +213,7 @@ struct Splitter {
   int64_t unroll;
   /// The lanes' loops of constant trip count, unrolled once all splits
   /// are built (unrolling may fold a loop away).
-  mutable SmallVector<scf::ForOp> laneLoops;
+  SmallVector<scf::ForOp> laneLoops;
 
   /// The reductions of `parallel`'s body to split, in order, or none when
   /// the body does anything but read memory before the last of them.
@@ -240,15 +240,15 @@ struct Splitter {
   /// returns the sum.
   Value laneSum(OpBuilder &b, Location loc, scf::ForOp loop,
                 const IRMapping &mapping, Value lane, Value laneCount,
-                Value zero) const;
+                Value zero);
 
   void split(RewriterBase &rewriter, scf::ParallelOp parallel,
-             ArrayRef<Reduction> reductions) const;
+             ArrayRef<Reduction> reductions);
 };
 
 Value Splitter::laneSum(OpBuilder &b, Location loc, scf::ForOp loop,
                         const IRMapping &mapping, Value lane,
-                        Value laneCount, Value zero) const {
+                        Value laneCount, Value zero) {
   // isSplittable: constant bounds and step.
   int64_t lb = *getConstantIntValue(loop.getLowerBound());
   int64_t ub = *getConstantIntValue(loop.getUpperBound());
@@ -297,7 +297,7 @@ Value Splitter::laneSum(OpBuilder &b, Location loc, scf::ForOp loop,
 /// is only known at run time, the split form runs if its partial sums fit
 /// in `maxPartials` floats, and the original loop otherwise.
 void Splitter::split(RewriterBase &rewriter, scf::ParallelOp parallel,
-                     ArrayRef<Reduction> reductions) const {
+                     ArrayRef<Reduction> reductions) {
   Location loc = parallel.getLoc();
   rewriter.setInsertionPoint(parallel);
   Value zero = arith::ConstantIndexOp::create(rewriter, loc, 0);

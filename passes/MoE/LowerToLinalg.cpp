@@ -788,6 +788,19 @@ qPeRow(OpTy op, Emit &s, const std::optional<RopeEmitter> &rope, Value b,
   return [row](Emit &x, Value i) { return x.extract(row, {i}); };
 }
 
+/// max_b(cache_position[b]) + seq: the end of the longest sequence after
+/// this step, the cache rows an MLA op's attention may read.
+Value longestEnd(Emit &e, Value pos, Value batch, Value seq) {
+  Value longest = e.loop(
+      e.index(0), batch, {e.index(0)},
+      [&](OpBuilder &nb, Location nl, Value b, ValueRange a) {
+        Emit s{nb, nl};
+        Value p = s.toIndex(s.extract(pos, {b}));
+        return llvm::SmallVector<Value>{arith::MaxSIOp::create(nb, nl, a[0], p)};
+      })[0];
+  return e.addi(longest, seq);
+}
+
 /// An empty result [B, S, N, Dv] for an MLA op.
 template <typename OpTy>
 Value emptyMLAResult(OpTy op, OpBuilder &b, int64_t n, int64_t dv) {
@@ -903,14 +916,7 @@ Value stagedMLA(OpTy op, Emit &e, Value cache,
   Type resultType = op.getResult().getType();
   Type et = cast<RankedTensorType>(resultType).getElementType();
   Value batch = e.dim(qn, 0), seq = e.dim(qn, 1);
-  Value longest = e.loop(
-      e.index(0), batch, {e.index(0)},
-      [&](OpBuilder &nb, Location nl, Value b, ValueRange a) {
-        Emit s{nb, nl};
-        Value p = s.toIndex(s.extract(pos, {b}));
-        return llvm::SmallVector<Value>{arith::MaxSIOp::create(nb, nl, a[0], p)};
-      })[0];
-  Value rows = e.addi(longest, seq);
+  Value rows = longestEnd(e, pos, batch, seq);
   Value scores = e.muli(e.muli(e.muli(batch, seq), e.index(n)), rows);
   Value fits = e.cmpi(arith::CmpIPredicate::ule, scores,
                       e.index(kMaxStagedScores));
@@ -1037,15 +1043,7 @@ struct LowerMLA : OpRewritePattern<MLAOp> {
     // kv[b, j, h, :] = kv_b[h*(Dn+Dv) : (h+1)*(Dn+Dv)] * latent[b, j] for
     // every cached row j < max_b(cache_position[b]) + S, once per call;
     // rows past a shorter sequence's end are computed and never read.
-    Value longest = e.loop(
-        e.index(0), batch, {e.index(0)},
-        [&](OpBuilder &nb, Location nl, Value b, ValueRange a) {
-          Emit s{nb, nl};
-          Value p = s.toIndex(s.extract(pos, {b}));
-          return llvm::SmallVector<Value>{
-              arith::MaxSIOp::create(nb, nl, a[0], p)};
-        })[0];
-    Value rows = e.addi(longest, seq);
+    Value rows = longestEnd(e, pos, batch, seq);
     Value kv = generate(
         e,
         {tensor::getMixedSize(rewriter, op.getLoc(), qn, 0), rows,
