@@ -9,9 +9,12 @@
 
 #include "model_impl.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <csetjmp>
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -206,21 +209,172 @@ bool fitsInHost(uint64_t bytes) {
   std::string bound;
   return bytes <= machineAvailable(bound);
 }
+
+// --- The compiled code's heap ------------------------------------------------
+//
+// A decode step allocates the same buffers as the step before (127 for the
+// deepseek_v3 test fixture: activations, attention scores, logits), and
+// frees them before it returns. Freed blocks are kept per thread in size
+// classes and handed out again, so that a decode step in steady state makes
+// no call to the system allocator. A header just before each block records
+// its class and what malloc returned. Sanitizer builds pass every call
+// through, so that AddressSanitizer still sees each buffer's lifetime.
+
+#if defined(__SANITIZE_ADDRESS__)
+#define MOERT_HEAP_CACHE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MOERT_HEAP_CACHE 0
+#endif
+#endif
+#ifndef MOERT_HEAP_CACHE
+#define MOERT_HEAP_CACHE 1
+#endif
+
+struct BlockHeader {
+  void *base;         // what the system allocator returned
+  uint32_t sizeClass; // kUncached: not kept when freed
+  uint32_t magic;
+};
+constexpr uint32_t kBlockMagic = 0x6d6f6568; // "moeh"
+/// Every block is aligned to at least a cache line.
+constexpr size_t kMinAlignment = 64;
+/// Classes 2^e * (4 + q) / 4 bytes, four per octave (at most 25% slack),
+/// from 64 bytes up to kCheckedAllocation; larger blocks are not kept.
+constexpr int kClasses = (26 - 6) * 4 + 1;
+constexpr uint32_t kUncached = kClasses;
+/// Bytes a thread keeps in freed blocks at most; past it, frees return
+/// blocks to the system (a long prompt's buffers are not held forever).
+constexpr uint64_t kCacheLimit = uint64_t(256) << 20;
+
+size_t classBytes(int c) {
+  return (size_t(4 + c % 4) << (6 + c / 4)) / 4;
+}
+
+/// The smallest class that holds `bytes`, or kUncached.
+uint32_t classOf(size_t bytes) {
+  if (bytes <= 64)
+    return 0;
+  if (bytes > kCheckedAllocation)
+    return kUncached;
+  int e = 63 - __builtin_clzll(uint64_t(bytes - 1)); // 2^e < bytes <= 2^(e+1)
+  size_t quarter = (size_t(1) << e) / 4;
+  size_t q = (bytes - (size_t(1) << e) + quarter - 1) / quarter; // 1..4
+  return uint32_t((e - 6) * 4 + q);
+}
+
+struct HeapCache {
+  void *free[kClasses] = {}; // each block's first word links the next
+  uint64_t bytes = 0;
+  ~HeapCache() {
+    for (void *head : free)
+      while (head) {
+        void *next = *static_cast<void **>(head);
+        std::free(static_cast<BlockHeader *>(head)[-1].base);
+        head = next;
+      }
+  }
+};
+/// Trivially destructible, so that a block freed while this thread's
+/// cache is being destroyed (or after) finds it gone rather than a dead
+/// object.
+thread_local HeapCache *heapCache = nullptr;
+thread_local bool heapCacheGone = false;
+struct HeapCacheOwner {
+  ~HeapCacheOwner() {
+    heapCacheGone = true;
+    delete heapCache;
+    heapCache = nullptr;
+  }
+};
+thread_local HeapCacheOwner heapCacheOwner;
+
+HeapCache *threadCache() {
+  if (!MOERT_HEAP_CACHE || heapCacheGone)
+    return nullptr;
+  if (!heapCache) {
+    (void)&heapCacheOwner; // constructs it, so that it destroys the cache
+    heapCache = new HeapCache;
+  }
+  return heapCache;
+}
+
+std::atomic<uint64_t> systemAllocations{0};
+
+/// A block of at least `bytes` aligned to `alignment` (a power of two), or
+/// null when the system has none.
+void *allocate(size_t bytes, size_t alignment) {
+  alignment = std::max(alignment, kMinAlignment);
+  uint32_t c = alignment == kMinAlignment ? classOf(bytes) : kUncached;
+  if (c != kUncached)
+    if (HeapCache *cache = threadCache(); cache && cache->free[c]) {
+      void *p = cache->free[c];
+      cache->free[c] = *static_cast<void **>(p);
+      cache->bytes -= classBytes(c);
+      return p;
+    }
+  // The header, then up to alignment - 1 bytes to the aligned pointer.
+  const size_t room = sizeof(BlockHeader) + alignment - 1;
+  size_t size = c == kUncached ? bytes : classBytes(c);
+  if (size > SIZE_MAX - room || !fitsInHost(size))
+    return nullptr;
+  char *base = static_cast<char *>(std::malloc(size + room));
+  if (!base)
+    return nullptr;
+  ++systemAllocations;
+  uintptr_t user = (reinterpret_cast<uintptr_t>(base) + sizeof(BlockHeader) +
+                    alignment - 1) & ~uintptr_t(alignment - 1);
+  void *p = reinterpret_cast<void *>(user);
+  static_cast<BlockHeader *>(p)[-1] = {base, c, kBlockMagic};
+  return p;
+}
+
+void release(void *p) {
+  if (!p)
+    return;
+  BlockHeader &header = static_cast<BlockHeader *>(p)[-1];
+  if (header.magic != kBlockMagic) {
+    std::fprintf(stderr, "moert: error: moert_free of %p, which the "
+                         "runtime's heap did not allocate\n", p);
+    std::abort();
+  }
+  uint32_t c = header.sizeClass;
+  HeapCache *cache = c == kUncached ? nullptr : threadCache();
+  if (!cache || cache->bytes + classBytes(c) > kCacheLimit) {
+    std::free(header.base);
+    return;
+  }
+  *static_cast<void **>(p) = cache->free[c];
+  cache->free[c] = p;
+  cache->bytes += classBytes(c);
+}
+
 } // namespace
+
+void *heapAllocate(uint64_t bytes) {
+  return allocate(bytes ? bytes : 1, alignof(std::max_align_t));
+}
 
 } // namespace moert
 
 extern "C" void *moert_malloc(size_t bytes) {
-  void *p = moert::fitsInHost(bytes) ? std::malloc(bytes) : nullptr;
-  if (!p && bytes)
+  void *p = moert::allocate(bytes ? bytes : 1, alignof(std::max_align_t));
+  if (!p)
     moert::allocationFailed(bytes);
   return p;
 }
 
 extern "C" void *moert_aligned_alloc(size_t alignment, size_t bytes) {
-  void *p = moert::fitsInHost(bytes) ? std::aligned_alloc(alignment, bytes)
-                                     : nullptr;
-  if (!p && bytes)
+  if (alignment == 0 || (alignment & (alignment - 1)))
+    alignment = alignof(std::max_align_t); // C11 leaves it undefined
+  void *p = moert::allocate(bytes ? bytes : 1, alignment);
+  if (!p)
     moert::allocationFailed(bytes);
   return p;
+}
+
+extern "C" void moert_free(void *p) { moert::release(p); }
+
+extern "C" uint64_t moert_heap_system_allocations(void) {
+  return moert::systemAllocations.load();
 }

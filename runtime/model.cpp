@@ -107,7 +107,7 @@ moert_status moert::runCode(moert_model model, PackedFn fn, void **args) {
 
 void *moert::allocateBuffer(moert_model model, uint64_t bytes) {
   if (!model->device)
-    return std::malloc(bytes ? bytes : 1);
+    return heapAllocate(bytes);
   cuda::CUdeviceptr ptr = 0;
   if (moert_status status = model->device->allocate(bytes, &ptr)) {
     moert_status_free(status);
@@ -118,7 +118,7 @@ void *moert::allocateBuffer(moert_model model, uint64_t bytes) {
 
 void moert::releaseBuffer(moert_model model, void *buffer) {
   if (!model->device)
-    std::free(buffer);
+    moert_free(buffer);
   else if (buffer)
     model->device->release(reinterpret_cast<cuda::CUdeviceptr>(buffer));
 }

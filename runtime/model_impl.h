@@ -19,6 +19,10 @@
 #include <string>
 #include <vector>
 
+/// The compiled code's heap (host_memory.cpp): what CPU code allocates
+/// through moert_malloc and moert_aligned_alloc is freed here.
+extern "C" void moert_free(void *p);
+
 namespace moert {
 namespace cuda {
 class Context;
@@ -100,6 +104,10 @@ moert_status checkHostMemory(uint64_t bytes, const std::string &what,
 moert_status reserveHostMemory(uint64_t bytes, const std::string &what,
                                const std::string &hint);
 void releaseHostMemory(uint64_t bytes);
+
+/// A block of the compiled code's heap (what moert_malloc hands out, and
+/// moert_free takes back), or null when the host cannot back `bytes`.
+void *heapAllocate(uint64_t bytes);
 
 /// Where moert_malloc jumps when compiled code's allocation fails: set
 /// around each call of an entry point (callTrapped), null otherwise.

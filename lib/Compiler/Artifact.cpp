@@ -218,18 +218,24 @@ llvm::Error mlir::moe::writeArtifact(ModuleOp module,
                              llvm::GlobalValue::ExternalLinkage,
                              llvm::ConstantArray::get(type, words), "moe_abi");
   }
-  // The code's heap allocations go through the runtime (moert_malloc,
-  // moert_aligned_alloc in runtime/host_memory.cpp), which checks large
-  // ones against the host's free memory and turns a failure into an error
-  // returned by the entry point instead of a null dereference. The renamed
-  // declarations keep malloc's semantics for the optimiser (free() still
-  // releases them).
+  // The code's heap is the runtime's (moert_malloc, moert_aligned_alloc
+  // and moert_free in runtime/host_memory.cpp), which checks large
+  // allocations against the host's free memory, turns a failure into an
+  // error returned by the entry point instead of a null dereference, and
+  // keeps freed blocks for the next decode step. The renamed declarations
+  // keep malloc's and free's semantics for the optimiser.
   // CUDA code allocates from the device's pool instead (managed memory,
   // moert_device_* in runtime/gpu_launch.cpp), and frees back to it.
   bool cuda = !info.gpuArch.empty();
+  const char *family = cuda ? "moert_device" : "moert";
   if (llvm::Function *fn = llvmModule->getFunction("free");
-      cuda && fn && fn->isDeclaration())
-    fn->setName("moert_device_free");
+      fn && fn->isDeclaration()) {
+    fn->setName(cuda ? "moert_device_free" : "moert_free");
+    fn->addFnAttr(llvm::Attribute::getWithAllocKind(
+        llvmModule->getContext(), llvm::AllocFnKind::Free));
+    fn->addFnAttr("alloc-family", family);
+    fn->addParamAttr(0, llvm::Attribute::AllocatedPointer);
+  }
   for (llvm::StringRef name : {"malloc", "aligned_alloc"}) {
     llvm::Function *fn = llvmModule->getFunction(name);
     if (!fn || !fn->isDeclaration())
@@ -243,7 +249,7 @@ llvm::Error mlir::moe::writeArtifact(ModuleOp module,
                                           : llvm::AllocFnKind::Unknown)));
     fn->addFnAttr(llvm::Attribute::getWithAllocSizeArgs(
         ctx, name == "malloc" ? 0 : 1, std::nullopt));
-    fn->addFnAttr("alloc-family", cuda ? "moert_device" : "malloc");
+    fn->addFnAttr("alloc-family", family);
     if (name == "aligned_alloc")
       fn->addParamAttr(0, llvm::Attribute::AllocAlign);
   }

@@ -131,6 +131,7 @@ template <typename T> T *scratch(std::vector<T> &buffer, size_t n) {
 // runtime/host_memory.cpp: checks large sizes against free host memory and,
 // on failure, jumps back to the entry point that the calling thread runs.
 extern "C" void *moert_malloc(size_t bytes);
+extern "C" void moert_free(void *p);
 
 namespace moert::kernels {
 namespace {
@@ -141,10 +142,10 @@ namespace {
 /// MOERT_OUT_OF_MEMORY instead of an exception unwinding compiled code.
 template <typename T> class CallerBuffer {
 public:
-  ~CallerBuffer() { std::free(data); }
+  ~CallerBuffer() { moert_free(data); }
   T *get(size_t n) {
     if (n > size) {
-      std::free(data);
+      moert_free(data);
       data = nullptr;
       size = 0;
       data = static_cast<T *>(moert_malloc(n * sizeof(T)));

@@ -620,8 +620,8 @@ def manifest_edit(fn):
 artifact_case("artifact-corrupt-weights", "the embedded weights are corrupt", flip(100))
 artifact_case("artifact-corrupt-manifest", "the manifest is corrupt or was edited",
               manifest_edit(lambda raw: raw.replace(b"vocab\t256", b"vocab\t255", 1)))
-artifact_case("artifact-other-format", "artifact format 2, but this runtime reads format 3",
-              manifest_edit(lambda raw: raw.replace(b"moec-artifact\t3", b"moec-artifact\t2", 1)))
+artifact_case("artifact-other-format", "artifact format 3, but this runtime reads format 4",
+              manifest_edit(lambda raw: raw.replace(b"moec-artifact\t4", b"moec-artifact\t3", 1)))
 artifact_case("artifact-truncated", "embedded weights do not match the file size (truncated artifact?)",
               manifest_edit(lambda raw: raw[:len(raw) * 2 // 3]))
 artifact_case("artifact-not-an-artifact", "not a moec artifact",

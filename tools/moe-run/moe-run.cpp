@@ -68,7 +68,9 @@ Graph options:
 
 Common options:
   --stats                print load and run times (for decoders, tokens
-                         per second) to stderr
+                         per second, and how often decode steps after the
+                         first called the system allocator: the runtime
+                         reuses freed buffers, so normally 0) to stderr
   --device=D             where to run: cpu, cuda, or auto (the default):
                          where the artifact's code runs. moec --target=cuda
                          artifacts run on CUDA device $MOERT_CUDA_DEVICE
@@ -507,7 +509,13 @@ int main(int argc, char **argv) {
   if (generate > 0)
     generated.push_back(argmax(rows.data() + (n - 1) * vocab));
   std::vector<float> row(vocab);
+  // System allocations of the compiled code's heap from the second decode
+  // step on (the first one meets the decode-sized buffers for the first
+  // time).
+  uint64_t heapBefore = 0;
   for (long step = 1; step < generate; ++step) {
+    if (step == 2)
+      heapBefore = moert_heap_system_allocations();
     if (moert_status status =
             moert_decode(session, generated.back(), row.data())) {
       moert_session_free(session);
@@ -518,6 +526,8 @@ int main(int argc, char **argv) {
     generated.push_back(argmax(row.data()));
   }
   Clock::time_point t2 = Clock::now();
+  uint64_t heapAllocations =
+      generate > 2 ? moert_heap_system_allocations() - heapBefore : 0;
 
   for (size_t i = 0; i < generated.size(); ++i)
     std::printf("%s%d", i ? " " : "", generated[i]);
@@ -538,6 +548,10 @@ int main(int argc, char **argv) {
                  moert_model_load_seconds(model), (long long)n, prefillS,
                  n / (prefillS > 0 ? prefillS : 1e-9), generate - 1, decodeS,
                  (generate - 1) / (decodeS > 0 ? decodeS : 1e-9));
+    if (generate > 2)
+      std::fprintf(stderr,
+                   "heap: %llu system allocations in decode steps 2-%ld\n",
+                   (unsigned long long)heapAllocations, generate - 1);
   }
   moert_session_free(session);
   moert_model_free(model);

@@ -23,8 +23,9 @@ extern "C" {
 
 /* The artifact format this runtime reads, and moec writes (the manifest's
  * first line; see docs/architecture.md). 3: each `cache` entry records the
- * cache's bytes at capacity. */
-#define MOERT_ARTIFACT_FORMAT 3
+ * cache's bytes at capacity. 4: CPU code frees through moert_free (the
+ * runtime's heap keeps freed blocks), not libc's free. */
+#define MOERT_ARTIFACT_FORMAT 4
 
 typedef enum moert_status_code {
   MOERT_OK = 0,
@@ -174,6 +175,12 @@ moert_status moert_graph_run(moert_model model, const moert_tensor *inputs,
 
 /* Frees a buffer moert_graph_run allocated and clears `tensor->data`. */
 void moert_tensor_release(moert_tensor *tensor);
+
+/* How many times the compiled code's heap has called the system allocator
+ * in this process. The runtime keeps the blocks compiled code frees and
+ * hands them out again, so a decode step in steady state adds none
+ * (moe-run --stats reports them; sanitizer builds keep no blocks). */
+uint64_t moert_heap_system_allocations(void);
 
 /* The checksum the manifest records for itself, shard headers, the code
  * section and embedded weights (moe/Support/Checksum.h). */
