@@ -21,6 +21,7 @@ enum class DType : int { F32 = 0, BF16 = 1, F16 = 2 };
 
 constexpr int kMaxRows = 4; // activation rows per tile
 constexpr int kMaxCols = 3; // weight rows per tile
+constexpr int kOuterCols = 6; // weight rows per outer-product tile
 
 /// c[m * ldc + n * ldn] (+)= sum_{k0 <= i < k1} a[m][i] * b[n][i] for
 /// m < rows, n < cols; `accumulate` adds to c instead of storing (the
@@ -37,6 +38,17 @@ using DotTileTransposedFn = void (*)(int rows, int64_t cols,
                                      const float *const *a, const void *b,
                                      int64_t ldb, int64_t k, float *c,
                                      int64_t ldc);
+
+/// The outer-product form for many activation rows: the rows are packed
+/// K-major in panels of Isa::panel rows (panel[i * P + m] is element i of
+/// row m), each weight element is broadcast against a panel's vectors, and
+/// c[n * P + m] (+)= sum_{i < k} panel[i * P + m] * b[n][i] for m < P,
+/// n < cols <= kOuterCols: the products come out n-major, whole vectors.
+/// Per FMA it loads a third of the bytes the dot form does, which keeps
+/// prompt-sized GEMMs bound by the FMAs rather than by L2.
+using OuterTileFn = void (*)(int cols, const float *panel,
+                             const float *const *b, int64_t k, float *c,
+                             bool accumulate);
 
 /// The gated activation of the expert FFNs, out[i] = act(g[i], u[i]):
 /// silu(g) * u, or with `clamped` GPT-OSS's
@@ -55,6 +67,8 @@ struct Isa {
   DotTileTransposedFn dotTransposed[3];
   ActivationFn activation;
   WidenFn widen[3];
+  int panel; // activation rows per packed panel: two vectors
+  OuterTileFn outer;
 };
 
 const Isa &isaGeneric();

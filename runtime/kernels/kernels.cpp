@@ -332,6 +332,94 @@ int64_t blockFor(int64_t tokens) {
   return tokens <= kMaxRows ? kDecodeBlock : kBlock;
 }
 
+//===----------------------------------------------------------------------===//
+// The outer-product driver (prompt-sized calls)
+//===----------------------------------------------------------------------===//
+
+/// Activation rows from which a call packs them into panels and takes the
+/// outer-product tiles. Below it the dot tiles win (measured on Zen: qwen3's
+/// T=128 layer, 16 rows per expert, ran about 15% slower in panels):
+/// packing costs a pass over the rows, and a half-empty panel wastes FMAs.
+constexpr int64_t kOuterMinRows = 32;
+/// K elements per chunk of the outer form: long runs per weight row keep
+/// the prefetchers ahead (on Zen, mixtral's and qwen3's T=1024 layers ran
+/// as fast as or faster than with 256, 512 or whole K).
+constexpr int64_t kOuterChunk = 1024;
+
+/// The widest panel of any ISA (AVX-512: two 16-lane vectors).
+constexpr int64_t kMaxPanel = 32;
+
+/// Whether a call with `count` activation rows against `w` takes the outer
+/// form: rows contiguous along K (transposed weights keep their own kernel,
+/// other strided rows the dot tiles' copies).
+bool useOuter(int64_t count, const Rows &w) {
+  return count >= kOuterMinRows && w.colStride == 1;
+}
+
+/// Floats that `count` packed rows of length `k` take.
+int64_t panelFloats(int64_t count, int64_t k) {
+  const int64_t P = isa().panel;
+  return (count + P - 1) / P * P * k;
+}
+
+/// Packs panel `t` of `count` rows, row m at rowOf(m) with `k` floats,
+/// into `panels` (see OuterTileFn); a last panel's missing rows are zero.
+template <typename RowOf>
+void packPanel(RowOf &&rowOf, int64_t count, int64_t k, int64_t t,
+               float *panels) {
+  const int64_t P = isa().panel;
+  float *dst = panels + t * P * k;
+  const int64_t rows = std::min(P, count - t * P);
+  const float *src[kMaxPanel];
+  for (int64_t m = 0; m < rows; ++m)
+    src[m] = rowOf(t * P + m);
+  for (int64_t i = 0; i < k; ++i) {
+    for (int64_t m = 0; m < rows; ++m)
+      dst[i * P + m] = src[m][i];
+    for (int64_t m = rows; m < P; ++m)
+      dst[i * P + m] = 0.0f;
+  }
+}
+
+/// out[m * ldo + (n - n0)] = the products of the `count` rows packed in
+/// `panels` with weight rows [n0, n1) (at most kBlock), for the whole K:
+/// chunk by chunk, every panel against the block's chunk. 16-bit rows are
+/// widened whole first (widenFor: one long stream per row; widening each
+/// chunk's 256-element pieces took a quarter of mixtral's bf16 T=128
+/// layer). The sums build up n-major per panel (OuterTileFn) and are
+/// transposed into `out` at the end.
+void outerBlock(const float *panels, int64_t count, const Rows &w, int64_t n0,
+                int64_t n1, float *out, int64_t ldo) {
+  const Isa &is = isa();
+  const int64_t P = is.panel, K = w.k, numPanels = (count + P - 1) / P;
+  thread_local std::vector<float> wideRows, sums;
+  float *acc = scratch(sums, numPanels * kBlock * P);
+  // Widened whatever `count` is: a projection's last token tile may have
+  // only a few rows.
+  const Rows src = widenFor(w, n0, n1, kOuterMinRows, wideRows);
+  for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kOuterChunk) {
+    const int64_t k1 = std::min(K, k0 + kOuterChunk), len = k1 - k0;
+    const float *b[kBlock];
+    for (int64_t n = n0; n < n1; ++n)
+      b[n - n0] = reinterpret_cast<const float *>(
+                      src.base + (n - src.origin) * src.rowStride * 4) +
+                  k0;
+    for (int64_t t = 0; t < numPanels; ++t) {
+      const float *panel = panels + t * P * K + k0 * P;
+      for (int64_t n = n0; n < n1; n += kOuterCols) {
+        const int cols = int(std::min<int64_t>(kOuterCols, n1 - n));
+        is.outer(cols, panel, b + (n - n0), len,
+                 acc + (t * kBlock + (n - n0)) * P, k0 > 0);
+      }
+    }
+  }
+  for (int64_t m = 0; m < count; ++m) {
+    const float *sum = acc + (m / P) * kBlock * P + m % P;
+    for (int64_t n = 0; n < n1 - n0; ++n)
+      out[m * ldo + n] = sum[n * P];
+  }
+}
+
 float sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
 
 /// The products x[t] . w.row(n) for t < T, n < N, in parallel tasks of up
@@ -343,17 +431,32 @@ void projectRows(const float *x, int64_t T, int64_t K, const Rows &w,
   const int64_t block = blockFor(T);
   int64_t blocks = (N + block - 1) / block;
   int64_t tokenBlocks = (T + kTokenTile - 1) / kTokenTile;
+  const float *panels = nullptr;
+  if (useOuter(T, w)) {
+    thread_local CallerBuffer<float> panelBuf;
+    float *packed = panelBuf.get(panelFloats(T, K));
+    const int64_t P = isa().panel;
+    parallelFor((T + P - 1) / P, [&](int64_t t) {
+      packPanel([&](int64_t m) { return x + m * K; }, T, K, t, packed);
+    });
+    panels = packed;
+  }
+  static_assert(kTokenTile % kMaxPanel == 0, "token tiles start panels");
   parallelFor(blocks * tokenBlocks, [&](int64_t task) {
     int64_t n0 = (task % blocks) * block, n1 = std::min(N, n0 + block);
     int64_t t0 = (task / blocks) * kTokenTile;
     int64_t rows = std::min(T, t0 + kTokenTile) - t0;
     float tileOut[kTokenTile * kBlock];
-    const float *a[kTokenTile];
-    for (int64_t m = 0; m < rows; ++m)
-      a[m] = x + (t0 + m) * K;
-    thread_local std::vector<float> wideRows;
-    Rows wt = widenFor(w, n0, n1, rows, wideRows);
-    dotBlock(a, rows, wt, n0, n1, tileOut, block);
+    if (panels) {
+      outerBlock(panels + t0 * K, rows, w, n0, n1, tileOut, block);
+    } else {
+      const float *a[kTokenTile];
+      for (int64_t m = 0; m < rows; ++m)
+        a[m] = x + (t0 + m) * K;
+      thread_local std::vector<float> wideRows;
+      Rows wt = widenFor(w, n0, n1, rows, wideRows);
+      dotBlock(a, rows, wt, n0, n1, tileOut, block);
+    }
     for (int64_t m = 0; m < rows; ++m)
       epilogue(t0 + m, n0, n1, tileOut + m * block);
   });
@@ -385,9 +488,10 @@ void experts(const ExpertsArgs &p) {
 
   // Group the T * k (token, slot) pairs by expert: segment e holds
   // positions [start[e], start[e + 1]); slotAt[pos] is the pair's slot.
-  int64_t *ints = intBuf.get(3 * (E + 1) + 2 * T * k + 1);
+  int64_t *ints = intBuf.get(4 * (E + 2) + 2 * T * k);
   int64_t *start = ints, *cursor = ints + E + 1, *active = ints + 2 * (E + 1);
-  int64_t *slotAt = ints + 3 * (E + 1), *posOf = slotAt + T * k;
+  int64_t *panelStart = ints + 3 * (E + 1);
+  int64_t *slotAt = panelStart + E + 3, *posOf = slotAt + T * k;
   std::fill(start, start + E + 1, 0);
   auto expertOf = [&](int64_t slot) {
     int32_t id;
@@ -414,6 +518,54 @@ void experts(const ExpertsArgs &p) {
   float *shAct = S ? shActBuf.get(T * S) : nullptr;
   float *shY = S ? shYBuf.get(T * H) : nullptr;
 
+  // Group g < numActive is expert active[g]; group numActive, the shared
+  // expert over all tokens. A group's rows and weights:
+  const int64_t groups = numActive + (S ? 1 : 0);
+  auto countOf = [&](int64_t g) {
+    return g == numActive ? T : start[active[g] + 1] - start[active[g]];
+  };
+  auto weightsOf = [&](int64_t g, const View<3> &routed, const View<2> &sh) {
+    return g == numActive ? rowsOf(sh) : rowsOf(routed, active[g]);
+  };
+
+  // Groups with enough rows take the outer form: their rows of x are
+  // packed into panels here, and stage 1 writes their activations packed
+  // for stage 2. Group g's panels start at panel panelStart[g].
+  const int64_t P = isa().panel;
+  panelStart[0] = 0;
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t count = countOf(g);
+    bool outer = useOuter(count, weightsOf(g, p.gate, p.sharedGate)) &&
+                 useOuter(count, weightsOf(g, p.up, p.sharedUp)) &&
+                 useOuter(count, weightsOf(g, p.down, p.sharedDown));
+    panelStart[g + 1] = panelStart[g] + (outer ? (count + P - 1) / P : 0);
+  }
+  auto isOuter = [&](int64_t g) { return panelStart[g + 1] > panelStart[g]; };
+  const int64_t routedPanels = panelStart[numActive];
+  float *xPanels = nullptr, *actPanels = nullptr;
+  if (panelStart[groups] > 0) {
+    thread_local CallerBuffer<float> xPanelBuf, actPanelBuf;
+    xPanels = xPanelBuf.get(panelStart[groups] * P * H);
+    actPanels = actPanelBuf.get(routedPanels * P * I +
+                                (panelStart[groups] - routedPanels) * P * S);
+    parallelFor(panelStart[groups], [&](int64_t panel) {
+      int64_t g = std::upper_bound(panelStart, panelStart + groups + 1,
+                                   panel) - panelStart - 1;
+      int64_t p0 = g == numActive ? 0 : start[active[g]];
+      packPanel(
+          [&](int64_t m) {
+            return x + (g == numActive ? m : slotAt[p0 + m] / k) * H;
+          },
+          countOf(g), H, panel - panelStart[g],
+          xPanels + panelStart[g] * P * H);
+    });
+  }
+  // Group g's packed activations.
+  auto actPanelsOf = [&](int64_t g) {
+    return g == numActive ? actPanels + routedPanels * P * I
+                          : actPanels + panelStart[g] * P * I;
+  };
+
   // Tasks: per active expert (then the shared expert over all tokens),
   // one per block of weight rows.
   const int64_t block = blockFor(T);
@@ -437,13 +589,43 @@ void experts(const ExpertsArgs &p) {
   forGroups(I, S, [&](int64_t g, int64_t n0, int64_t n1) {
     bool shared = g == numActive;
     int64_t e = shared ? 0 : active[g];
-    int64_t p0 = shared ? 0 : start[e], count = shared ? T : start[e + 1] - p0;
-    thread_local std::vector<float> wideGate, wideUp;
-    Rows gw = widenFor(shared ? rowsOf(p.sharedGate) : rowsOf(p.gate, e), n0,
-                       n1, count, wideGate);
-    Rows uw = widenFor(shared ? rowsOf(p.sharedUp) : rowsOf(p.up, e), n0, n1,
-                       count, wideUp);
+    int64_t p0 = shared ? 0 : start[e], count = countOf(g);
     int64_t width = shared ? S : I;
+    // Bias and activation of row m's products, into `dst`.
+    auto activate = [&](float *gv, float *uv, float *dst) {
+      if (!shared && p.gateBias.present())
+        for (int64_t n = n0; n < n1; ++n) {
+          gv[n - n0] += p.gateBias.f32(e, n);
+          uv[n - n0] += p.upBias.f32(e, n);
+        }
+      isa().activation(gv, uv, dst, n1 - n0, !shared && clamped, p.alpha,
+                       p.limit, p.beta);
+    };
+    if (isOuter(g)) {
+      thread_local std::vector<float> gBuf, uBuf;
+      float *gOut = scratch(gBuf, count * block);
+      float *uOut = scratch(uBuf, count * block);
+      const float *panels = xPanels + panelStart[g] * P * H;
+      outerBlock(panels, count, weightsOf(g, p.gate, p.sharedGate), n0, n1,
+                 gOut, block);
+      outerBlock(panels, count, weightsOf(g, p.up, p.sharedUp), n0, n1, uOut,
+                 block);
+      // Columns [n0, n1) of the packed activations; a last panel's missing
+      // rows stay zero.
+      float *dst = actPanelsOf(g), row[kBlock];
+      for (int64_t m = 0; m < (count + P - 1) / P * P; ++m) {
+        float *panel = dst + m / P * P * width + m % P;
+        if (m < count)
+          activate(gOut + m * block, uOut + m * block, row);
+        for (int64_t n = n0; n < n1; ++n)
+          panel[n * P] = m < count ? row[n - n0] : 0.0f;
+      }
+      return;
+    }
+    thread_local std::vector<float> wideGate, wideUp;
+    Rows gw = widenFor(weightsOf(g, p.gate, p.sharedGate), n0, n1, count,
+                       wideGate);
+    Rows uw = widenFor(weightsOf(g, p.up, p.sharedUp), n0, n1, count, wideUp);
     float *dst = shared ? shAct : act + p0 * I;
     float gTile[kTokenTile * kBlock], uTile[kTokenTile * kBlock];
     const float *a[kTokenTile];
@@ -455,16 +637,9 @@ void experts(const ExpertsArgs &p) {
       }
       dotBlock(a, rows, gw, n0, n1, gTile, block);
       dotBlock(a, rows, uw, n0, n1, uTile, block);
-      for (int64_t m = 0; m < rows; ++m) {
-        float *gv = gTile + m * block, *uv = uTile + m * block;
-        if (!shared && p.gateBias.present())
-          for (int64_t n = n0; n < n1; ++n) {
-            gv[n - n0] += p.gateBias.f32(e, n);
-            uv[n - n0] += p.upBias.f32(e, n);
-          }
-        isa().activation(gv, uv, dst + (m0 + m) * width + n0, n1 - n0,
-                         !shared && clamped, p.alpha, p.limit, p.beta);
-      }
+      for (int64_t m = 0; m < rows; ++m)
+        activate(gTile + m * block, uTile + m * block,
+                 dst + (m0 + m) * width + n0);
     }
   });
 
@@ -472,13 +647,22 @@ void experts(const ExpertsArgs &p) {
   forGroups(H, H, [&](int64_t g, int64_t n0, int64_t n1) {
     bool shared = g == numActive;
     int64_t e = shared ? 0 : active[g];
-    int64_t p0 = shared ? 0 : start[e], count = shared ? T : start[e + 1] - p0;
-    thread_local std::vector<float> wideDown;
-    Rows dw = widenFor(shared ? rowsOf(p.sharedDown) : rowsOf(p.down, e), n0,
-                       n1, count, wideDown);
+    int64_t p0 = shared ? 0 : start[e], count = countOf(g);
     int64_t width = shared ? S : I;
-    const float *src = shared ? shAct : act + p0 * I;
     float *dst = shared ? shY : y + p0 * H;
+    Rows down = weightsOf(g, p.down, p.sharedDown);
+    bool bias = !shared && p.downBias.present();
+    if (isOuter(g)) {
+      outerBlock(actPanelsOf(g), count, down, n0, n1, dst + n0, H);
+      if (bias)
+        for (int64_t m = 0; m < count; ++m)
+          for (int64_t n = n0; n < n1; ++n)
+            dst[m * H + n] += p.downBias.f32(e, n);
+      return;
+    }
+    thread_local std::vector<float> wideDown;
+    Rows dw = widenFor(down, n0, n1, count, wideDown);
+    const float *src = shared ? shAct : act + p0 * I;
     const float *a[kTokenTile];
     float tileOut[kTokenTile * kBlock];
     for (int64_t m0 = 0; m0 < count; m0 += kTokenTile) {
@@ -488,7 +672,7 @@ void experts(const ExpertsArgs &p) {
       dotBlock(a, rows, dw, n0, n1, tileOut, block);
       for (int64_t m = 0; m < rows; ++m) {
         float *row = tileOut + m * block;
-        if (!shared && p.downBias.present())
+        if (bias)
           for (int64_t n = n0; n < n1; ++n)
             row[n - n0] += p.downBias.f32(e, n);
         std::memcpy(dst + (m0 + m) * H + n0, row, (n1 - n0) * sizeof(float));

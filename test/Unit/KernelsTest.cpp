@@ -3,11 +3,12 @@
 // The lit tests compare whole models through the kernels with the reference
 // lowering and transformers; these cases aim at the kernels' edges instead:
 // sizes that are not multiples of the vector width, the 4 x 3 tile, the
-// 48- and 192-row task blocks or the 1024-element K chunk; transposed and
-// row-strided weights; 16-bit weights; biases, shared experts and the clamped
-// activation; ids outside [0, E). Each is checked against a plain double
-// loop of the op's definition. CTest runs the binary again with
-// MOERT_ISA=generic, so the portable code is checked on every CPU.
+// 48- and 192-row task blocks or the 1024-element K chunk, the outer-product
+// form's panels; transposed and row-strided weights; 16-bit weights;
+// biases, shared experts and the clamped activation; ids outside [0, E).
+// Each is checked against a plain double loop of the op's definition. CTest
+// runs the binary again with MOERT_ISA=generic, so the portable code is
+// checked on every CPU.
 //
 //===----------------------------------------------------------------------===//
 
@@ -283,12 +284,19 @@ INSTANTIATE_TEST_SUITE_P(
                     false},
         // Decode-sized blocks (192 rows) with tails of 16 and 8 rows.
         ExpertsCase{3, 400, 3, 200, 2, 7, true, false, false, false, false,
+                    false},
+        // The outer-product form (32 or more rows per expert): panels with
+        // missing rows, K chunks with tails, strided gate rows, biases,
+        // and a transposed shared expert that keeps the dot form.
+        ExpertsCase{50, 300, 2, 70, 2, 20, false, true, true, false, false,
+                    true},
+        ExpertsCase{80, 520, 2, 100, 1, 33, true, true, false, true, true,
                     false}));
 
 TEST(LinearKernel, NormBiasResidualTransposed) {
   std::mt19937 rng(5);
   for (bool transposed : {false, true})
-    for (int64_t T : {1, 5, 67}) {
+    for (int64_t T : {1, 5, 32, 67}) {
       // N: two decode-sized blocks (192 rows) and a tail of 17.
       const int64_t K = 1100, N = 401;
       Tensor x({T, K}, rng), norm({K}, rng, false, 0.5f),
@@ -324,6 +332,33 @@ TEST(LinearKernel, NormBiasResidualTransposed) {
       EXPECT_LE(worst, 2e-5 * scale)
           << "T=" << T << (transposed ? " transposed" : "");
     }
+}
+
+TEST(LinearKernel, BF16WeightsInTokenTiles) {
+  // bf16 weights with f32 activations: 66 rows take the outer form in
+  // tiles of 64 and 2 rows, so the short tile must widen them too.
+  std::mt19937 rng(7);
+  for (int64_t T : {3, 66}) {
+    const int64_t K = 130, N = 50;
+    Tensor x({T, K}, rng), weight({N, K}, rng, /*isBF16=*/true, 0.1f);
+    Tensor out = Tensor::zeros({T, N});
+    auto xd = x.desc<moert_memref2d>(), wd = weight.desc<moert_memref2d>(),
+         od = out.desc<moert_memref2d>();
+    auto none1 = absent<moert_memref1d>();
+    auto none2 = absent<moert_memref2d>();
+    _mlir_ciface_moert_linear_f32_bf16(&xd, &wd, &none1, &none1, &none2, &od,
+                                       0, 0.0f);
+    double worst = 0, scale = 0;
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t n = 0; n < N; ++n) {
+        double acc = 0;
+        for (int64_t i = 0; i < K; ++i)
+          acc += double(x.v(t, i)) * weight.v(n, i);
+        worst = std::max(worst, std::abs(acc - out.at(t, n)));
+        scale = std::max(scale, std::abs(acc));
+      }
+    EXPECT_LE(worst, 2e-5 * scale) << "T=" << T;
+  }
 }
 
 TEST(RouteKernel, GroupedSigmoidWithPermutation) {
