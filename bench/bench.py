@@ -375,7 +375,20 @@ def run_layer_rows(args, roof):
             if os.path.exists(artifact):
                 os.remove(artifact)
             os.remove(onnx_path)
+            # The roof again after each configuration (about a second): on
+            # this shared machine bandwidth and FLOP/s swing over minutes,
+            # and a roof measured in a slow moment flatters every row (the
+            # last run had rows above 100% with the roof taken at the start
+            # and the end only). main() keeps the highest of each.
+            raise_roof(roof, measure_roof(args))
     return rows
+
+
+def raise_roof(roof, sample):
+    """Keeps in `roof` the higher of each figure of `sample`."""
+    log(f"roof: {sample}")
+    for key in ("read_bandwidth_bytes_per_s", "peak_f32_flops"):
+        roof[key] = max(roof[key], sample[key])
 
 
 def add_roof(row, cfg, dtype, roof):
@@ -609,7 +622,8 @@ def markdown(rows, roof, meta, model=None, compile_row=None):
         "",
         f"- machine: {meta['cpu']}, {roof['cores']} cores used by every framework, "
         f"{meta['isa']} kernels; {meta['date']}",
-        f"- roof measured in the same run (`moe-roofline`, at its start and end; the higher "
+        f"- roof measured in the same run (`moe-roofline`, at its start, after each layer "
+        f"configuration and at its end; the highest "
         f"of each): read bandwidth "
         f"{roof['read_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s, peak f32 "
         f"{roof['peak_f32_flops'] / 1e9:.0f} GFLOP/s ({roof['vector_bits']}-bit FMA); "
@@ -755,20 +769,18 @@ def main():
                 peers=f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider), "
                       f"PyTorch {torch.__version__} eager with transformers {transformers.__version__}")
     rows = run_layer_rows(args, roof) if args.configs else []
+    model_bw = roof["read_bandwidth_bytes_per_s"]  # what run_model_rows uses
     model = None if args.skip_model else run_model_rows(args, roof)
     # The roof again at the end: on a shared machine one measurement can
     # catch a busy moment, and a low roof would flatter every row. Each
-    # figure keeps the higher of the two, and the fractions are recomputed.
-    final = measure_roof(args)
-    log(f"roof at the end: {final}")
-    first_bw = roof["read_bandwidth_bytes_per_s"]
-    for key in ("read_bandwidth_bytes_per_s", "peak_f32_flops"):
-        roof[key] = max(roof[key], final[key])
+    # figure keeps the highest of all measurements, and the fractions are
+    # recomputed.
+    raise_roof(roof, measure_roof(args))
     for row in rows:
         add_roof(row, CONFIGS[row["config"]], row["dtype"], roof)
     for row in (model or {}).get("rows", []):
         if "moec_bw_frac" in row:
-            row["moec_bw_frac"] *= first_bw / roof["read_bandwidth_bytes_per_s"]
+            row["moec_bw_frac"] *= model_bw / roof["read_bandwidth_bytes_per_s"]
     compile_row = None if args.skip_compile else run_compile_row(args)
     # Both files are written whole or not at all.
     text = json.dumps(dict(meta=meta, roof=roof, moe_layer=rows, model=model,
