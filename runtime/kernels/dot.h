@@ -44,8 +44,9 @@ using DotTileTransposedFn = void (*)(int rows, int64_t cols,
 /// row m), each weight element is broadcast against a panel's vectors, and
 /// c[n * P + m] (+)= sum_{i < k} panel[i * P + m] * b[n][i] for m < P,
 /// n < cols <= kOuterCols: the products come out n-major, whole vectors.
-/// Per FMA it loads a third of the bytes the dot form does, which keeps
-/// prompt-sized GEMMs bound by the FMAs rather than by L2.
+/// Per FMA it loads less than half the bytes the dot form does (AVX2: 88
+/// against 224 per 12 FMAs), which keeps prompt-sized GEMMs bound by the
+/// FMAs rather than by L2.
 using OuterTileFn = void (*)(int cols, const float *panel,
                              const float *const *b, int64_t k, float *c,
                              bool accumulate);
