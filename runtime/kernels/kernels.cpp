@@ -513,9 +513,7 @@ void experts(const ExpertsArgs &p) {
     posOf[s] = pos;
   }
 
-  float *act = actBuf.get(T * k * I);
   float *y = yBuf.get(T * k * H);
-  float *shAct = S ? shActBuf.get(T * S) : nullptr;
   float *shY = S ? shYBuf.get(T * H) : nullptr;
 
   // Group g < numActive is expert active[g]; group numActive, the shared
@@ -542,6 +540,12 @@ void experts(const ExpertsArgs &p) {
   }
   auto isOuter = [&](int64_t g) { return panelStart[g + 1] > panelStart[g]; };
   const int64_t routedPanels = panelStart[numActive];
+  // Activations of the other groups, one row per pair (or token).
+  bool routedDot = false;
+  for (int64_t g = 0; g < numActive; ++g)
+    routedDot |= !isOuter(g);
+  float *act = routedDot ? actBuf.get(T * k * I) : nullptr;
+  float *shAct = S && !isOuter(numActive) ? shActBuf.get(T * S) : nullptr;
   float *xPanels = nullptr, *actPanels = nullptr;
   if (panelStart[groups] > 0) {
     thread_local CallerBuffer<float> xPanelBuf, actPanelBuf;
