@@ -6,7 +6,8 @@
 # measures moec, onnxruntime and PyTorch side by side (bench/bench.py) and
 # writes docs/performance.md and docs/performance.json.
 #
-#   bench/run.sh                       # everything (about 10 minutes on 2 cores)
+#   bench/run.sh                       # everything (about 12 minutes on 2 cores,
+#                                      # once moec is built and the peers installed)
 #   bench/run.sh --configs qwen3 --dtypes f32 --tokens 1 128   # a subset
 #
 # Arguments go to bench/bench.py (see bench/bench.py --help). Nothing else
