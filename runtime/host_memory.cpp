@@ -358,7 +358,7 @@ void *heapAllocate(uint64_t bytes) {
 } // namespace moert
 
 extern "C" void *moert_malloc(size_t bytes) {
-  void *p = moert::allocate(bytes ? bytes : 1, alignof(std::max_align_t));
+  void *p = moert::heapAllocate(bytes);
   if (!p)
     moert::allocationFailed(bytes);
   return p;
