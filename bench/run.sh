@@ -6,7 +6,7 @@
 # measures moec, onnxruntime and PyTorch side by side (bench/bench.py) and
 # writes docs/performance.md and docs/performance.json.
 #
-#   bench/run.sh                       # everything (about 12 minutes on 2 cores,
+#   bench/run.sh                       # everything (about 9 minutes on 2 cores,
 #                                      # once moec is built and the peers installed)
 #   bench/run.sh --configs qwen3 --dtypes f32 --tokens 1 128   # a subset
 #
@@ -25,16 +25,30 @@ venv=${MOE_BENCH_VENV:-$build/bench-venv}
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
   "$root/scripts/bootstrap.sh" python3-venv
 fi
-MOE_BUILD_DIR=$build "$root/scripts/build.sh"
+# The peers download (about 3 GB) while moec builds: one waits on the
+# network, the other on the cores.
 stamp="$venv/.requirements"
+peers=
 if ! cmp -s "$root/bench/requirements.txt" "$stamp" 2>/dev/null; then
-  echo "bench: installing the peers into $venv (about 3 GB, once)" >&2
+  echo "bench: installing the peers into $venv (about 3 GB, once; log:" \
+    "$venv.log)" >&2
   rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check \
-    -r "$root/bench/requirements.txt"
-  cp "$root/bench/requirements.txt" "$stamp"
+  mkdir -p "$(dirname "$venv")"
+  ( python3 -m venv "$venv" &&
+    "$venv/bin/pip" install -q --disable-pip-version-check \
+      -r "$root/bench/requirements.txt" &&
+    cp "$root/bench/requirements.txt" "$stamp" ) >"$venv.log" 2>&1 &
+  peers=$!
+  trap 'kill "$peers" 2>/dev/null || true' EXIT
 fi
+MOE_BUILD_DIR=$build "$root/scripts/build.sh"
+if [ -n "$peers" ] && ! wait "$peers"; then
+  tail -n 20 "$venv.log" >&2
+  echo "bench: installing the peers into $venv failed (above; all of it in" \
+    "$venv.log)" >&2
+  exit 1
+fi
+trap - EXIT
 # From / so that no stray *.py in the working folder shadows a module.
 cd /
 exec "$venv/bin/python" "$root/bench/bench.py" --build "$build" \
