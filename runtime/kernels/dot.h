@@ -62,6 +62,10 @@ using ActivationFn = void (*)(const float *g, const float *u, float *out,
 /// dst[i] = float(src[i]) for i < n, src of the indexed DType.
 using WidenFn = void (*)(const void *src, float *dst, int64_t n);
 
+/// dst[j * ldd + i] = src[i][j] for i < rows, j < cols.
+using TransposeFn = void (*)(const float *const *src, int64_t rows,
+                             int64_t cols, float *dst, int64_t ldd);
+
 struct Isa {
   const char *name;
   DotTileFn dot[3]; // indexed by the weights' DType
@@ -70,6 +74,7 @@ struct Isa {
   WidenFn widen[3];
   int panel; // activation rows per packed panel: two vectors
   OuterTileFn outer;
+  TransposeFn transpose;
 };
 
 const Isa &isaGeneric();

@@ -373,27 +373,24 @@ void packPanel(RowOf &&rowOf, int64_t count, int64_t k, int64_t t,
   const float *src[kMaxPanel];
   for (int64_t m = 0; m < rows; ++m)
     src[m] = rowOf(t * P + m);
-  for (int64_t i = 0; i < k; ++i) {
-    for (int64_t m = 0; m < rows; ++m)
-      dst[i * P + m] = src[m][i];
-    for (int64_t m = rows; m < P; ++m)
-      dst[i * P + m] = 0.0f;
-  }
+  isa().transpose(src, rows, k, dst, P);
+  if (rows < P)
+    for (int64_t i = 0; i < k; ++i)
+      std::fill(dst + i * P + rows, dst + (i + 1) * P, 0.0f);
 }
 
-/// out[m * ldo + (n - n0)] = the products of the `count` rows packed in
-/// `panels` with weight rows [n0, n1) (at most kBlock), for the whole K:
-/// chunk by chunk, every panel against the block's chunk. 16-bit rows are
-/// widened whole first (widenFor: one long stream per row; widening each
-/// chunk's 256-element pieces took a quarter of mixtral's bf16 T=128
-/// layer). The sums build up n-major per panel (OuterTileFn) and are
-/// transposed into `out` at the end.
-void outerBlock(const float *panels, int64_t count, const Rows &w, int64_t n0,
-                int64_t n1, float *out, int64_t ldo) {
+/// The products of the `count` rows packed in `panels` with weight rows
+/// [n0, n1) (at most kBlock), for the whole K, n-major per panel as
+/// OuterTileFn leaves them: row m's product with row n is
+/// acc[(m / P * kBlock + n - n0) * P + m % P]. Chunk by chunk, every panel
+/// against the block's chunk. 16-bit rows are widened whole first
+/// (widenFor: one long stream per row; widening each chunk's 256-element
+/// pieces took a quarter of mixtral's bf16 T=128 layer).
+void outerSums(const float *panels, int64_t count, const Rows &w, int64_t n0,
+               int64_t n1, float *acc) {
   const Isa &is = isa();
   const int64_t P = is.panel, K = w.k, numPanels = (count + P - 1) / P;
-  thread_local std::vector<float> wideRows, sums;
-  float *acc = scratch(sums, numPanels * kBlock * P);
+  thread_local std::vector<float> wideRows;
   // Widened whatever `count` is: a projection's last token tile may have
   // only a few rows.
   const Rows src = widenFor(w, n0, n1, kOuterMinRows, wideRows);
@@ -413,10 +410,21 @@ void outerBlock(const float *panels, int64_t count, const Rows &w, int64_t n0,
       }
     }
   }
-  for (int64_t m = 0; m < count; ++m) {
-    const float *sum = acc + (m / P) * kBlock * P + m % P;
+}
+
+/// outerSums transposed into rows: out[m * ldo + (n - n0)].
+void outerBlock(const float *panels, int64_t count, const Rows &w, int64_t n0,
+                int64_t n1, float *out, int64_t ldo) {
+  const int64_t P = isa().panel, numPanels = (count + P - 1) / P;
+  thread_local std::vector<float> sums;
+  float *acc = scratch(sums, numPanels * kBlock * P);
+  outerSums(panels, count, w, n0, n1, acc);
+  for (int64_t t = 0; t < numPanels; ++t) {
+    const float *rows[kBlock];
     for (int64_t n = 0; n < n1 - n0; ++n)
-      out[m * ldo + n] = sum[n * P];
+      rows[n] = acc + (t * kBlock + n) * P;
+    isa().transpose(rows, n1 - n0, std::min(P, count - t * P),
+                    out + t * P * ldo, ldo);
   }
 }
 
@@ -606,23 +614,32 @@ void experts(const ExpertsArgs &p) {
                        p.limit, p.beta);
     };
     if (isOuter(g)) {
+      // The sums come out n-major per panel, which is how stage 2 takes
+      // its activations packed: columns [n0, n1) of each panel are
+      // activated in place of a transposition into rows and back.
+      const int64_t numPanels = (count + P - 1) / P;
       thread_local std::vector<float> gBuf, uBuf;
-      float *gOut = scratch(gBuf, count * block);
-      float *uOut = scratch(uBuf, count * block);
+      float *gAcc = scratch(gBuf, numPanels * kBlock * P);
+      float *uAcc = scratch(uBuf, numPanels * kBlock * P);
       const float *panels = xPanels + panelStart[g] * P * H;
-      outerBlock(panels, count, weightsOf(g, p.gate, p.sharedGate), n0, n1,
-                 gOut, block);
-      outerBlock(panels, count, weightsOf(g, p.up, p.sharedUp), n0, n1, uOut,
-                 block);
-      // Columns [n0, n1) of the packed activations; a last panel's missing
-      // rows stay zero.
-      float *dst = actPanelsOf(g), row[kBlock];
-      for (int64_t m = 0; m < (count + P - 1) / P * P; ++m) {
-        float *panel = dst + m / P * P * width + m % P;
-        if (m < count)
-          activate(gOut + m * block, uOut + m * block, row);
-        for (int64_t n = n0; n < n1; ++n)
-          panel[n * P] = m < count ? row[n - n0] : 0.0f;
+      outerSums(panels, count, weightsOf(g, p.gate, p.sharedGate), n0, n1,
+                gAcc);
+      outerSums(panels, count, weightsOf(g, p.up, p.sharedUp), n0, n1, uAcc);
+      for (int64_t t = 0; t < numPanels; ++t) {
+        float *gv = gAcc + t * kBlock * P, *uv = uAcc + t * kBlock * P;
+        if (!shared && p.gateBias.present())
+          for (int64_t n = n0; n < n1; ++n)
+            for (int64_t m = 0; m < P; ++m) {
+              gv[(n - n0) * P + m] += p.gateBias.f32(e, n);
+              uv[(n - n0) * P + m] += p.upBias.f32(e, n);
+            }
+        float *dst = actPanelsOf(g) + t * P * width + n0 * P;
+        isa().activation(gv, uv, dst, (n1 - n0) * P, !shared && clamped,
+                         p.alpha, p.limit, p.beta);
+        // A last panel's missing rows stay zero.
+        for (int64_t m = std::max<int64_t>(count - t * P, 0); m < P; ++m)
+          for (int64_t n = 0; n < n1 - n0; ++n)
+            dst[n * P + m] = 0.0f;
       }
       return;
     }
