@@ -386,9 +386,8 @@ def run_layer_rows(args, roof):
                         if tokens == 1:
                             # The roof fraction of a memory-bound step, with
                             # the weights evicted from the caches first (these
-                            # layers' 38-88 MB partly fit a large L3).
-                            row["moec_cold_s"] = moe_run_median(args, artifact, x_path, out_dir,
-                                                                20, cold=True)
+                            # layers' 19-88 MB partly fit a large L3).
+                            measure_cold(args, row, roof, artifact, x_path, out_dir)
                 else:
                     row["moec_error"] = moec_error
                 # More rounds with the three interleaved: this VM's load comes
@@ -408,9 +407,7 @@ def run_layer_rows(args, roof):
                                             moe_run_median(args, artifact, x_path, out_dir, n))
                     if "moec_cold_s" in row:
                         # The cold median swings as much as the warm one.
-                        row["moec_cold_s"] = min(row["moec_cold_s"],
-                                                 moe_run_median(args, artifact, x_path,
-                                                                out_dir, 20, cold=True))
+                        measure_cold(args, row, roof, artifact, x_path, out_dir)
                 row["moec_raised"] = raised
                 add_roof(row, cfg, dtype, roof)
                 rows.append(row)
@@ -429,9 +426,25 @@ def run_layer_rows(args, roof):
     return rows
 
 
-def raise_roof(roof, sample):
+def measure_cold(args, row, roof, artifact, x_path, out_dir):
+    """One cold median of a T=1 row (moec_cold_s keeps the best), paired
+    with a read-bandwidth sample taken just before it: this VM's bandwidth
+    swings by a quarter within minutes, so a step timed in a slow moment
+    set against the run's best sample understates it, and one timed in a
+    fast moment against a slow sample would overstate it. add_roof reports
+    both the median of the paired fractions and the fraction of the run's
+    best sample."""
+    sample = measure_roof(args)
+    raise_roof(roof, sample, quiet=True)
+    cold = moe_run_median(args, artifact, x_path, out_dir, 20, cold=True)
+    row["moec_cold_s"] = min(row.get("moec_cold_s", cold), cold)
+    row.setdefault("moec_cold_pairs", []).append([cold, sample["read_bandwidth_bytes_per_s"]])
+
+
+def raise_roof(roof, sample, quiet=False):
     """Keeps in `roof` the higher of each figure of `sample`."""
-    log(f"roof: {sample}")
+    if not quiet:
+        log(f"roof: {sample}")
     for key in ("read_bandwidth_bytes_per_s", "peak_f32_flops"):
         roof[key] = max(roof[key], sample[key])
 
@@ -450,6 +463,9 @@ def add_roof(row, cfg, dtype, roof):
             weight_bytes = (experts_hit + s) * 3 * h * i * elem + h * e * elem
             row["bytes"] = weight_bytes
             row["moec_bw_frac"] = weight_bytes / row["moec_cold_s"] / roof["read_bandwidth_bytes_per_s"]
+            paired = [weight_bytes / cold / bw for cold, bw in row.get("moec_cold_pairs", [])]
+            if paired:
+                row["moec_bw_frac_paired"] = float(np.median(paired))
 
 
 MODEL_CONFIG = dict(
@@ -687,16 +703,21 @@ def markdown(rows, roof, meta, model=None, compile_row=None):
         "experts: they are counted (`k/T tokens differ`), and up to 5% pass. "
         "`roof` is moec's fraction of the machine's read bandwidth at T=1 (bytes of the "
         "weights the step must read, timed with the caches flushed before each run: "
-        "`moe-run --cold`, the best of the rounds' medians like the warm times; the times "
-        "in the table are warm, like the peers') and of its "
-        "peak f32 FLOP/s otherwise.",
+        "`moe-run --cold`; the times in the table are warm, like the peers'): each round's "
+        "cold median against a bandwidth sample taken just before it, the median of the "
+        "rounds' fractions, and in brackets the best cold median against the run's best "
+        "sample (this machine's bandwidth moves by a quarter within minutes; the bracketed "
+        "figure is the conservative one). Otherwise `roof` is the fraction of peak f32 FLOP/s.",
         "",
         "| layer | weights | T | moec ms | onnxruntime ms | PyTorch ms | ORT / moec | PyTorch / moec | roof | moec vs torch |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         roof_text = "-"
-        if "moec_bw_frac" in r:
+        if "moec_bw_frac_paired" in r:
+            roof_text = (f"{100 * r['moec_bw_frac_paired']:.0f}% BW "
+                         f"({100 * r['moec_bw_frac']:.0f}% of best)")
+        elif "moec_bw_frac" in r:
             roof_text = f"{100 * r['moec_bw_frac']:.0f}% BW"
         elif "moec_flops_frac" in r:
             roof_text = f"{100 * r['moec_flops_frac']:.0f}% FLOP"
