@@ -144,6 +144,9 @@ double sigmoid(double v) { return 1.0 / (1.0 + std::exp(-v)); }
 struct ExpertsCase {
   int64_t T, H, E, I, k, S;
   bool bf16, biases, clamped, sharedGate, transposedShared, padded;
+  /// Gate and up rows alternating in one [E, 2I, H] tensor, as
+  /// com.microsoft.MoE's swiglu_fusion = 1 stores them.
+  bool interleaved;
 };
 
 class ExpertsKernel : public ::testing::TestWithParam<ExpertsCase> {};
@@ -181,6 +184,22 @@ TEST_P(ExpertsKernel, MatchesDefinition) {
   auto xd = x.desc<moert_memref2d>(), wd = w.desc<moert_memref2d>();
   auto gd = gate.desc<moert_memref3d>(), ud = up.desc<moert_memref3d>(),
        dd = down.desc<moert_memref3d>();
+  // Interleaved: row 2i of `fused` is gate row i, row 2i + 1 up row i, and
+  // the gate and up views are its even and odd rows.
+  Tensor fused = Tensor::zeros({c.E, 2 * c.I, c.H});
+  if (c.interleaved) {
+    fused.bf16 = c.bf16;
+    for (int64_t e = 0; e < c.E; ++e)
+      for (int64_t i = 0; i < c.I; ++i)
+        for (int64_t j = 0; j < c.H; ++j) {
+          fused.values[((e * 2 * c.I) + 2 * i) * c.H + j] = gate.v(e, i, j);
+          fused.values[((e * 2 * c.I) + 2 * i + 1) * c.H + j] = up.v(e, i, j);
+        }
+    gd = ud = fused.desc<moert_memref3d>();
+    gd.sizes[1] = ud.sizes[1] = c.I;
+    gd.strides[1] = ud.strides[1] = 2 * c.H;
+    ud.aligned = fused.storage.data() + c.H * fused.bytes();
+  }
   auto gbd = c.biases ? gb.desc<moert_memref2d>() : absent<moert_memref2d>();
   auto ubd = c.biases ? ub.desc<moert_memref2d>() : absent<moert_memref2d>();
   auto dbd = c.biases ? db.desc<moert_memref2d>() : absent<moert_memref2d>();
@@ -267,31 +286,42 @@ INSTANTIATE_TEST_SUITE_P(
     Shapes, ExpertsKernel,
     ::testing::Values(
         // T, H, E, I, k, S, bf16, biases, clamped, sharedGate,
-        // transposedShared, padded
+        // transposedShared, padded, interleaved
         ExpertsCase{1, 64, 4, 48, 2, 0, false, false, false, false, false,
-                    false},
+                    false, false},
         ExpertsCase{7, 37, 5, 53, 3, 0, false, false, false, false, false,
-                    false},
+                    false, false},
         ExpertsCase{70, 1030, 3, 50, 2, 19, false, false, false, true, false,
-                    false},
+                    false, false},
         ExpertsCase{9, 40, 4, 11, 2, 0, false, true, true, false, false,
-                    true},
+                    true, false},
         ExpertsCase{13, 33, 6, 17, 2, 24, false, false, false, false, true,
-                    false},
+                    false, false},
         ExpertsCase{66, 72, 4, 20, 2, 16, true, false, false, true, false,
-                    false},
+                    false, false},
         ExpertsCase{2, 24, 8, 32, 4, 8, true, true, true, false, true,
-                    false},
+                    false, false},
         // Decode-sized blocks (192 rows) with tails of 16 and 8 rows.
         ExpertsCase{3, 400, 3, 200, 2, 7, true, false, false, false, false,
-                    false},
+                    false, false},
         // The outer-product form (32 or more rows per expert): panels with
         // missing rows, K chunks with tails, strided gate rows, biases,
         // and a transposed shared expert that keeps the dot form.
         ExpertsCase{50, 300, 2, 70, 2, 20, false, true, true, false, false,
-                    true},
+                    true, false},
         ExpertsCase{80, 520, 2, 100, 1, 33, true, true, false, true, true,
-                    false}));
+                    false, false},
+        // Gate and up rows interleaved in one tensor: decode (192 fused
+        // rows per block and a tail), token tiles (under 32 rows per
+        // expert) with 16-bit rows widened, and the outer form.
+        ExpertsCase{1, 300, 4, 200, 2, 0, true, true, false, false, false,
+                    false, true},
+        ExpertsCase{3, 64, 3, 48, 2, 5, false, false, true, false, false,
+                    false, true},
+        ExpertsCase{24, 40, 3, 60, 2, 0, true, true, false, false, false,
+                    false, true},
+        ExpertsCase{40, 72, 2, 30, 2, 0, false, false, false, false, false,
+                    false, true}));
 
 TEST(LinearKernel, NormBiasResidualTransposed) {
   std::mt19937 rng(5);
