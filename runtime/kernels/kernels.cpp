@@ -588,18 +588,22 @@ void experts(const ExpertsArgs &p) {
                           : actPanels + panelStart[g] * P * I;
   };
 
-  // Tasks: per active expert (then the shared expert over all tokens),
-  // one per block of weight rows.
+  // Tasks: one per block of weight rows, the shared expert's (over all
+  // tokens) first, then each active expert's. The shared expert's are the
+  // longest: all tokens, and at decode weights often stored transposed
+  // (ONNX MatMul initializers), which stream at about half the rate. Last
+  // in line they left one thread idle for most of a task at the end of
+  // each stage (deepseek's T=1 layer).
   const int64_t block = blockFor(T);
   auto forGroups = [&](int64_t rowsRouted, int64_t rowsShared, auto &&body) {
     int64_t perRouted = (rowsRouted + block - 1) / block;
-    int64_t perShared = (rowsShared + block - 1) / block;
-    int64_t tasks = numActive * perRouted + (S ? perShared : 0);
+    int64_t perShared = S ? (rowsShared + block - 1) / block : 0;
+    int64_t tasks = numActive * perRouted + perShared;
     parallelFor(tasks, [&](int64_t task) {
-      int64_t g = task / perRouted, part = task % perRouted;
-      if (g >= numActive) {
-        g = numActive;
-        part = task - numActive * perRouted;
+      int64_t g = numActive, part = task;
+      if (task >= perShared) {
+        g = (task - perShared) / perRouted;
+        part = (task - perShared) % perRouted;
       }
       int64_t rows = g < numActive ? rowsRouted : rowsShared;
       body(g, part * block, std::min(rows, part * block + block));
