@@ -56,10 +56,10 @@ Value Importer::lookup(const std::string &name) {
     values[name] = v;
     return v;
   }
-  auto init = model.initializers().find(name);
-  if (init == model.initializers().end())
+  const ::moe::ONNXInitializer *init = model.initializer(name);
+  if (!init)
     return nullptr;
-  Type element = elementType(ctx, init->second.dataType);
+  Type element = elementType(ctx, init->dataType);
   if (!element)
     return nullptr;
   OpBuilder::InsertionGuard guard(builder);
@@ -69,11 +69,32 @@ Value Importer::lookup(const std::string &name) {
   for (Operation &op : *body)
     if (isa<WeightOp>(op))
       builder.setInsertionPointAfter(&op);
-  auto type = RankedTensorType::get(init->second.shape, element);
+  auto type = RankedTensorType::get(init->shape, element);
   Value weight =
       WeightOp::create(builder, fileLoc, type, builder.getStringAttr(name));
   values[name] = weight;
   return weight;
+}
+
+Value Importer::lookupTransposed(const std::string &name, Location loc) {
+  llvm::Expected<std::string> copy = model.transposedCopy(name);
+  if (copy)
+    return lookup(*copy);
+  llvm::consumeError(copy.takeError());
+  Value w = lookup(name);
+  auto wt = w ? dyn_cast<RankedTensorType>(w.getType()) : nullptr;
+  if (!wt || wt.getRank() < 2 || wt.getRank() > 3)
+    return nullptr;
+  llvm::SmallVector<int64_t> perm =
+      wt.getRank() == 2 ? llvm::SmallVector<int64_t>{1, 0}
+                        : llvm::SmallVector<int64_t>{0, 2, 1};
+  llvm::SmallVector<int64_t> shape;
+  for (int64_t d : perm)
+    shape.push_back(wt.getDimSize(d));
+  Value init =
+      tensor::EmptyOp::create(builder, loc, shape, wt.getElementType());
+  return linalg::TransposeOp::create(builder, loc, w, init, perm)
+      .getResult()[0];
 }
 
 /// Checks that `node` has at least the inputs and outputs its operator

@@ -132,6 +132,11 @@ private:
   /// (as a moe.weight, created at first use) or known integers (as a
   /// constant or tensor.from_elements, created at first use).
   Value lookup(const std::string &name);
+  /// Initializer `name` (rank 2 or 3) with its last two dimensions swapped:
+  /// a moe.weight of the model's transposed copy (ONNXModel::transposedCopy),
+  /// or, where no copy can be made, a linalg.transpose of the initializer.
+  /// Null if `name` is no initializer of that rank.
+  Value lookupTransposed(const std::string &name, Location loc);
   /// Input `i` of `node`, or null when absent, empty or of no known type.
   Value input(const onnx::NodeProto &node, int i) {
     return i < node.input_size() && !node.input(i).empty()

@@ -435,10 +435,10 @@ std::vector<ONNXValueInfo> ONNXModel::graphOutputs() const {
 
 llvm::Expected<llvm::ArrayRef<uint8_t>>
 ONNXModel::initializerBytes(StringRef name) const {
-  auto it = inits.find(name);
-  if (it == inits.end())
+  const ONNXInitializer *found = initializer(name);
+  if (!found)
     return fail(filePath, "no initializer '" + name + "'");
-  const ONNXInitializer &init = it->second;
+  const ONNXInitializer &init = *found;
   if (init.inlineData)
     return llvm::ArrayRef<uint8_t>(
         static_cast<const uint8_t *>(init.inlineData), init.byteSize);
@@ -459,4 +459,78 @@ ONNXModel::initializerBytes(StringRef name) const {
   return llvm::ArrayRef<uint8_t>(
       reinterpret_cast<const uint8_t *>(mapped.back()->getBufferStart()),
       init.byteSize);
+}
+
+const ONNXInitializer *ONNXModel::initializer(StringRef name) const {
+  auto it = inits.find(name);
+  if (it != inits.end())
+    return &it->second;
+  auto copy = copies.find(name);
+  return copy == copies.end() ? nullptr : &copy->second;
+}
+
+/// dst[o][c][r] = src[o][r][c] for elements of type T.
+template <typename T>
+static void swapLastTwo(const uint8_t *src, uint8_t *dst, int64_t outer,
+                        int64_t rows, int64_t cols) {
+  const T *in = reinterpret_cast<const T *>(src);
+  T *out = reinterpret_cast<T *>(dst);
+  for (int64_t o = 0; o < outer; ++o, in += rows * cols, out += rows * cols)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        out[c * rows + r] = in[r * cols + c];
+}
+
+llvm::Expected<std::string> ONNXModel::transposedCopy(StringRef name) const {
+  // A name no initializer has (ONNX allows any string).
+  std::string copyName = ("transposed:" + name).str();
+  while (inits.count(copyName))
+    copyName.insert(0, "~");
+  if (copies.count(copyName))
+    return copyName;
+  const ONNXInitializer *init = initializer(name);
+  if (!init)
+    return fail(filePath, "no initializer '" + name + "'");
+  const size_t rank = init->shape.size();
+  int64_t count = 1;
+  for (int64_t d : init->shape)
+    count *= d;
+  if (rank < 2 || rank > 3 || count <= 0 || init->byteSize % count)
+    return fail(filePath, "initializer '" + name +
+                              "' cannot be stored transposed (rank " +
+                              llvm::Twine(rank) + ")");
+  const uint64_t element = init->byteSize / count;
+  llvm::Expected<llvm::ArrayRef<uint8_t>> bytes = initializerBytes(name);
+  if (!bytes)
+    return bytes.takeError();
+  const int64_t rows = init->shape[rank - 2], cols = init->shape[rank - 1];
+  const int64_t outer = count / (rows * cols);
+  std::vector<uint8_t> &out = copyBytes.emplace_back(bytes->size());
+  switch (element) {
+  case 1:
+    swapLastTwo<uint8_t>(bytes->data(), out.data(), outer, rows, cols);
+    break;
+  case 2:
+    swapLastTwo<uint16_t>(bytes->data(), out.data(), outer, rows, cols);
+    break;
+  case 4:
+    swapLastTwo<uint32_t>(bytes->data(), out.data(), outer, rows, cols);
+    break;
+  case 8:
+    swapLastTwo<uint64_t>(bytes->data(), out.data(), outer, rows, cols);
+    break;
+  default:
+    copyBytes.pop_back();
+    return fail(filePath, "initializer '" + name + "': " +
+                              llvm::Twine(element) +
+                              "-byte elements cannot be stored transposed");
+  }
+  ONNXInitializer copy = *init;
+  copy.name = copyName;
+  std::swap(copy.shape[rank - 2], copy.shape[rank - 1]);
+  copy.externalFile.clear();
+  copy.externalOffset = 0;
+  copy.inlineData = out.data();
+  copies[copyName] = std::move(copy);
+  return copyName;
 }

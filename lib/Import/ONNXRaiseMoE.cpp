@@ -552,16 +552,9 @@ bool Importer::raiseMatchedMoE(const onnx::NodeProto &node, RaisedMoE &m,
   Value expertIds, expertWeights;
   if (m.routerWhy.empty()) {
     Value router = lookup(m.router);
-    auto rt = cast<RankedTensorType>(router.getType());
-    if (m.routerTransposed)
-      router =
-          linalg::TransposeOp::create(
-              builder, loc, router,
-              tensor::EmptyOp::create(builder, loc,
-                                      llvm::ArrayRef<int64_t>{numExperts, hidden},
-                                      rt.getElementType()),
-              llvm::ArrayRef<int64_t>{1, 0})
-              .getResult()[0];
+    if (m.routerTransposed &&
+        cast<RankedTensorType>(router.getType()).getRank() == 2)
+      router = lookupTransposed(m.router, loc);
     if (cast<RankedTensorType>(router.getType()).getShape() !=
         llvm::ArrayRef<int64_t>{numExperts, hidden})
       return notRaised(llvm::formatv("the router weight {0} is not [E, H] = "
@@ -718,16 +711,9 @@ bool Importer::raiseSharedExpert(const onnx::NodeProto &node) {
         return lookup(n->input(1));
       if (n->op_type() == "MatMul") {
         Value w = lookup(n->input(1));
-        auto wt = cast<RankedTensorType>(w.getType());
-        if (wt.getRank() != 2)
+        if (cast<RankedTensorType>(w.getType()).getRank() != 2)
           return nullptr;
-        Value init = tensor::EmptyOp::create(
-            builder, loc,
-            llvm::ArrayRef<int64_t>{wt.getDimSize(1), wt.getDimSize(0)},
-            wt.getElementType());
-        return linalg::TransposeOp::create(builder, loc, w, init,
-                                           llvm::ArrayRef<int64_t>{1, 0})
-            .getResult()[0];
+        return lookupTransposed(n->input(1), loc);
       }
       return nullptr;
     };
@@ -1456,18 +1442,7 @@ bool Importer::raiseDenseMoE(const onnx::NodeProto &node) {
                      "[E, T, H]");
   Location loc = locOf(node);
   auto outIn = [&](const std::string &name, bool inOut) -> Value {
-    Value w = lookup(name);
-    auto wt = cast<RankedTensorType>(w.getType());
-    if (!inOut)
-      return w;
-    Value init = tensor::EmptyOp::create(
-        builder, loc,
-        llvm::ArrayRef<int64_t>{wt.getDimSize(0), wt.getDimSize(2),
-                                wt.getDimSize(1)},
-        wt.getElementType());
-    return linalg::TransposeOp::create(builder, loc, w, init,
-                                       llvm::ArrayRef<int64_t>{0, 2, 1})
-        .getResult()[0];
+    return inOut ? lookupTransposed(name, loc) : lookup(name);
   };
   m.gateUp = gateUp;
   m.down = down;

@@ -26,6 +26,7 @@
 #include "llvm/Support/Error.h"
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -101,9 +102,21 @@ public:
   std::vector<ONNXValueInfo> graphInputs() const;
   std::vector<ONNXValueInfo> graphOutputs() const;
   /// The bytes of initializer `name`, inline or mapped from its external
-  /// file (mapped once, valid while the model lives).
+  /// file (mapped once, valid while the model lives), or of a copy that
+  /// transposedCopy made.
   llvm::Expected<llvm::ArrayRef<uint8_t>>
   initializerBytes(llvm::StringRef name) const;
+  /// Initializer `name`, or a copy transposedCopy made; null if neither.
+  const ONNXInitializer *initializer(llvm::StringRef name) const;
+  /// The name of a copy of initializer `name` (rank 2 or 3) with its last
+  /// two dimensions swapped, made on the first call and kept while the
+  /// model lives. Exporters store MatMul weights [in, out]; the kernels
+  /// read rows contiguous along `in`, and graph artifacts copy their
+  /// initializers anyway, so the copy costs nothing at run time where a
+  /// transposed view made every decode step stride through the weights.
+  /// Fails for data that initializerBytes cannot give and for element
+  /// types narrower than a byte.
+  llvm::Expected<std::string> transposedCopy(llvm::StringRef name) const;
 
 private:
   ONNXModel();
@@ -113,6 +126,9 @@ private:
   llvm::StringMap<ONNXInitializer> inits;
   llvm::StringMap<int64_t> opsets;
   mutable std::vector<std::unique_ptr<llvm::MemoryBuffer>> mapped;
+  /// transposedCopy's copies and their bytes.
+  mutable llvm::StringMap<ONNXInitializer> copies;
+  mutable std::deque<std::vector<uint8_t>> copyBytes;
 };
 
 /// The name of an ONNX element type (TensorProto::DataType), e.g. "FLOAT".
