@@ -499,32 +499,23 @@ llvm::Expected<std::string> ONNXModel::transposedCopy(StringRef name) const {
     return fail(filePath, "initializer '" + name +
                               "' cannot be stored transposed (rank " +
                               llvm::Twine(rank) + ")");
+  using Swap = void (*)(const uint8_t *, uint8_t *, int64_t, int64_t, int64_t);
   const uint64_t element = init->byteSize / count;
+  Swap swap = element == 1   ? swapLastTwo<uint8_t>
+              : element == 2 ? swapLastTwo<uint16_t>
+              : element == 4 ? swapLastTwo<uint32_t>
+              : element == 8 ? swapLastTwo<uint64_t>
+                             : nullptr;
+  if (!swap)
+    return fail(filePath, "initializer '" + name + "': " +
+                              llvm::Twine(element) +
+                              "-byte elements cannot be stored transposed");
   llvm::Expected<llvm::ArrayRef<uint8_t>> bytes = initializerBytes(name);
   if (!bytes)
     return bytes.takeError();
   const int64_t rows = init->shape[rank - 2], cols = init->shape[rank - 1];
-  const int64_t outer = count / (rows * cols);
   std::vector<uint8_t> &out = copyBytes.emplace_back(bytes->size());
-  switch (element) {
-  case 1:
-    swapLastTwo<uint8_t>(bytes->data(), out.data(), outer, rows, cols);
-    break;
-  case 2:
-    swapLastTwo<uint16_t>(bytes->data(), out.data(), outer, rows, cols);
-    break;
-  case 4:
-    swapLastTwo<uint32_t>(bytes->data(), out.data(), outer, rows, cols);
-    break;
-  case 8:
-    swapLastTwo<uint64_t>(bytes->data(), out.data(), outer, rows, cols);
-    break;
-  default:
-    copyBytes.pop_back();
-    return fail(filePath, "initializer '" + name + "': " +
-                              llvm::Twine(element) +
-                              "-byte elements cannot be stored transposed");
-  }
+  swap(bytes->data(), out.data(), count / (rows * cols), rows, cols);
   ONNXInitializer copy = *init;
   copy.name = copyName;
   std::swap(copy.shape[rank - 2], copy.shape[rank - 1]);
