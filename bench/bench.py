@@ -175,7 +175,15 @@ def onnx_export(module, dtype, path):
     transformers' eager experts: the tracer unrolls their loop over the
     experts the trace input hits, so that input (4096 tokens) must hit every
     expert, which is checked. (The batched_mm form would gather [T * k, 2I,
-    H] weights: 25 GB at T = 1024.)"""
+    H] weights: 25 GB at T = 1024.)
+
+    The exporter's two whole-graph shape inference passes are skipped: on
+    the f32 graph each spent ~50 s, and they leave no trace in the file
+    (the graph keeps no value_info and an untyped input either way).
+    Without them the f32 export takes 7 s instead of 108 s; the files are
+    byte for byte the same (checked with `cmp` for f32 and bf16, torch
+    2.9). The per-node inference that shapes the graph as it is built
+    still runs."""
     import torch
     module.experts.config._experts_implementation = "eager"
     cfg_hidden = module.config.hidden_size
@@ -186,28 +194,14 @@ def onnx_export(module, dtype, path):
     hit = len(torch.unique(ids))
     if hit != module.config.n_routed_experts:
         sys.exit(f"the trace input hits {hit} experts, not all {module.config.n_routed_experts}")
-    torch.onnx.export(Flat(module).wrapped, (x,), path, input_names=["x"], output_names=["y"],
-                      dynamic_axes={"x": {0: "T"}, "y": {0: "T"}}, opset_version=17,
-                      dynamo=False)
-
-
-def export_worker(name, dtype, path):
-    """onnx_export of configuration `name` in a process of its own."""
-    onnx_export(make_module(name, dtype), dtype, path)
-
-
-def start_export(name, dtype, path):
-    """Starts onnx_export of (name, dtype) in another process and returns
-    it: the exporter runs on one core (about a minute for deepseek, mostly
-    its ONNX shape inference), so the bf16 export runs beside the f32 one
-    instead of after it. Nothing is timed meanwhile."""
-    import multiprocessing
-    # A fresh interpreter: forking one that has run torch's thread pools
-    # is unsafe.
-    process = multiprocessing.get_context("spawn").Process(
-        target=export_worker, args=(name, dtype, path))
-    process.start()
-    return process
+    whole_graph_inference = torch._C._jit_pass_onnx_graph_shape_type_inference
+    torch._C._jit_pass_onnx_graph_shape_type_inference = lambda *args: None
+    try:
+        torch.onnx.export(Flat(module).wrapped, (x,), path, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "T"}, "y": {0: "T"}},
+                          opset_version=17, dynamo=False)
+    finally:
+        torch._C._jit_pass_onnx_graph_shape_type_inference = whole_graph_inference
 
 
 def write_npy(path, array):
@@ -236,8 +230,10 @@ def settle():
     """Lets the previous framework's worker threads stop spinning
     (onnxruntime's and OpenMP's spin for a while after each call) before
     the next one is timed, so no framework is timed against another's
-    busy threads."""
-    time.sleep(0.5)
+    busy threads. Measured from the process's CPU time in 50 ms windows
+    after a call: onnxruntime's threads spin for 50-100 ms, PyTorch's for
+    under 50 ms."""
+    time.sleep(0.2)
 
 
 def timed(fn, repeat):
@@ -250,7 +246,11 @@ def timed(fn, repeat):
 
 
 def repeats_for(seconds):
-    return int(min(200, max(3, math.ceil(0.4 / max(seconds, 1e-6)))))
+    """Runs per median: about 0.4 s of them, at least 3, but a single run
+    where one takes a second or more (PyTorch's bf16 layers at T = 1024
+    take 1-3 s; the rounds still give each framework several)."""
+    least = 1 if seconds >= 1.0 else 3
+    return int(min(200, max(least, math.ceil(0.4 / max(seconds, 1e-6)))))
 
 
 def run_layer_rows(args, roof):
@@ -262,7 +262,6 @@ def run_layer_rows(args, roof):
     work = tempfile.mkdtemp(prefix="moe-bench-")
     for name in args.configs:
         cfg = CONFIGS[name]
-        exports = {}  # dtype: the process exporting it
         for dtype in args.dtypes:
             module = make_module(name, dtype)
             flat = Flat(module)
@@ -270,18 +269,7 @@ def run_layer_rows(args, roof):
             form = "com.microsoft.MoE" if name != "deepseek" else "exported graph"
             log(f"{name} {dtype}: writing the ONNX model ({form})")
             if name == "deepseek":
-                if not exports:
-                    for other in args.dtypes[1:]:
-                        exports[other] = start_export(name, other,
-                                                      os.path.join(work, f"{name}.{other}.onnx"))
-                if dtype in exports:
-                    exports[dtype].join()
-                    if exports[dtype].exitcode != 0:
-                        sys.exit(f"{name} {dtype}: the ONNX export failed")
-                else:
-                    onnx_export(module, dtype, onnx_path)
-                    for process in exports.values():
-                        process.join()
+                onnx_export(module, dtype, onnx_path)
             else:
                 onnx_moe_op(name, module, dtype, onnx_path)
             artifact = os.path.join(work, f"{name}.{dtype}.moec")
@@ -310,8 +298,6 @@ def run_layer_rows(args, roof):
                 # The f32 rows' model is this layer widened (make_module);
                 # written here only when they were not run.
                 f32_path = os.path.join(work, f"{name}.f32.onnx")
-                if "f32" in exports:
-                    exports["f32"].join()
                 if not os.path.exists(f32_path):
                     wide = copy.deepcopy(module).float()
                     if name == "deepseek":
@@ -327,24 +313,30 @@ def run_layer_rows(args, roof):
                     x = x.to(torch.bfloat16)
                 # PyTorch's best: transformers' experts implementations
                 # (grouped_mm is its default where it dispatches).
+                # One warm run and one timed run of each picks the best; only
+                # that one is timed further.
                 torch_times = {}
                 settle()
                 with torch.inference_mode():
                     for impl in TORCH_EXPERTS:
                         module.experts.config._experts_implementation = impl
                         try:
-                            ref = flat(x)
+                            flat(x)
                         except RuntimeError as e:  # batched_mm's gathered weights
                             log(f"PyTorch {impl}: {str(e).splitlines()[0][:120]}")
                             continue
-                        n = repeats_for(timed(lambda: flat(x), 1))
-                        torch_times[impl] = timed(lambda: flat(x), n)
-                best = min(torch_times, key=torch_times.get)
-                torch_s = torch_times[best]
+                        torch_times[impl] = timed(lambda: flat(x), 1)
+                    best = min(torch_times, key=torch_times.get)
+                    module.experts.config._experts_implementation = best
+                    n = repeats_for(torch_times[best])
+                    ref = flat(x)
+                    torch_s = timed(lambda: flat(x), n)
                 ref32 = ref.float().numpy()
+                # moec's runs are short beside PyTorch's: at least 3 each.
+                repeats = dict(torch=n, moec=max(3, n))
                 row = dict(config=name, dtype=dtype, tokens=tokens, onnx_form=form,
                            torch_s=torch_s, torch_impl=best, torch_times=torch_times,
-                           repeats=n)
+                           repeats=repeats)
                 feed = x.view(torch.int16).numpy().view(np.uint16) if dtype == "bf16" else x.numpy()
                 if session is not None and ort_error is None:
                     if ort_note:
@@ -353,7 +345,8 @@ def run_layer_rows(args, roof):
                         ort_in = {"x": x.float().numpy()}
                         settle()
                         session.run(None, ort_in)
-                        row["ort_s"] = timed(lambda: session.run(None, ort_in), n)
+                        repeats["ort"] = repeats_for(timed(lambda: session.run(None, ort_in), 1))
+                        row["ort_s"] = timed(lambda: session.run(None, ort_in), repeats["ort"])
                         out = session.run(None, ort_in)[0]
                         row["ort_rel_diff"] = float(np.abs(out - ref32).max() / np.abs(ref32).max())
                     except Exception as e:  # noqa: BLE001
@@ -366,7 +359,8 @@ def run_layer_rows(args, roof):
                     out_dir = os.path.join(work, "out")
                     settle()
                     try:
-                        row["moec_s"] = moe_run_median(args, artifact, x_path, out_dir, n)
+                        row["moec_s"] = moe_run_median(args, artifact, x_path, out_dir,
+                                                       repeats["moec"])
                     except RuntimeError as e:
                         row["moec_error"] = str(e)
                     else:
@@ -400,11 +394,13 @@ def run_layer_rows(args, roof):
                         row["torch_s"] = min(row["torch_s"], timed(lambda: flat(x), n))
                     if "ort_s" in row:
                         settle()
-                        row["ort_s"] = min(row["ort_s"], timed(lambda: session.run(None, ort_in), n))
+                        row["ort_s"] = min(row["ort_s"],
+                                           timed(lambda: session.run(None, ort_in), repeats["ort"]))
                     if "moec_s" in row:
                         settle()
                         row["moec_s"] = min(row["moec_s"],
-                                            moe_run_median(args, artifact, x_path, out_dir, n))
+                                            moe_run_median(args, artifact, x_path, out_dir,
+                                                           repeats["moec"]))
                     if "moec_cold_s" in row:
                         # The cold median swings as much as the warm one.
                         measure_cold(args, row, roof, artifact, x_path, out_dir)
@@ -695,7 +691,9 @@ def markdown(rows, roof, meta, model=None, compile_row=None):
         "",
         "Time of one layer forward (router + experts + combine) on T tokens, "
         "same weights and input for the three: the best of "
-        f"{meta['rounds']} medians, the frameworks measured in turn in each round. Ratios are peer time / moec time "
+        f"{meta['rounds']} medians, the frameworks measured in turn in each round (a median "
+        "over about 0.4 s of runs, at least 3, or one run where a run takes a second or more: "
+        "PyTorch's slowest rows). Ratios are peer time / moec time "
         "(above 1: moec is faster). `moec vs torch` is max|moec - PyTorch| / max|PyTorch| "
         f"(tolerance {TOLERANCE['f32']:g} f32, {TOLERANCE['bf16']:g} bf16) over the tokens "
         "within it; bf16 router logits tie often (8 mantissa bits, up to 64 experts) and "

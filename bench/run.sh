@@ -41,7 +41,8 @@ if ! cmp -s "$root/bench/requirements.txt" "$stamp" 2>/dev/null; then
   peers=$!
   trap 'kill "$peers" 2>/dev/null || true' EXIT
 fi
-MOE_BUILD_DIR=$build "$root/scripts/build.sh"
+# Only what the benchmark runs (the tests are left for scripts/test-all.sh).
+MOE_BUILD_DIR=$build "$root/scripts/build.sh" moec moe-run moe-roofline
 if [ -n "$peers" ] && ! wait "$peers"; then
   tail -n 20 "$venv.log" >&2
   echo "bench: installing the peers into $venv failed (above; all of it in" \
