@@ -370,7 +370,10 @@ void Splitter::split(RewriterBase &rewriter, scf::ParallelOp parallel,
         for (Operation &op : body->without_terminator()) {
           if (next == reductions.size())
             break;
-          auto [outer, inner] = reductions[next];
+          // Named copies, not a structured binding: the lambda below
+          // captures them, which C++17 does not allow for bindings.
+          scf::ForOp outer = reductions[next].outer;
+          scf::ForOp inner = reductions[next].inner;
           if (&op != outer.getOperation()) {
             b.clone(op, mapping);
             continue;
@@ -467,7 +470,7 @@ struct MoEGPUSplitReductionsPass
                        "unroll >= 1");
       return signalPassFailure();
     }
-    Splitter splitter{lanes, minTripCount, maxPartials, unroll};
+    Splitter splitter{lanes, minTripCount, maxPartials, unroll, {}};
     IRRewriter rewriter(&getContext());
     for (func::FuncOp fn : module.getOps<func::FuncOp>()) {
       if (fn.isExternal() || fn.getSymName().starts_with("dealloc_helper"))
