@@ -289,7 +289,7 @@ def run_layer_rows(args, roof):
             try:
                 session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
             except Exception as e:  # noqa: BLE001 - reported in the table
-                ort_error = str(e).strip().splitlines()[0][:160]
+                ort_error = str(e).strip().splitlines()[0][:300]
             if dtype == "bf16" and ort_error and "NOT_IMPLEMENTED" in ort_error:
                 # onnxruntime has no bf16 MatMul or MoE on CPU: what a user
                 # can run is the same layer with the bf16 weights widened to
@@ -350,7 +350,7 @@ def run_layer_rows(args, roof):
                         out = session.run(None, ort_in)[0]
                         row["ort_rel_diff"] = float(np.abs(out - ref32).max() / np.abs(ref32).max())
                     except Exception as e:  # noqa: BLE001
-                        row["ort_error"] = str(e).strip().splitlines()[0][:160]
+                        row["ort_error"] = str(e).strip().splitlines()[0][:300]
                 else:
                     row["ort_error"] = ort_error
                 if moec_error is None:
@@ -731,12 +731,17 @@ def markdown(rows, roof, meta, model=None, compile_row=None):
         lines.append(
             f"| {r['config']} | {r['dtype']} | {r['tokens']} | {ms(r.get('moec_s'))} | {ort_ms} | "
             f"{ms(r.get('torch_s'))} | {ratio(r, 'ort')} | {ratio(r, 'torch')} | {roof_text} | {check} |")
-    notes = sorted({f"- {r['config']} {r['dtype']} T={r['tokens']}: onnxruntime: {r['ort_error']}"
-                    for r in rows if r.get("ort_error")} |
-                   {f"- {r['config']} {r['dtype']}: onnxruntime ran {r['ort_note']}"
-                    for r in rows if r.get("ort_note")} |
-                   {f"- {r['config']} {r['dtype']} T={r['tokens']}: moec: {r['moec_error']}"
-                    for r in rows if r.get("moec_error")})
+    # In the table's order, each note once.
+    notes = []
+    for r in rows:
+        for note in (f"- {r['config']} {r['dtype']}: onnxruntime ran {r['ort_note']}"
+                     if r.get("ort_note") else None,
+                     f"- {r['config']} {r['dtype']} T={r['tokens']}: onnxruntime: {r['ort_error']}"
+                     if r.get("ort_error") else None,
+                     f"- {r['config']} {r['dtype']} T={r['tokens']}: moec: {r['moec_error']}"
+                     if r.get("moec_error") else None):
+            if note and note not in notes:
+                notes.append(note)
     if notes:
         lines += ["", "Notes (rows marked n/a or (f32)):", ""] + notes
     lines += [
