@@ -464,6 +464,18 @@ def add_roof(row, cfg, dtype, roof):
                 row["moec_bw_frac_paired"] = float(np.median(paired))
 
 
+# Runs argv[1:] and prints, as its last stderr line, the wall seconds and
+# the peak resident KiB of that process alone; exits with its status.
+PEAK_RSS = """
+import os, subprocess, sys, time
+start = time.perf_counter()
+job = subprocess.Popen(sys.argv[1:])
+_, status, usage = os.wait4(job.pid, 0)
+print(f"{time.perf_counter() - start:.3f} {usage.ru_maxrss}", file=sys.stderr)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 MODEL_CONFIG = dict(
     # A ~117M-parameter model of the DeepSeek-V3 architecture: MLA, one
     # dense layer then MoE layers with a shared expert and the grouped
@@ -631,15 +643,20 @@ def run_compile_row(args):
     log(f"DeepSeek-V3 header-only checkpoint: {len(tensors)} tensors, {params / 1e9:.0f}B parameters, "
         f"{len(shards)} sparse shards")
     artifact = os.path.join(work, "v3.moec")
-    result = subprocess.run(["/usr/bin/time", "-f", "%e %M", args.moec, work, "--target=cpu",
-                             "-o", artifact, "--max-seq-len=4096"],
-                            capture_output=True, text=True)
+    # The peak RSS comes from wait4 in a small interpreter that starts moec:
+    # a child's peak includes what it had before exec, and a child of this
+    # process (torch loaded) starts at ~700 MB. (/usr/bin/time did this
+    # before; a fresh machine lacks it.)
+    compile_job = subprocess.run(
+        [sys.executable, "-S", "-c", PEAK_RSS, args.moec, work, "--target=cpu", "-o", artifact,
+         "--max-seq-len=4096"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stderr = compile_job.stderr.strip().splitlines()
     row = dict(tensors=len(tensors), params=params, layers=config.num_hidden_layers,
                experts=config.n_routed_experts)
-    if result.returncode != 0:
-        row["error"] = result.stderr.strip().splitlines()[-2 if len(result.stderr.strip().splitlines()) > 1 else -1]
+    if compile_job.returncode != 0:
+        row["error"] = stderr[-2] if len(stderr) > 1 else f"moec exited with {compile_job.returncode}"
     else:
-        seconds, kib = result.stderr.strip().splitlines()[-1].split()
+        seconds, kib = stderr[-1].split()
         row.update(compile_s=float(seconds), peak_rss_bytes=int(kib) * 1024,
                    artifact_bytes=os.path.getsize(artifact))
     import shutil
