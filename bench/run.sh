@@ -6,8 +6,8 @@
 # measures moec, onnxruntime and PyTorch side by side (bench/bench.py) and
 # writes docs/performance.md and docs/performance.json.
 #
-#   bench/run.sh                       # everything (about 9 minutes on 2 cores,
-#                                      # once moec is built and the peers installed)
+#   bench/run.sh                       # everything: about 11 minutes on a fresh
+#                                      # 2-core machine, 6 once built and installed
 #   bench/run.sh --configs qwen3 --dtypes f32 --tokens 1 128   # a subset
 #
 # Arguments go to bench/bench.py (see bench/bench.py --help). Nothing else
