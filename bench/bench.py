@@ -182,7 +182,7 @@ def onnx_export(module, dtype, path):
     (the graph keeps no value_info and an untyped input either way).
     Without them the f32 export takes 7 s instead of 108 s; the files are
     byte for byte the same (checked with `cmp` for f32 and bf16, torch
-    2.9). The per-node inference that shapes the graph as it is built
+    2.15). The per-node inference that shapes the graph as it is built
     still runs."""
     import torch
     module.experts.config._experts_implementation = "eager"
