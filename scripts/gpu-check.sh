@@ -18,14 +18,18 @@
 # the same layer with the same random weights through a CPU artifact on
 # the machine's cores as well, and compares logits (tolerance 3e-2, as
 # for the bf16 fixture) and tokens; each of its runs has the same limit.
-# Every other case fails if it runs past $MOE_GPU_CASE_LIMIT seconds
-# (default 60), so that a hung kernel costs one case, not the run.
+# The vector-code case runs that CPU artifact twice more, with the best
+# kernels the CPU has (AVX-512 on most GPU hosts, never on the machines
+# this project is built on) and with the portable ones, and compares
+# logits (1e-3) and tokens. Every other case fails if it runs past
+# $MOE_GPU_CASE_LIMIT seconds (default 60), so that a hung kernel costs
+# one case, not the run.
 #
 # Usage: scripts/gpu-check.sh [PACK_DIR]   (default build/gpu-pack)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 pack=${1:-$root/build/gpu-pack}
-[[ $pack == -h || $pack == --help ]] && { sed -n '2,25p' "$0"; exit 0; }
+[[ $pack == -h || $pack == --help ]] && { sed -n '2,/^# Usage/p' "$0"; exit 0; }
 build=${MOE_GPU_BUILD_DIR:-$root/build-gpu}
 out=$build/gpu-check
 start=$SECONDS
@@ -94,6 +98,44 @@ while read -r kind name tol rest; do
       fail "$name (cross-check): logits $result"
     else
       pass "$name (cross-check with the CPU, random weights): same tokens, logits $result"
+    fi
+    continue
+  fi
+  if [[ $kind == isacheck ]]; then
+    # TOL is the seed, REST the tolerance, the prompt and the tokens to
+    # generate: the CPU artifact on this machine's cores with the best
+    # vector code its CPU has and with the portable code (MOERT_ISA=generic,
+    # which the CPU suite checks against transformers), same random
+    # weights. The GPU machines are where AVX-512 CPUs are found: this is
+    # the check of the runtime's AVX-512 kernels.
+    seed=$tol
+    read -r tol prompt generate <<< "$rest"
+    limit=${MOE_GPU_TIMING_LIMIT:-150}
+    best=$("$run" --version | sed -n 's/.*CPU kernels: \([a-z0-9]*\).*/\1/p')
+    if [[ $best == generic ]]; then
+      fail "$name (vector code): this CPU has neither AVX2 nor AVX-512; nothing to compare"
+      continue
+    fi
+    ok=1
+    for isa in "$best" generic; do
+      MOERT_ISA=$isa timeout "$limit" "$run" "$pack/$name.cpu.moec" --device=cpu \
+        --random-weights "$seed" --tokens "$prompt" --generate "$generate" \
+        --dump-logits "$out/$name.$isa.npy" > "$out/$name.$isa.tokens" \
+        2> "$out/$name.$isa.err" || ok=0
+    done
+    if (( !ok )); then
+      fail "$name ($best against generic): moe-run failed or ran past ${limit} s: $(tail -qn1 "$out/$name".{"$best",generic}.err | tr '\n' ' ')"
+      continue
+    fi
+    result=$(python3 "$root/scripts/compare_npy.py" "$out/$name.$best.npy" \
+               "$out/$name.generic.npy" "$tol" --rows-argmax)
+    status=$?
+    if ! cmp -s "$out/$name.$best.tokens" "$out/$name.generic.tokens"; then
+      fail "$name ($best against generic): tokens $(cat "$out/$name.$best.tokens") (generic: $(cat "$out/$name.generic.tokens")); logits $result"
+    elif (( status != 0 )); then
+      fail "$name ($best against generic): logits $result"
+    else
+      pass "$name ($best kernels against the portable ones, random weights): same tokens, logits $result"
     fi
     continue
   fi

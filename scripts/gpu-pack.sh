@@ -103,6 +103,11 @@ echo "timing deepseek_v3_layer 1 64 16" >> "$cases"
 "$moec" "$tmp/deepseek_v3_layer" --target=cpu --max-seq-len=4096 \
   -o "$out/deepseek_v3_layer.cpu.moec"
 echo "crosscheck deepseek_v3_layer 1 3e-2 7,11 4" >> "$cases"
+# The CPU artifact again, best vector code against portable code: a
+# 40-token prompt, so the projections take the packed outer-product tiles
+# (32 rows or more) and the decode steps the dot tiles.
+# ISACHECK NAME SEED TOL PROMPT GENERATE
+echo "isacheck deepseek_v3_layer 1 1e-3 $(seq -s, 1 40) 2" >> "$cases"
 
 size=$(du -sm "$out" | cut -f1)
 echo "gpu-pack: $(wc -l < "$cases") cases for $arch in $out ($size MiB)"
