@@ -55,6 +55,32 @@ echo "==> devices"
 "$run" --list-devices
 rm -rf "$out" && mkdir -p "$out"
 
+# One run of case $name with random weights $seed, prompt $prompt and
+# $generate tokens, within $limit seconds: `moe-run ARGS...`, writing
+# $out/$name.TAG.{npy,tokens,err}.
+random_run() {
+  local tag=$1
+  shift
+  timeout "$limit" "$run" "$@" --random-weights "$seed" --tokens "$prompt" \
+    --generate "$generate" --dump-logits "$out/$name.$tag.npy" \
+    > "$out/$name.$tag.tokens" 2> "$out/$name.$tag.err"
+}
+# Passes case $name when random_run's runs A and B gave the same tokens
+# and logits within $tol: compare_runs A B LABEL B_NAME PASS_LABEL.
+compare_runs() {
+  local a=$1 b=$2 label=$3 b_name=$4 pass_label=$5 result status
+  result=$(python3 "$root/scripts/compare_npy.py" "$out/$name.$a.npy" \
+             "$out/$name.$b.npy" "$tol" --rows-argmax)
+  status=$?
+  if ! cmp -s "$out/$name.$a.tokens" "$out/$name.$b.tokens"; then
+    fail "$name ($label): tokens $(cat "$out/$name.$a.tokens") ($b_name: $(cat "$out/$name.$b.tokens")); logits $result"
+  elif (( status != 0 )); then
+    fail "$name ($label): logits $result"
+  else
+    pass "$name ($pass_label): same tokens, logits $result"
+  fi
+}
+
 echo "==> cases from $pack"
 while read -r kind name tol rest; do
   artifact=$pack/$name.cuda.moec
@@ -80,25 +106,13 @@ while read -r kind name tol rest; do
     limit=${MOE_GPU_TIMING_LIMIT:-150}
     ok=1
     for device in cuda cpu; do
-      timeout "$limit" "$run" "$pack/$name.$device.moec" --device=$device \
-        --random-weights "$seed" --tokens "$prompt" --generate "$generate" \
-        --dump-logits "$out/$name.$device.npy" --stats \
-        > "$out/$name.$device.tokens" 2> "$out/$name.$device.err" || ok=0
+      random_run "$device" "$pack/$name.$device.moec" --device=$device --stats || ok=0
     done
     if (( !ok )); then
-      fail "$name (cross-check): moe-run failed or ran past ${limit} s: $(tail -qn1 "$out/$name".*.err | tr '\n' ' ')"
+      fail "$name (cross-check): moe-run failed or ran past ${limit} s: $(tail -qn1 "$out/$name".{cuda,cpu}.err | tr '\n' ' ')"
       continue
     fi
-    result=$(python3 "$root/scripts/compare_npy.py" "$out/$name.cuda.npy" \
-               "$out/$name.cpu.npy" "$tol" --rows-argmax)
-    status=$?
-    if ! cmp -s "$out/$name.cuda.tokens" "$out/$name.cpu.tokens"; then
-      fail "$name (cross-check): tokens $(cat "$out/$name.cuda.tokens") (CPU: $(cat "$out/$name.cpu.tokens")); logits $result"
-    elif (( status != 0 )); then
-      fail "$name (cross-check): logits $result"
-    else
-      pass "$name (cross-check with the CPU, random weights): same tokens, logits $result"
-    fi
+    compare_runs cuda cpu cross-check CPU "cross-check with the CPU, random weights"
     continue
   fi
   if [[ $kind == isacheck ]]; then
@@ -118,25 +132,14 @@ while read -r kind name tol rest; do
     fi
     ok=1
     for isa in "$best" generic; do
-      MOERT_ISA=$isa timeout "$limit" "$run" "$pack/$name.cpu.moec" --device=cpu \
-        --random-weights "$seed" --tokens "$prompt" --generate "$generate" \
-        --dump-logits "$out/$name.$isa.npy" > "$out/$name.$isa.tokens" \
-        2> "$out/$name.$isa.err" || ok=0
+      MOERT_ISA=$isa random_run "$isa" "$pack/$name.cpu.moec" --device=cpu || ok=0
     done
     if (( !ok )); then
       fail "$name ($best against generic): moe-run failed or ran past ${limit} s: $(tail -qn1 "$out/$name".{"$best",generic}.err | tr '\n' ' ')"
       continue
     fi
-    result=$(python3 "$root/scripts/compare_npy.py" "$out/$name.$best.npy" \
-               "$out/$name.generic.npy" "$tol" --rows-argmax)
-    status=$?
-    if ! cmp -s "$out/$name.$best.tokens" "$out/$name.generic.tokens"; then
-      fail "$name ($best against generic): tokens $(cat "$out/$name.$best.tokens") (generic: $(cat "$out/$name.generic.tokens")); logits $result"
-    elif (( status != 0 )); then
-      fail "$name ($best against generic): logits $result"
-    else
-      pass "$name ($best kernels against the portable ones, random weights): same tokens, logits $result"
-    fi
+    compare_runs "$best" generic "$best against generic" generic \
+      "$best kernels against the portable ones, random weights"
     continue
   fi
   if [[ $kind == decoder ]]; then
