@@ -4,9 +4,8 @@
 // kMaxRows f32 activation rows and up to kMaxCols weight rows, both
 // contiguous along K. Weights are read in their stored type (f32, bf16,
 // f16) and widened in registers, so bf16 checkpoints stream half the bytes.
-// dot_impl.inc holds the code; dot_generic.cpp, dot_avx2.cpp and
-// dot_avx512.cpp compile it for each instruction set, and kernels.cpp picks
-// one at run time.
+// dot_impl.inc holds the code; dot_<isa>.cpp compile it for each
+// instruction set, and kernels.cpp picks one at run time.
 //
 //===----------------------------------------------------------------------===//
 
@@ -51,6 +50,23 @@ using OuterTileFn = void (*)(int cols, const float *panel,
                              const float *const *b, int64_t k, float *c,
                              bool accumulate);
 
+/// The outer form with bf16 dot products, for bf16 weights where the ISA
+/// multiplies bf16 pairs (AVX512_BF16's vdpbf16ps): `pairs` holds the panel
+/// rows rounded to bf16, two K elements per 32-bit word (pairs[q * P + m]
+/// is element 2q of row m in the low half, 2q + 1 in the high half; see
+/// PackPairsFn), and c[n * P + m] (+)= sum_{i < k} row m[i] * b[n][i] for
+/// m < P, n < cols <= kOuterCols, b read in place (bf16 bits). Half the
+/// instructions of the f32 form per product, and no widened copy of the
+/// weights.
+using OuterPairsTileFn = void (*)(int cols, const uint32_t *pairs,
+                                  const uint16_t *const *b, int64_t k, float *c,
+                                  bool accumulate);
+
+/// A panel as OuterTileFn takes it ([k][P] floats) in the pair form of
+/// OuterPairsTileFn ([ceil(k / 2)][P] words), rounded to nearest even; an
+/// odd k's last word has a zero high half.
+using PackPairsFn = void (*)(const float *panel, int64_t k, uint32_t *pairs);
+
 /// The gated activation of the expert FFNs, out[i] = act(g[i], u[i]):
 /// silu(g) * u, or with `clamped` GPT-OSS's
 /// (min(u, limit) clamped at -limit + beta) * g' * sigmoid(alpha * g'),
@@ -75,12 +91,20 @@ struct Isa {
   int panel; // activation rows per packed panel: two vectors
   OuterTileFn outer;
   TransposeFn transpose;
+  // Null where the ISA has no bf16 dot products.
+  OuterPairsTileFn outerPairs;
+  PackPairsFn packPairs;
 };
 
 const Isa &isaGeneric();
+/// The AVX-512 build's code (64-byte vectors, bf16 dot products) in
+/// portable instructions, with vdpbf16ps's arithmetic written out: how
+/// machines without AVX-512 test that code (MOERT_ISA=avx512bf16-emulated).
+const Isa &isaEmulatedAVX512BF16();
 #if defined(__x86_64__)
 const Isa &isaAVX2();
 const Isa &isaAVX512();
+const Isa &isaAVX512BF16();
 #endif
 
 } // namespace moert::kernels

@@ -188,18 +188,25 @@ void storeRow(const View<2> &v, int64_t r, const float *row) {
 // The dot-tile driver
 //===----------------------------------------------------------------------===//
 
+/// The best instruction set the CPU has, at most MOERT_ISA's (avx512bf16,
+/// avx512, avx2 or generic; avx512bf16-emulated picks the test build).
 const Isa &chooseIsa() {
   const char *cap = std::getenv("MOERT_ISA");
-  std::string_view want = cap ? cap : "avx512";
+  std::string_view want = cap ? cap : "avx512bf16";
+  if (want == "avx512bf16-emulated")
+    return isaEmulatedAVX512BF16();
 #if defined(__x86_64__)
   __builtin_cpu_init();
   bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
               __builtin_cpu_supports("f16c");
   bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
                 __builtin_cpu_supports("avx512bw");
-  if (avx512 && want == "avx512")
+  bool bf16 = avx512 && __builtin_cpu_supports("avx512bf16");
+  if (bf16 && want == "avx512bf16")
+    return isaAVX512BF16();
+  if (avx512 && (want == "avx512bf16" || want == "avx512"))
     return isaAVX512();
-  if (avx2 && (want == "avx512" || want == "avx2"))
+  if (avx2 && (want == "avx512bf16" || want == "avx512" || want == "avx2"))
     return isaAVX2();
 #endif
   return isaGeneric();
@@ -355,6 +362,7 @@ constexpr int64_t kOuterMinRows = 32;
 /// the prefetchers ahead (on Zen, mixtral's and qwen3's T=1024 layers ran
 /// as fast as or faster than with 256, 512 or whole K).
 constexpr int64_t kOuterChunk = 1024;
+static_assert(kOuterChunk % 2 == 0, "chunks start on a bf16 pair");
 
 /// The widest panel of any ISA (AVX-512: two 16-lane vectors).
 constexpr int64_t kMaxPanel = 32;
@@ -365,6 +373,36 @@ constexpr int64_t kMaxPanel = 32;
 bool useOuter(int64_t count, const Rows &w) {
   return count >= kOuterMinRows && w.colStride == 1;
 }
+
+/// Whether products of activations of type `act` with rows of `w` in the
+/// outer form take the ISA's bf16 dot products (OuterPairsTileFn): bf16
+/// weights read in place, and bf16 activations. Packing those into pairs
+/// loses nothing; only the experts' intermediate activations are rounded
+/// to bf16 for the down projection, where a bf16 model (transformers')
+/// rounds them too. With f32 activations the products stay in f32.
+bool usePairs(const Rows &w, DType act) {
+  return act == DType::BF16 && w.type == DType::BF16 && w.colStride == 1 &&
+         isa().outerPairs;
+}
+
+/// Words one panel of rows of length `k` takes in the pair form.
+int64_t pairWords(int64_t k) { return (k + 1) / 2 * isa().panel; }
+
+/// Activation rows packed for the outer form: `f32` as packPanel writes
+/// them and, where bf16 weights take the bf16 dot products, `pairs`: the
+/// same panels rounded to bf16 in PackPairsFn's form (packed once per
+/// call like the panels; per task it cost as much as the products).
+struct Panels {
+  float *f32 = nullptr;
+  uint32_t *pairs = nullptr;
+  int64_t k = 0;
+
+  /// The panels from panel `t` on.
+  Panels from(int64_t t) const {
+    return {f32 + t * isa().panel * k,
+            pairs ? pairs + t * pairWords(k) : nullptr, k};
+  }
+};
 
 /// Floats that `count` packed rows of length `k` take.
 int64_t panelFloats(int64_t count, int64_t k) {
@@ -396,34 +434,47 @@ void packPanel(RowOf &&rowOf, int64_t count, int64_t k, int64_t t,
 /// against the block's chunk. 16-bit rows are widened whole first
 /// (widenFor: one long stream per row; widening each chunk's 256-element
 /// pieces took a quarter of mixtral's bf16 T=128 layer).
-void outerSums(const float *panels, int64_t count, const Rows &w, int64_t n0,
+void outerSums(const Panels &panels, int64_t count, const Rows &w, int64_t n0,
                int64_t n1, float *acc) {
   const Isa &is = isa();
   const int64_t P = is.panel, K = w.k, numPanels = (count + P - 1) / P;
+  // Panels have a pair form only for bf16 activations.
+  const bool pairs = panels.pairs && usePairs(w, DType::BF16);
   thread_local std::vector<float> wideRows;
-  // Widened whatever `count` is: a projection's last token tile may have
-  // only a few rows.
-  const Rows src = widenFor(w, n0, n1, kOuterMinRows, wideRows);
+  thread_local std::vector<char> pack;
+  // Widened whatever `count` is (a projection's last token tile may have
+  // only a few rows), unless the pair form reads the bf16 rows in place.
+  const Rows src = pairs ? w : widenFor(w, n0, n1, kOuterMinRows, wideRows);
   for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kOuterChunk) {
     const int64_t k1 = std::min(K, k0 + kOuterChunk), len = k1 - k0;
     const float *b[kBlock];
-    for (int64_t n = n0; n < n1; ++n)
-      b[n - n0] = reinterpret_cast<const float *>(
-                      src.base + (n - src.origin) * src.rowStride * 4) +
-                  k0;
+    const uint16_t *bh[kBlock];
+    for (int64_t n = n0; n < n1; ++n) {
+      const char *row =
+          static_cast<const char *>(src.row(n, pack, 0)) + k0 * src.bytes;
+      if (pairs)
+        bh[n - n0] = reinterpret_cast<const uint16_t *>(row);
+      else
+        b[n - n0] = reinterpret_cast<const float *>(row);
+    }
     for (int64_t t = 0; t < numPanels; ++t) {
-      const float *panel = panels + t * P * K + k0 * P;
       for (int64_t n = n0; n < n1; n += kOuterCols) {
         const int cols = int(std::min<int64_t>(kOuterCols, n1 - n));
-        is.outer(cols, panel, b + (n - n0), len,
-                 acc + (t * kBlock + (n - n0)) * P, k0 > 0);
+        float *c = acc + (t * kBlock + (n - n0)) * P;
+        // k0 is even (a multiple of the chunk): word k0 / 2 starts it.
+        if (pairs)
+          is.outerPairs(cols, panels.pairs + t * pairWords(K) + k0 / 2 * P,
+                        bh + (n - n0), len, c, k0 > 0);
+        else
+          is.outer(cols, panels.f32 + t * P * K + k0 * P, b + (n - n0), len, c,
+                   k0 > 0);
       }
     }
   }
 }
 
 /// outerSums transposed into rows: out[m * ldo + (n - n0)].
-void outerBlock(const float *panels, int64_t count, const Rows &w, int64_t n0,
+void outerBlock(const Panels &panels, int64_t count, const Rows &w, int64_t n0,
                 int64_t n1, float *out, int64_t ldo) {
   const int64_t P = isa().panel, numPanels = (count + P - 1) / P;
   thread_local std::vector<float> sums;
@@ -442,22 +493,28 @@ float sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
 
 /// The products x[t] . w.row(n) for t < T, n < N, in parallel tasks of up
 /// to kTokenTile rows by blockFor(T) weight rows; `epilogue(t, n0, n1, row)`
-/// receives row t's f32 products for columns [n0, n1).
+/// receives row t's f32 products for columns [n0, n1). `act` is the type
+/// the activations had (x holds its values in f32).
 template <typename Epilogue>
-void projectRows(const float *x, int64_t T, int64_t K, const Rows &w,
+void projectRows(const float *x, DType act, int64_t T, int64_t K, const Rows &w,
                  int64_t N, Epilogue &&epilogue) {
   const int64_t block = blockFor(T);
   int64_t blocks = (N + block - 1) / block;
   int64_t tokenBlocks = (T + kTokenTile - 1) / kTokenTile;
-  const float *panels = nullptr;
+  Panels panels;
   if (useOuter(T, w)) {
     thread_local CallerBuffer<float> panelBuf;
+    thread_local CallerBuffer<uint32_t> pairBuf;
     float *packed = panelBuf.get(panelFloats(T, K));
-    const int64_t P = isa().panel;
-    parallelFor((T + P - 1) / P, [&](int64_t t) {
+    const int64_t P = isa().panel, numPanels = (T + P - 1) / P;
+    uint32_t *pairs =
+        usePairs(w, act) ? pairBuf.get(numPanels * pairWords(K)) : nullptr;
+    parallelFor(numPanels, [&](int64_t t) {
       packPanel([&](int64_t m) { return x + m * K; }, T, K, t, packed);
+      if (pairs)
+        isa().packPairs(packed + t * P * K, K, pairs + t * pairWords(K));
     });
-    panels = packed;
+    panels = {packed, pairs, K};
   }
   static_assert(kTokenTile % kMaxPanel == 0, "token tiles start panels");
   parallelFor(blocks * tokenBlocks, [&](int64_t task) {
@@ -465,8 +522,9 @@ void projectRows(const float *x, int64_t T, int64_t K, const Rows &w,
     int64_t t0 = (task / blocks) * kTokenTile;
     int64_t rows = std::min(T, t0 + kTokenTile) - t0;
     float tileOut[kTokenTile * kBlock];
-    if (panels) {
-      outerBlock(panels + t0 * K, rows, w, n0, n1, tileOut, block);
+    if (panels.f32) {
+      outerBlock(panels.from(t0 / isa().panel), rows, w, n0, n1, tileOut,
+                 block);
     } else {
       const float *a[kTokenTile];
       for (int64_t m = 0; m < rows; ++m)
@@ -564,15 +622,36 @@ void experts(const ExpertsArgs &p) {
     routedDot |= !isOuter(g);
   float *act = routedDot ? actBuf.get(T * k * I) : nullptr;
   float *shAct = S && !isOuter(numActive) ? shActBuf.get(T * S) : nullptr;
+  // The pair forms too where bf16 weights take the bf16 dot products
+  // (usePairs): x's for stage 1, the activations' for stage 2.
+  auto anyPairs = [&](const View<3> &routed, const View<2> &sh) {
+    return (numActive && usePairs(rowsOf(routed, active[0]), p.x.type)) ||
+           (S && usePairs(rowsOf(sh), p.x.type));
+  };
+  const bool xPairs =
+      anyPairs(p.gate, p.sharedGate) || anyPairs(p.up, p.sharedUp);
+  const bool actPairs = anyPairs(p.down, p.sharedDown);
   float *xPanels = nullptr, *actPanels = nullptr;
+  uint32_t *xPairPanels = nullptr, *actPairPanels = nullptr;
+  // The group a panel index belongs to.
+  auto groupOf = [&](int64_t panel) {
+    return std::upper_bound(panelStart, panelStart + groups + 1, panel) -
+           panelStart - 1;
+  };
   if (panelStart[groups] > 0) {
     thread_local CallerBuffer<float> xPanelBuf, actPanelBuf;
+    thread_local CallerBuffer<uint32_t> xPairBuf, actPairBuf;
     xPanels = xPanelBuf.get(panelStart[groups] * P * H);
     actPanels = actPanelBuf.get(routedPanels * P * I +
                                 (panelStart[groups] - routedPanels) * P * S);
+    if (xPairs)
+      xPairPanels = xPairBuf.get(panelStart[groups] * pairWords(H));
+    if (actPairs)
+      actPairPanels =
+          actPairBuf.get(routedPanels * pairWords(I) +
+                         (panelStart[groups] - routedPanels) * pairWords(S));
     parallelFor(panelStart[groups], [&](int64_t panel) {
-      int64_t g = std::upper_bound(panelStart, panelStart + groups + 1,
-                                   panel) - panelStart - 1;
+      int64_t g = groupOf(panel);
       int64_t p0 = g == numActive ? 0 : start[active[g]];
       packPanel(
           [&](int64_t m) {
@@ -580,12 +659,23 @@ void experts(const ExpertsArgs &p) {
           },
           countOf(g), H, panel - panelStart[g],
           xPanels + panelStart[g] * P * H);
+      if (xPairs)
+        isa().packPairs(xPanels + panel * P * H, H,
+                        xPairPanels + panel * pairWords(H));
     });
   }
-  // Group g's packed activations.
+  auto xPanelsOf = [&](int64_t g) {
+    return Panels{xPanels, xPairPanels, H}.from(panelStart[g]);
+  };
+  // Group g's packed activations: the routed groups' rows of I, then the
+  // shared expert's of S.
   auto actPanelsOf = [&](int64_t g) {
-    return g == numActive ? actPanels + routedPanels * P * I
-                          : actPanels + panelStart[g] * P * I;
+    if (g == numActive)
+      return Panels{actPanels + routedPanels * P * I,
+                    actPairPanels ? actPairPanels + routedPanels * pairWords(I)
+                                  : nullptr,
+                    S};
+    return Panels{actPanels, actPairPanels, I}.from(panelStart[g]);
   };
 
   // Tasks: one per block of weight rows, the shared expert's (over all
@@ -635,7 +725,7 @@ void experts(const ExpertsArgs &p) {
       thread_local std::vector<float> gBuf, uBuf;
       float *gAcc = scratch(gBuf, numPanels * kBlock * P);
       float *uAcc = scratch(uBuf, numPanels * kBlock * P);
-      const float *panels = xPanels + panelStart[g] * P * H;
+      const Panels panels = xPanelsOf(g);
       outerSums(panels, count, weightsOf(g, p.gate, p.sharedGate), n0, n1,
                 gAcc);
       outerSums(panels, count, weightsOf(g, p.up, p.sharedUp), n0, n1, uAcc);
@@ -647,7 +737,7 @@ void experts(const ExpertsArgs &p) {
               gv[(n - n0) * P + m] += p.gateBias.f32(e, n);
               uv[(n - n0) * P + m] += p.upBias.f32(e, n);
             }
-        float *dst = actPanelsOf(g) + t * P * width + n0 * P;
+        float *dst = actPanelsOf(g).f32 + t * P * width + n0 * P;
         isa().activation(gv, uv, dst, (n1 - n0) * P, !shared && clamped,
                          p.alpha, p.limit, p.beta);
         // A last panel's missing rows stay zero.
@@ -698,6 +788,15 @@ void experts(const ExpertsArgs &p) {
                  dst + (m0 + m) * width + n0);
     }
   });
+
+  // The activations' pair forms, once stage 1 has written all columns.
+  if (actPairPanels)
+    parallelFor(panelStart[groups], [&](int64_t panel) {
+      const int64_t g = groupOf(panel), t = panel - panelStart[g];
+      const Panels act = actPanelsOf(g);
+      isa().packPairs(act.f32 + t * P * act.k, act.k,
+                      act.pairs + t * pairWords(act.k));
+    });
 
   // Stage 2: down projection (and its bias) into one row per pair.
   forGroups(H, H, [&](int64_t g, int64_t n0, int64_t n1) {
@@ -812,7 +911,7 @@ void linear(const LinearArgs &p) {
     bias = b;
   }
   const bool fastStore = p.out.type == DType::F32 && p.out.stride[1] == 1;
-  projectRows(x, T, K, w, N,
+  projectRows(x, p.x.type, T, K, w, N,
               [&](int64_t t, int64_t n0, int64_t n1, float *row) {
                 if (bias)
                   for (int64_t n = n0; n < n1; ++n)
@@ -876,7 +975,7 @@ void route(const RouteArgs &p) {
     float *x = xBuf.get(T * H);
     rowsToF32(p.x, T, x);
     float *logits = logitBuf.get(T * E);
-    projectRows(x, T, H, rowsOf(p.gate), E,
+    projectRows(x, p.x.type, T, H, rowsOf(p.gate), E,
                 [&](int64_t t, int64_t n0, int64_t n1, const float *row) {
                   std::memcpy(logits + t * E + n0, row,
                               (n1 - n0) * sizeof(float));

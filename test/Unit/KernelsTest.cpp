@@ -8,7 +8,9 @@
 // biases, shared experts and the clamped activation; ids outside [0, E).
 // Each is checked against a plain double loop of the op's definition. CTest
 // runs the binary again with MOERT_ISA=generic, so the portable code is
-// checked on every CPU.
+// checked on every CPU, and with MOERT_ISA=avx512bf16-emulated, the AVX-512
+// build's code (64-byte vectors, bf16 dot products) in portable
+// instructions.
 //
 //===----------------------------------------------------------------------===//
 
@@ -18,8 +20,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace {
@@ -311,6 +315,11 @@ INSTANTIATE_TEST_SUITE_P(
                     true, false},
         ExpertsCase{80, 520, 2, 100, 1, 33, true, true, false, true, true,
                     false, false},
+        // bf16 in the outer form with odd K (1031 for the gate and up,
+        // chunked; 35 and 21 for the down projections): with bf16 dot
+        // products (the avx512bf16 builds) the last pair is half empty.
+        ExpertsCase{96, 1031, 2, 35, 2, 21, true, true, false, false, false,
+                    false, false},
         // Gate and up rows interleaved in one tensor: decode (192 fused
         // rows per block and a tail), token tiles (under 32 rows per
         // expert) with 16-bit rows widened, and the outer form.
@@ -389,6 +398,66 @@ TEST(LinearKernel, BF16WeightsInTokenTiles) {
       }
     EXPECT_LE(worst, 2e-5 * scale) << "T=" << T;
   }
+}
+
+TEST(LinearKernel, BF16ActivationsAndWeights) {
+  // bf16 both sides in the outer form (with bf16 dot products where the
+  // ISA has them): odd K, a short last token tile, a panel with missing
+  // rows. The activations are bf16 already, so the only rounding beyond
+  // the order of sums is the output's.
+  std::mt19937 rng(8);
+  for (int64_t T : {33, 67}) {
+    const int64_t K = 131, N = 53;
+    Tensor x({T, K}, rng, /*isBF16=*/true),
+        weight({N, K}, rng, /*isBF16=*/true, 0.1f);
+    Tensor out = Tensor::zeros({T, N});
+    out.bf16 = true;
+    auto xd = x.desc<moert_memref2d>(), wd = weight.desc<moert_memref2d>(),
+         od = out.desc<moert_memref2d>();
+    auto none1 = absent<moert_memref1d>();
+    auto none2 = absent<moert_memref2d>();
+    _mlir_ciface_moert_linear_bf16_bf16(&xd, &wd, &none1, &none1, &none2,
+                                        &od, 0, 0.0f);
+    double worst = 0, scale = 0;
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t n = 0; n < N; ++n) {
+        double acc = 0;
+        for (int64_t i = 0; i < K; ++i)
+          acc += double(x.v(t, i)) * weight.v(n, i);
+        worst = std::max(worst, std::abs(acc - out.at(t, n)));
+        scale = std::max(scale, std::abs(acc));
+      }
+    EXPECT_LE(worst, 4e-3 * scale) << "T=" << T;
+  }
+}
+
+TEST(KernelsIsa, BestUnderTheCap) {
+  // The build the runtime picks: the emulated one when MOERT_ISA names it,
+  // else the best this CPU has, at most MOERT_ISA's. A wrong pick would
+  // make the CTest runs meant for one build test another.
+  const char *cap = std::getenv("MOERT_ISA");
+  std::string want = cap ? cap : "avx512bf16";
+  if (want == "avx512bf16-emulated") {
+    EXPECT_EQ(want, moert_kernels_isa());
+    return;
+  }
+  const std::vector<std::string> order = {"generic", "avx2", "avx512",
+                                          "avx512bf16"};
+  size_t best = 0;
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("f16c")) {
+    best = 1;
+    if (__builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw"))
+      best = __builtin_cpu_supports("avx512bf16") ? 3 : 2;
+  }
+#endif
+  size_t capped = std::find(order.begin(), order.end(), want) - order.begin();
+  if (capped == order.size())
+    capped = 0; // an unknown name gets the portable code
+  EXPECT_EQ(order[std::min(best, capped)], moert_kernels_isa());
 }
 
 TEST(RouteKernel, GroupedSigmoidWithPermutation) {

@@ -84,6 +84,12 @@ Common options:
   --version              print the runtime version, and the instruction set
                          and thread count of its CPU kernels
 
+CPU kernels: $MOERT_NUM_THREADS threads (default: one per CPU this process
+may run on), and the best vector code the CPU has, at most $MOERT_ISA's:
+avx512bf16 (AVX-512 with bf16 dot products, used for bf16 models'
+prompts), avx512, avx2 or generic (portable). avx512bf16-emulated, a test
+aid, runs the AVX-512 code in portable instructions on any CPU.
+
 Examples:
   moec path/to/checkpoint --emit=artifact -o model.moec
   moe-run model.moec --tokens 0,5,99,180 --generate 8
