@@ -24,6 +24,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -373,6 +374,22 @@ TEST(LinearKernel, NormBiasResidualTransposed) {
     }
 }
 
+/// max |x w^T - out| over the elements of out ([T, N]), against x [T, K]
+/// and w [N, K] multiplied in double, and max |x w^T|.
+std::pair<double, double> productError(const Tensor &x, const Tensor &w,
+                                       const Tensor &out) {
+  double worst = 0, scale = 0;
+  for (int64_t t = 0; t < out.shape[0]; ++t)
+    for (int64_t n = 0; n < out.shape[1]; ++n) {
+      double acc = 0;
+      for (int64_t i = 0; i < x.shape[1]; ++i)
+        acc += double(x.v(t, i)) * w.v(n, i);
+      worst = std::max(worst, std::abs(acc - out.at(t, n)));
+      scale = std::max(scale, std::abs(acc));
+    }
+  return {worst, scale};
+}
+
 TEST(LinearKernel, BF16WeightsInTokenTiles) {
   // bf16 weights with f32 activations: 66 rows take the outer form in
   // tiles of 64 and 2 rows, so the short tile must widen them too.
@@ -387,15 +404,7 @@ TEST(LinearKernel, BF16WeightsInTokenTiles) {
     auto none2 = absent<moert_memref2d>();
     _mlir_ciface_moert_linear_f32_bf16(&xd, &wd, &none1, &none1, &none2, &od,
                                        0, 0.0f);
-    double worst = 0, scale = 0;
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t n = 0; n < N; ++n) {
-        double acc = 0;
-        for (int64_t i = 0; i < K; ++i)
-          acc += double(x.v(t, i)) * weight.v(n, i);
-        worst = std::max(worst, std::abs(acc - out.at(t, n)));
-        scale = std::max(scale, std::abs(acc));
-      }
+    auto [worst, scale] = productError(x, weight, out);
     EXPECT_LE(worst, 2e-5 * scale) << "T=" << T;
   }
 }
@@ -418,15 +427,7 @@ TEST(LinearKernel, BF16ActivationsAndWeights) {
     auto none2 = absent<moert_memref2d>();
     _mlir_ciface_moert_linear_bf16_bf16(&xd, &wd, &none1, &none1, &none2,
                                         &od, 0, 0.0f);
-    double worst = 0, scale = 0;
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t n = 0; n < N; ++n) {
-        double acc = 0;
-        for (int64_t i = 0; i < K; ++i)
-          acc += double(x.v(t, i)) * weight.v(n, i);
-        worst = std::max(worst, std::abs(acc - out.at(t, n)));
-        scale = std::max(scale, std::abs(acc));
-      }
+    auto [worst, scale] = productError(x, weight, out);
     EXPECT_LE(worst, 4e-3 * scale) << "T=" << T;
   }
 }
