@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -436,6 +437,8 @@ TEST(KernelsIsa, BestUnderTheCap) {
   // The build the runtime picks: the emulated one when MOERT_ISA names it,
   // else the best this CPU has, at most MOERT_ISA's. A wrong pick would
   // make the CTest runs meant for one build test another.
+  // scripts/avx512-emulator-check.sh reads this line.
+  std::printf("CPU kernels: %s\n", moert_kernels_isa());
   const char *cap = std::getenv("MOERT_ISA");
   std::string want = cap ? cap : "avx512bf16";
   if (want == "avx512bf16-emulated") {
