@@ -24,10 +24,12 @@ against the transformers model with its KV cache, and whether their greedy
 tokens agree; and moec's compile time and peak memory on the full
 DeepSeek-V3 config from a header-only checkpoint (sparse shards).
 
-It also measures the machine's roof (bench/roofline.cpp: read bandwidth and
-peak f32 FLOP/s on all cores) and reports each moec row against it: T=1 as
-the fraction of read bandwidth (bytes of the weights the step must read /
-time), larger T as the fraction of peak FLOP/s.
+It also measures the machine's roof (bench/roofline.cpp: read bandwidth,
+peak f32 FLOP/s and, with AVX512_BF16, peak bf16 FLOP/s on all cores) and
+reports each moec row against it: T=1 as the fraction of read bandwidth
+(bytes of the weights the step must read / time), larger T as the fraction
+of peak FLOP/s (bf16 rows: the bf16 peak where moec's avx512bf16 kernels
+run).
 
 Writes docs/performance.md (Markdown) and docs/performance.json.
 """
@@ -441,8 +443,18 @@ def raise_roof(roof, sample, quiet=False):
     """Keeps in `roof` the higher of each figure of `sample`."""
     if not quiet:
         log(f"roof: {sample}")
-    for key in ("read_bandwidth_bytes_per_s", "peak_f32_flops"):
-        roof[key] = max(roof[key], sample[key])
+    for key in ("read_bandwidth_bytes_per_s", "peak_f32_flops", "peak_bf16_flops"):
+        if sample.get(key) is not None:
+            roof[key] = max(roof.get(key) or 0, sample[key])
+
+
+def peak_flops(roof, dtype):
+    """The FLOP/s roof of a row: with the avx512bf16 kernels (vdpbf16ps for
+    bf16 prompts) and a measured bf16 peak, the bf16 rows' is that peak;
+    everything else runs f32 FMAs."""
+    if dtype == "bf16" and roof.get("bf16_kernels") and roof.get("peak_bf16_flops"):
+        return roof["peak_bf16_flops"]
+    return roof["peak_f32_flops"]
 
 
 def add_roof(row, cfg, dtype, roof):
@@ -454,7 +466,7 @@ def add_roof(row, cfg, dtype, roof):
     flops = 2 * t * (k + s) * 3 * h * i + 2 * t * h * e
     row["flops"] = flops
     if "moec_s" in row:
-        row["moec_flops_frac"] = flops / row["moec_s"] / roof["peak_f32_flops"]
+        row["moec_flops_frac"] = flops / row["moec_s"] / peak_flops(roof, dtype)
         if experts_hit is not None and "moec_cold_s" in row:
             weight_bytes = (experts_hit + s) * 3 * h * i * elem + h * e * elem
             row["bytes"] = weight_bytes
@@ -701,7 +713,11 @@ def markdown(rows, roof, meta, model=None, compile_row=None):
         f"of each): read bandwidth "
         f"{roof['read_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s, peak f32 "
         f"{roof['peak_f32_flops'] / 1e9:.0f} GFLOP/s ({roof['vector_bits']}-bit FMA); "
-        "bf16 has no faster path on this CPU (no AVX-512 BF16), so its roof is the f32 one",
+        + (f"peak bf16 {peak_flops(roof, 'bf16') / 1e9:.0f} GFLOP/s (vdpbf16ps, which moec's "
+           "kernels use for bf16 products of 32 or more rows: the bf16 rows' roof, a "
+           "conservative one where fewer rows meet each expert)"
+           if peak_flops(roof, "bf16") != roof["peak_f32_flops"] else
+           "bf16 rows run f32 FMAs here (no AVX512_BF16 kernels), so their roof is the f32 one"),
         f"- peers: {meta['peers']}",
         "",
         "## MoE layer",
@@ -722,7 +738,8 @@ def markdown(rows, roof, meta, model=None, compile_row=None):
         "cold median against a bandwidth sample taken just before it, the median of the "
         "rounds' fractions, and in brackets the best cold median against the run's best "
         "sample (this machine's bandwidth moves by a quarter within minutes; the bracketed "
-        "figure is the conservative one). Otherwise `roof` is the fraction of peak f32 FLOP/s.",
+        "figure is the conservative one). Otherwise `roof` is the fraction of peak FLOP/s (f32, or "
+        "bf16 for bf16 rows where the line above gives a bf16 peak).",
         "",
         "| layer | weights | T | moec ms | onnxruntime ms | PyTorch ms | ORT / moec | PyTorch / moec | roof | moec vs torch |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -853,6 +870,7 @@ def main():
     except (OSError, StopIteration):
         pass
     isa = subprocess.run([args.moe_run, "--version"], capture_output=True, text=True).stdout.strip()
+    roof["bf16_kernels"] = "CPU kernels: avx512bf16," in isa
     meta = dict(cpu=cpu, date=datetime.date.today().isoformat(), isa=isa, rounds=args.rounds,
                 peers=f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider), "
                       f"PyTorch {torch.__version__} eager with transformers {transformers.__version__}")

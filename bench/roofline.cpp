@@ -2,9 +2,11 @@
 //
 // Prints, as JSON, what this machine can do on all its cores: memory read
 // bandwidth (a 1 GiB buffer summed by every thread, best of several passes)
-// and peak f32 FLOP/s (independent FMA chains held in registers). The
-// benchmark reports each moec row as a fraction of these. Built with
-// -O3 -march=native, so it measures the widest vectors the CPU has.
+// and peak f32 FLOP/s (independent FMA chains held in registers), and where
+// the CPU has AVX512_BF16, peak bf16 FLOP/s (vdpbf16ps chains: what the
+// runtime's avx512bf16 kernels use for bf16 prompts). The benchmark reports
+// each moec row as a fraction of these. Built with -O3 -march=native, so it
+// measures the widest vectors the CPU has.
 //
 //===----------------------------------------------------------------------===//
 
@@ -18,6 +20,10 @@
 #include <vector>
 
 #include <sched.h>
+
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
 
 namespace {
 
@@ -129,20 +135,57 @@ double peakFlops(int threads) {
   return double(iterations / 12) * 12 * kLanes * 2 * threads / best;
 }
 
+#if defined(__AVX512BF16__)
+/// Peak bf16 FLOP/s: vdpbf16ps adds two products per f32 lane.
+double peakBF16Flops(int threads) {
+  const long iterations = 50'000'000;
+  std::vector<float> sink(threads * 16);
+  double best = 1e30;
+  for (int pass = 0; pass < 3; ++pass) {
+    double s = onAllCores(threads, [&](int t) {
+      __m512 acc[12];
+      for (int j = 0; j < 12; ++j)
+        acc[j] = _mm512_set1_ps(float(j + t));
+      __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80); // (1.0, 1.0)
+      __m512bh b = (__m512bh)_mm512_set1_epi32(0x33d633d6); // (1e-7, 1e-7)
+      for (long i = 0; i < iterations / 12; ++i)
+        for (int j = 0; j < 12; ++j)
+          acc[j] = _mm512_dpbf16_ps(acc[j], a, b);
+      __m512 total = _mm512_setzero_ps();
+      for (int j = 0; j < 12; ++j)
+        total = _mm512_add_ps(total, acc[j]);
+      sink[t * 16] = _mm512_reduce_add_ps(total);
+    });
+    best = std::min(best, s);
+  }
+  volatile float keep = sink[0];
+  (void)keep;
+  // Each iteration: 12 instructions of 16 lanes, 2 products (4 FLOPs) each.
+  return double(iterations / 12) * 12 * 16 * 4 * threads / best;
+}
+#endif
+
 } // namespace
 
 int main(int argc, char **argv) {
   if (argc > 1 && (!std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h"))) {
     std::printf("moe-roofline: measures this machine's memory read bandwidth "
-                "and peak f32 FLOP/s on all cores; prints JSON.\n"
+                "and peak f32 FLOP/s on all cores (and peak bf16 FLOP/s "
+                "where the CPU has AVX512_BF16; null otherwise); prints "
+                "JSON.\n"
                 "Usage: moe-roofline\n");
     return 0;
   }
   int threads = cores();
   double bandwidth = readBandwidth(threads);
   double flops = peakFlops(threads);
+  char bf16[32] = "null";
+#if defined(__AVX512BF16__)
+  std::snprintf(bf16, sizeof bf16, "%.4g", peakBF16Flops(threads));
+#endif
   std::printf("{\"cores\": %d, \"read_bandwidth_bytes_per_s\": %.4g, "
-              "\"peak_f32_flops\": %.4g, \"vector_bits\": %d}\n",
-              threads, bandwidth, flops, kVectorBytes * 8);
+              "\"peak_f32_flops\": %.4g, \"peak_bf16_flops\": %s, "
+              "\"vector_bits\": %d}\n",
+              threads, bandwidth, flops, bf16, kVectorBytes * 8);
   return 0;
 }
