@@ -391,7 +391,8 @@ int64_t pairWords(int64_t k) { return (k + 1) / 2 * isa().panel; }
 /// Activation rows packed for the outer form: `f32` as packPanel writes
 /// them and, where bf16 weights take the bf16 dot products, `pairs`: the
 /// same panels rounded to bf16 in PackPairsFn's form (packed once per
-/// call like the panels; per task it cost as much as the products).
+/// call like the panels: per task, every block of weight rows would pack
+/// them again).
 struct Panels {
   float *f32 = nullptr;
   uint32_t *pairs = nullptr;
