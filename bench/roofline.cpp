@@ -108,60 +108,60 @@ double readBandwidth(int threads) {
   return double(bytes) / best;
 }
 
-double peakFlops(int threads) {
-  const long iterations = 50'000'000;
+/// The best of three runs of `chains(t)` on all cores, in seconds; each
+/// thread's result is kept so the compiler cannot drop the work.
+template <typename Chains> double bestOfThree(int threads, Chains chains) {
   std::vector<float> sink(threads * 16);
   double best = 1e30;
-  for (int pass = 0; pass < 3; ++pass) {
-    double s = onAllCores(threads, [&](int t) {
-      // 12 independent accumulators cover the FMA latency on two ports.
-      V acc[12];
-      for (int j = 0; j < 12; ++j)
-        acc[j] = V{} + float(j + t);
-      V m = V{} + 0.999999f, c = V{} + 1e-7f;
-      for (long i = 0; i < iterations / 12; ++i)
-        for (int j = 0; j < 12; ++j)
-          acc[j] = acc[j] * m + c;
-      V total = {};
-      for (int j = 0; j < 12; ++j)
-        total += acc[j];
-      sink[t * 16] = total[0];
-    });
-    best = std::min(best, s);
-  }
+  for (int pass = 0; pass < 3; ++pass)
+    best = std::min(best, onAllCores(threads, [&](int t) {
+                      sink[t * 16] = chains(t);
+                    }));
   volatile float keep = sink[0];
   (void)keep;
+  return best;
+}
+
+constexpr long kIterations = 50'000'000;
+
+double peakFlops(int threads) {
+  double best = bestOfThree(threads, [](int t) {
+    // 12 independent accumulators cover the FMA latency on two ports.
+    V acc[12];
+    for (int j = 0; j < 12; ++j)
+      acc[j] = V{} + float(j + t);
+    V m = V{} + 0.999999f, c = V{} + 1e-7f;
+    for (long i = 0; i < kIterations / 12; ++i)
+      for (int j = 0; j < 12; ++j)
+        acc[j] = acc[j] * m + c;
+    V total = {};
+    for (int j = 0; j < 12; ++j)
+      total += acc[j];
+    return total[0];
+  });
   // Each iteration: 12 FMAs of kLanes lanes, 2 FLOPs each.
-  return double(iterations / 12) * 12 * kLanes * 2 * threads / best;
+  return double(kIterations / 12) * 12 * kLanes * 2 * threads / best;
 }
 
 #if defined(__AVX512BF16__)
 /// Peak bf16 FLOP/s: vdpbf16ps adds two products per f32 lane.
 double peakBF16Flops(int threads) {
-  const long iterations = 50'000'000;
-  std::vector<float> sink(threads * 16);
-  double best = 1e30;
-  for (int pass = 0; pass < 3; ++pass) {
-    double s = onAllCores(threads, [&](int t) {
-      __m512 acc[12];
+  double best = bestOfThree(threads, [](int t) {
+    __m512 acc[12];
+    for (int j = 0; j < 12; ++j)
+      acc[j] = _mm512_set1_ps(float(j + t));
+    __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80); // (1.0, 1.0)
+    __m512bh b = (__m512bh)_mm512_set1_epi32(0x33d633d6); // (1e-7, 1e-7)
+    for (long i = 0; i < kIterations / 12; ++i)
       for (int j = 0; j < 12; ++j)
-        acc[j] = _mm512_set1_ps(float(j + t));
-      __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80); // (1.0, 1.0)
-      __m512bh b = (__m512bh)_mm512_set1_epi32(0x33d633d6); // (1e-7, 1e-7)
-      for (long i = 0; i < iterations / 12; ++i)
-        for (int j = 0; j < 12; ++j)
-          acc[j] = _mm512_dpbf16_ps(acc[j], a, b);
-      __m512 total = _mm512_setzero_ps();
-      for (int j = 0; j < 12; ++j)
-        total = _mm512_add_ps(total, acc[j]);
-      sink[t * 16] = _mm512_reduce_add_ps(total);
-    });
-    best = std::min(best, s);
-  }
-  volatile float keep = sink[0];
-  (void)keep;
+        acc[j] = _mm512_dpbf16_ps(acc[j], a, b);
+    __m512 total = _mm512_setzero_ps();
+    for (int j = 0; j < 12; ++j)
+      total = _mm512_add_ps(total, acc[j]);
+    return _mm512_reduce_add_ps(total);
+  });
   // Each iteration: 12 instructions of 16 lanes, 2 products (4 FLOPs) each.
-  return double(iterations / 12) * 12 * 16 * 4 * threads / best;
+  return double(kIterations / 12) * 12 * 16 * 4 * threads / best;
 }
 #endif
 
