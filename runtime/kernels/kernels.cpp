@@ -195,6 +195,12 @@ const Isa &chooseIsa() {
   std::string_view want = cap ? cap : "avx512bf16";
   if (want == "avx512bf16-emulated")
     return isaEmulatedAVX512BF16();
+  // The builds in order of preference; an unknown name allows only the
+  // portable one.
+  const int allowed = want == "avx512bf16" ? 3
+                      : want == "avx512"   ? 2
+                      : want == "avx2"     ? 1
+                                           : 0;
 #if defined(__x86_64__)
   __builtin_cpu_init();
   bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
@@ -202,12 +208,14 @@ const Isa &chooseIsa() {
   bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
                 __builtin_cpu_supports("avx512bw");
   bool bf16 = avx512 && __builtin_cpu_supports("avx512bf16");
-  if (bf16 && want == "avx512bf16")
+  if (bf16 && allowed >= 3)
     return isaAVX512BF16();
-  if (avx512 && (want == "avx512bf16" || want == "avx512"))
+  if (avx512 && allowed >= 2)
     return isaAVX512();
-  if (avx2 && (want == "avx512bf16" || want == "avx512" || want == "avx2"))
+  if (avx2 && allowed >= 1)
     return isaAVX2();
+#else
+  (void)allowed;
 #endif
   return isaGeneric();
 }
